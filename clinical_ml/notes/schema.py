@@ -1,0 +1,176 @@
+"""The extraction schema: one definition shared by the synthetic gold, training, inference and
+evaluation.
+
+An annotated note (gold or predicted) is::
+
+    {"id": <note id; ROW_ID for NOTEEVENTS>,
+     "entities":  [{"start": int, "end": int, "label": LABEL, "text": str, "negated": bool}],
+     "relations": [{"type": RELATION, "head": int, "tail": int}],
+     "record":    <structured record, RECORD_SCHEMA>}
+
+- ``start``/``end`` are character offsets into the note text (``text[start:end] == text``);
+- ``head``/``tail`` index ``entities``: the head is the attribute (DOSE, ROUTE, FREQUENCY),
+  the tail the MEDICATION it belongs to;
+- ``negated`` is true when the finding is explicitly absent ("denies chest pain").
+
+The record is what a perfect extractor produces from the spans: ``record_from_annotations``
+derives it, so gold records, predicted records and the generative model's targets agree by
+construction. See docs/contracts.md for the gold file layout (``annotations/notes_gold.jsonl``).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import jsonschema
+
+ENTITY_LABELS: tuple[str, ...] = (
+    "MEDICATION", "DOSE", "ROUTE", "FREQUENCY", "PROBLEM", "TEST", "PROCEDURE",
+)
+# Attribute label -> relation type linking it to its medication.
+ATTRIBUTE_RELATIONS: dict[str, str] = {
+    "DOSE": "DOSE_OF", "ROUTE": "ROUTE_OF", "FREQUENCY": "FREQUENCY_OF",
+}
+RELATION_TYPES: tuple[str, ...] = tuple(ATTRIBUTE_RELATIONS.values())
+# Labels whose findings can be negated and land in the record as lists of findings.
+FINDING_LABELS: dict[str, str] = {"PROBLEM": "problems", "TEST": "tests", "PROCEDURE": "procedures"}
+
+_nullable_str = {"type": ["string", "null"]}
+_finding = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "minLength": 1}, "negated": {"type": "boolean"}},
+    "required": ["name", "negated"],
+    "additionalProperties": False,
+}
+RECORD_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "Structured clinical note record",
+    "type": "object",
+    "properties": {
+        "medications": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "dose": _nullable_str,
+                    "route": _nullable_str,
+                    "frequency": _nullable_str,
+                },
+                "required": ["name", "dose", "route", "frequency"],
+                "additionalProperties": False,
+            },
+        },
+        "problems": {"type": "array", "items": _finding},
+        "tests": {"type": "array", "items": _finding},
+        "procedures": {"type": "array", "items": _finding},
+    },
+    "required": ["medications", "problems", "tests", "procedures"],
+    "additionalProperties": False,
+}
+
+ENTITY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "start": {"type": "integer", "minimum": 0},
+        "end": {"type": "integer", "minimum": 0},
+        "label": {"enum": list(ENTITY_LABELS)},
+        "text": {"type": "string"},
+        "negated": {"type": "boolean"},
+    },
+    "required": ["start", "end", "label", "text", "negated"],
+}
+RELATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"enum": list(RELATION_TYPES)},
+        "head": {"type": "integer", "minimum": 0},
+        "tail": {"type": "integer", "minimum": 0},
+    },
+    "required": ["type", "head", "tail"],
+}
+ANNOTATION_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "Annotated clinical note (gold or predicted)",
+    "type": "object",
+    "properties": {
+        "id": {"type": ["integer", "string"]},
+        "entities": {"type": "array", "items": ENTITY_SCHEMA},
+        "relations": {"type": "array", "items": RELATION_SCHEMA},
+        "record": RECORD_SCHEMA,
+    },
+    "required": ["id", "entities", "relations", "record"],
+}
+
+_record_validator = jsonschema.Draft202012Validator(RECORD_SCHEMA)
+_annotation_validator = jsonschema.Draft202012Validator(ANNOTATION_SCHEMA)
+
+
+def empty_record() -> dict[str, list]:
+    return {"medications": [], "problems": [], "tests": [], "procedures": []}
+
+
+def normalize(text: str) -> str:
+    """Surface form used in records and field-level matching: lower case, single spaces."""
+    return " ".join(text.lower().split())
+
+
+def record_from_annotations(entities: list[dict], relations: list[dict]) -> dict[str, list]:
+    """The structured record a perfect extractor would produce from these spans.
+
+    Medications keep text order; an attribute without a relation is dropped (it cannot be
+    attached to a medication); duplicates (same normalized name and attributes) are merged.
+    """
+    record = empty_record()
+    attrs: dict[int, dict[str, str]] = {}
+    for rel in relations:
+        head, tail = entities[rel["head"]], entities[rel["tail"]]
+        if tail["label"] != "MEDICATION" or head["label"] not in ATTRIBUTE_RELATIONS:
+            continue
+        attrs.setdefault(rel["tail"], {})[head["label"].lower()] = normalize(head["text"])
+    seen: set[tuple] = set()
+    for i, ent in enumerate(entities):
+        label = ent["label"]
+        if label == "MEDICATION":
+            a = attrs.get(i, {})
+            med = {"name": normalize(ent["text"]), "dose": a.get("dose"),
+                   "route": a.get("route"), "frequency": a.get("frequency")}
+            key = ("med", *med.values())
+        elif label in FINDING_LABELS:
+            med = {"name": normalize(ent["text"]), "negated": bool(ent.get("negated", False))}
+            key = (label, *med.values())
+        else:
+            continue
+        if key in seen or not med["name"]:
+            continue
+        seen.add(key)
+        record["medications" if label == "MEDICATION" else FINDING_LABELS[label]].append(med)
+    return record
+
+
+def record_errors(record: Any) -> list[str]:
+    """Human-readable schema violations of a structured record; empty when valid."""
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in _record_validator.iter_errors(record)]
+
+
+def annotation_errors(doc: Any, text: str | None = None) -> list[str]:
+    """Schema violations of an annotated note, plus span/text and relation-index checks."""
+    errors = [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+              for e in _annotation_validator.iter_errors(doc)]
+    if errors:
+        return errors
+    ents = doc["entities"]
+    for i, ent in enumerate(ents):
+        if ent["end"] <= ent["start"]:
+            errors.append(f"entities/{i}: end {ent['end']} <= start {ent['start']}")
+        elif text is not None and text[ent["start"]:ent["end"]] != ent["text"]:
+            errors.append(f"entities/{i}: text does not match the note slice "
+                          f"[{ent['start']}:{ent['end']}]")
+    for j, rel in enumerate(doc["relations"]):
+        if rel["head"] >= len(ents) or rel["tail"] >= len(ents):
+            errors.append(f"relations/{j}: head/tail index out of range ({len(ents)} entities)")
+    return errors
+
+
+def iter_medications(record: dict) -> Iterable[dict]:
+    yield from record.get("medications", [])

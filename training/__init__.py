@@ -1,0 +1,1 @@
+"""Step scripts: training."""
