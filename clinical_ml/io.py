@@ -119,3 +119,24 @@ def resolve_model_dir(path: str | os.PathLike, scratch: str | os.PathLike | None
     with tarfile.open(tarball, "r:gz") as tar:
         tar.extractall(dest, filter="data")
     return dest
+
+
+def backend() -> str:
+    """``sagemaker`` inside real SageMaker jobs (default), ``local`` under the local runner.
+
+    The local runner sets ``CLINICAL_ML_BACKEND=local`` for every step it runs; steps that talk
+    to AWS (deploy, schedule, drift metrics) switch to their local equivalents on it.
+    """
+    return os.environ.get("CLINICAL_ML_BACKEND", "sagemaker")
+
+
+def localize(uri: str) -> str:
+    """Map an ``s3://bucket/key`` URI to the local runner's stand-in for S3.
+
+    Under the local backend, ``s3://b/k`` becomes ``$CLINICAL_ML_S3_ROOT/b/k`` (the runner's
+    ``runs/s3`` folder); local paths and every URI under the sagemaker backend pass unchanged.
+    """
+    root = os.environ.get("CLINICAL_ML_S3_ROOT")
+    if backend() == "local" and root and uri.startswith("s3://"):
+        return str(Path(root) / uri[len("s3://"):])
+    return uri
