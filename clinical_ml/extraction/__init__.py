@@ -1,0 +1,20 @@
+"""Clinical information extraction: rules baseline, LoRA encoder (NER + relations + note
+category), LoRA generative JSON extractor, zero-shot prompting, entity-based retrieval,
+JSON repair and metrics. ``load(model_dir)`` returns an object with
+``extract(texts) -> list[annotation dict]`` for any extractor kind."""
+from __future__ import annotations
+
+
+def load(model_dir):
+    from clinical_ml.extraction.artifact import load as _load
+
+    return _load(model_dir)
+
+
+def finalize(text: str, annotation: dict, doc_id=None) -> dict:
+    """An extract() result as a schema annotation line: id, entities, relations, record."""
+    out = {"id": doc_id, "entities": annotation.get("entities", []),
+           "relations": annotation.get("relations", []), "record": annotation.get("record")}
+    if annotation.get("category") is not None:
+        out["category"] = annotation["category"]
+    return out

@@ -1,0 +1,134 @@
+"""The extractor model directory (docs/contracts.md "Extractor model directory"): save and load.
+
+```
+metadata.json      {"model_type": "extractor", "kind": "encoder|generative|rules", "base_model",
+                    "labels", "relation_types", "categories", "config", "training", "created"}
+schema.json        schema version, entity labels, relation types, record JSON schema
+adapter/           peft LoRA adapter (encoder, generative)
+heads.safetensors  encoder heads: NER, relation, category (encoder)
+tokenizer/         the tokenizer the adapter was trained with
+base/              base weights, only when the base is not an offline package alias
+lexicon.json       rules extractor lexicon (rules)
+```
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+from clinical_ml.io import DataError, read_json, write_json
+from clinical_ml.notes.schema import ENTITY_LABELS, RECORD_SCHEMA, RELATION_TYPES
+
+SCHEMA_VERSION = "1.0"
+
+
+def schema_spec() -> dict[str, Any]:
+    return {"version": SCHEMA_VERSION, "entity_labels": list(ENTITY_LABELS),
+            "relation_types": list(RELATION_TYPES), "record_schema": RECORD_SCHEMA}
+
+
+def write_common(out: Path, kind: str, base_model: str | None, extra: dict[str, Any]) -> None:
+    from clinical_ml import __version__
+
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"model_type": "extractor", "kind": kind, "base_model": base_model,
+            "labels": list(ENTITY_LABELS), "relation_types": list(RELATION_TYPES),
+            "schema_version": SCHEMA_VERSION, "code_version": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    meta.update(extra)
+    write_json(out / "metadata.json", meta)
+    write_json(out / "schema.json", schema_spec())
+
+
+def copy_base(base_dir: Path, out: Path) -> None:
+    """Keep the base weights beside the adapter when nobody else can provide them."""
+    dest = out / "base"
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in base_dir.iterdir():
+        if p.is_file() and (p.suffix in (".json", ".safetensors", ".txt", ".model") or p.name == "merges.txt"):
+            shutil.copy2(p, dest / p.name)
+
+
+def save_encoder(extractor, out: str | Path, base_model: str, base_dir: Path,
+                 training: dict[str, Any] | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    from clinical_ml.extraction.base_models import is_alias
+
+    out = Path(out)
+    model = extractor.model
+    model.encoder.save_pretrained(out / "adapter")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.heads.state_dict().items()},
+              str(out / "heads.safetensors"))
+    extractor.tokenizer.save_pretrained(out / "tokenizer")
+    if not is_alias(base_model):
+        copy_base(base_dir, out)
+    write_common(out, "encoder", base_model, {
+        "categories": list(model.cfg.categories), "config": dataclasses.asdict(model.cfg),
+        "training": training or {}})
+    return out
+
+
+def _base_dir(model_dir: Path, meta: dict) -> str:
+    from clinical_ml.extraction.base_models import resolve
+
+    if (model_dir / "base" / "config.json").is_file():
+        return str(model_dir / "base")
+    return str(resolve(meta["base_model"]))
+
+
+def load_encoder(model_dir: Path, meta: dict):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    from clinical_ml.extraction.encoder import (EncoderConfig, EncoderExtractor,
+                                                EncoderExtractorModel, _is_bert)
+
+    base_dir = _base_dir(model_dir, meta)
+    kw = {"add_pooling_layer": False} if _is_bert(base_dir) else {}
+    base = AutoModel.from_pretrained(base_dir, **kw)
+    encoder = PeftModel.from_pretrained(base, str(model_dir / "adapter"))
+    cfg = EncoderConfig(**meta["config"])
+    model = EncoderExtractorModel(encoder, cfg)
+    model.heads.load_state_dict(load_file(str(model_dir / "heads.safetensors")))
+    tok = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
+    return EncoderExtractor(model, tok)
+
+
+def save_rules(extractor, out: str | Path, training: dict[str, Any] | None = None) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "lexicon.json", extractor.to_dict())
+    write_common(out, "rules", None, {"training": training or {}})
+    return out
+
+
+def load(model_dir: str | Path):
+    """An extractor with ``extract(texts) -> list[annotation dict]`` from a model directory
+    (or a directory holding ``model.tar.gz``, or the tarball itself)."""
+    from clinical_ml.io import resolve_model_dir
+
+    model_dir = resolve_model_dir(model_dir)
+    meta = read_json(model_dir / "metadata.json")
+    if meta.get("model_type") != "extractor":
+        raise DataError(f"{model_dir}/metadata.json: model_type is {meta.get('model_type')!r}, "
+                        "not 'extractor'; pass a train-extractor output directory")
+    kind = meta.get("kind")
+    if kind == "encoder":
+        ext = load_encoder(model_dir, meta)
+    elif kind == "rules":
+        from clinical_ml.extraction.rules import RulesExtractor
+
+        ext = RulesExtractor.from_dict(read_json(model_dir / "lexicon.json"))
+    elif kind in ("generative", "zero-shot"):
+        from clinical_ml.extraction.generative import load_generative
+
+        ext = load_generative(model_dir, meta, _base_dir(model_dir, meta))
+    else:
+        raise DataError(f"{model_dir}/metadata.json: unknown extractor kind {kind!r}")
+    ext.metadata = meta
+    return ext

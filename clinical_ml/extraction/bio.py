@@ -1,0 +1,70 @@
+"""Character spans <-> BIO tags, for words (CoNLL files, seqeval) and for subword tokens
+(token classification). Offsets always refer to the original note text, so predictions map
+back to exact character spans whatever the tokenizer does."""
+from __future__ import annotations
+
+import re
+
+from clinical_ml.notes.schema import ENTITY_LABELS
+
+BIO_LABELS: tuple[str, ...] = ("O",) + tuple(f"{p}-{lab}" for lab in ENTITY_LABELS for p in ("B", "I"))
+LABEL2ID = {lab: i for i, lab in enumerate(BIO_LABELS)}
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
+    """Words and punctuation with character offsets (the CoNLL / seqeval unit)."""
+    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+def tags_for_offsets(offsets: list[tuple[int, int]], entities: list[dict]) -> list[str]:
+    """BIO tag per (start, end) unit: a unit inside an entity gets its label; the first unit of
+    the entity gets B-. Units with empty spans (special tokens) get 'O'."""
+    tags = ["O"] * len(offsets)
+    ents = sorted(entities, key=lambda e: e["start"])
+    j = 0
+    for i, (s, e) in enumerate(offsets):
+        if e <= s:
+            continue
+        while j < len(ents) and ents[j]["end"] <= s:
+            j += 1
+        if j < len(ents) and ents[j]["start"] < e and s < ents[j]["end"]:
+            ent = ents[j]
+            first = i == 0 or not (tags[i - 1] != "O" and tags[i - 1][2:] == ent["label"]
+                                   and offsets[i - 1][1] > ent["start"])
+            tags[i] = ("B-" if first else "I-") + ent["label"]
+    return tags
+
+
+def char_spans_to_word_bio(text: str, entities: list[dict]) -> list[tuple[str, str]]:
+    words = words_with_offsets(text)
+    return list(zip([w for w, _, _ in words], tags_for_offsets([(s, e) for _, s, e in words], entities)))
+
+
+def bio_to_spans(text: str, offsets: list[tuple[int, int]], tags: list[str]) -> list[dict]:
+    """Decode BIO tags on units back to entity spans; an I- without a matching B- opens a new
+    span (lenient decoding, like seqeval's default)."""
+    entities: list[dict] = []
+    cur: dict | None = None
+    for (s, e), tag in zip(offsets, tags):
+        if e <= s:
+            continue
+        if tag == "O":
+            cur = None
+            continue
+        prefix, label = tag[0], tag[2:]
+        if prefix == "I" and cur is not None and cur["label"] == label:
+            cur["end"] = e
+        else:
+            cur = {"start": s, "end": e, "label": label}
+            entities.append(cur)
+    out = []
+    for ent in entities:
+        s, e = ent["start"], ent["end"]
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s:
+            out.append({"start": s, "end": e, "label": ent["label"], "text": text[s:e], "negated": False})
+    return out

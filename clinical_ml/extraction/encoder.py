@@ -1,0 +1,319 @@
+"""Encoder extractor: one LoRA-adapted encoder (all-MiniLM-L6-v2 by default) with three small
+heads trained together: token classification (BIO NER), relation classification (does this
+DOSE/ROUTE/FREQUENCY belong to that MEDICATION?) and note classification (category).
+
+Long notes are cut into overlapping token windows; each token's tag comes from the window
+that holds it most centrally, so a 100k-character note costs only more windows. Negation is
+decided by the shared NegEx rules (clinical_ml.extraction.negation).
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from clinical_ml.extraction.bio import BIO_LABELS, LABEL2ID, bio_to_spans, tags_for_offsets
+from clinical_ml.extraction.negation import apply_negation
+from clinical_ml.logs import get_logger
+from clinical_ml.notes.schema import ATTRIBUTE_RELATIONS, record_from_annotations
+
+log = get_logger(__name__)
+DIST_BUCKETS = 10
+LORA_TARGETS = ["query", "key", "value", "dense"]
+
+
+@dataclass
+class EncoderConfig:
+    max_length: int = 256
+    overlap: int = 32
+    max_pair_tokens: int = 64
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    categories: list[str] = field(default_factory=list)
+
+
+def _bucket(d: int) -> int:
+    return min(DIST_BUCKETS - 1, int(math.log2(1 + abs(d))))
+
+
+class EncoderHeads(nn.Module):
+    def __init__(self, hidden: int, n_categories: int):
+        super().__init__()
+        self.ner = nn.Linear(hidden, len(BIO_LABELS))
+        self.dist = nn.Embedding(DIST_BUCKETS * 2, 32)
+        self.rel = nn.Sequential(nn.Linear(3 * hidden + 32, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.cls = nn.Linear(hidden, max(1, n_categories))
+
+
+class EncoderExtractorModel(nn.Module):
+    def __init__(self, encoder: nn.Module, cfg: EncoderConfig):
+        super().__init__()
+        self.encoder = encoder
+        self.cfg = cfg
+        self.heads = EncoderHeads(encoder.config.hidden_size, len(cfg.categories))
+
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def pair_logits(self, h: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """pairs: (n, 6) = window, head start, head end, tail start, tail end (token idx), dist bucket."""
+        if pairs.numel() == 0:
+            return h.new_zeros(0)
+        reps = []
+        for w, hs, he, ts, te, _ in pairs.tolist():
+            reps.append((h[w, hs:he].mean(0), h[w, ts:te].mean(0)))
+        hh = torch.stack([a for a, _ in reps])
+        tt = torch.stack([b for _, b in reps])
+        feats = torch.cat([hh, tt, hh * tt, self.heads.dist(pairs[:, 5])], dim=-1)
+        return self.heads.rel(feats).squeeze(-1)
+
+
+# ------------------------------------------------------------------ features
+def windows(n_tokens: int, max_tokens: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """(start, end, own_start, own_end) token windows covering [0, n_tokens)."""
+    if n_tokens <= max_tokens:
+        return [(0, n_tokens, 0, n_tokens)]
+    step = max(1, max_tokens - overlap)
+    out, start = [], 0
+    while True:
+        end = min(start + max_tokens, n_tokens)
+        own_s = 0 if start == 0 else start + overlap // 2
+        last = end >= n_tokens
+        own_e = n_tokens if last else start + step + overlap // 2
+        out.append((start, end, own_s, own_e))
+        if last:
+            return out
+        start += step
+
+
+def encode_document(tokenizer, text: str, cfg: EncoderConfig) -> dict[str, Any]:
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
+                    verbose=False)
+    return {"ids": enc["input_ids"], "offsets": [tuple(o) for o in enc["offset_mapping"]],
+            "windows": windows(len(enc["input_ids"]), cfg.max_length - 2, cfg.overlap)}
+
+
+def _token_span(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+    idx = [i for i, (s, e) in enumerate(offsets) if e > s and s < end and start < e]
+    return (idx[0], idx[-1] + 1) if idx else None
+
+
+def training_examples(tokenizer, doc: dict, cfg: EncoderConfig, rng: random.Random) -> list[dict]:
+    """One example per window: ids, BIO tag ids, relation pairs with 0/1 labels, category."""
+    enc = encode_document(tokenizer, doc["text"], cfg)
+    tags = [LABEL2ID[t] for t in tags_for_offsets(enc["offsets"], doc["entities"])]
+    spans = [_token_span(enc["offsets"], e["start"], e["end"]) for e in doc["entities"]]
+    gold_rel = {(r["head"], r["tail"]) for r in doc["relations"]}
+    cat = cfg.categories.index(doc["category"]) if doc.get("category") in cfg.categories else -100
+    out = []
+    for ws, we, _, _ in enc["windows"]:
+        pairs, labels = [], []
+        inside = [i for i, sp in enumerate(spans) if sp and sp[0] >= ws and sp[1] <= we]
+        meds = [i for i in inside if doc["entities"][i]["label"] == "MEDICATION"]
+        for i in inside:
+            if doc["entities"][i]["label"] not in ATTRIBUTE_RELATIONS:
+                continue
+            for j in meds:
+                d = spans[j][0] - spans[i][0]
+                if abs(d) > cfg.max_pair_tokens:
+                    continue
+                # +1 for [CLS]
+                pairs.append([spans[i][0] - ws + 1, spans[i][1] - ws + 1, spans[j][0] - ws + 1,
+                              spans[j][1] - ws + 1, _bucket(d) + (DIST_BUCKETS if d < 0 else 0)])
+                labels.append(1.0 if (i, j) in gold_rel else 0.0)
+        out.append({"ids": [tokenizer.cls_token_id] + enc["ids"][ws:we] + [tokenizer.sep_token_id],
+                    "tags": [-100] + tags[ws:we] + [-100], "pairs": pairs, "pair_labels": labels,
+                    "category": cat})
+    return out
+
+
+def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    n = max(len(b["ids"]) for b in batch)
+    ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), n), dtype=torch.long)
+    tags = torch.full((len(batch), n), -100, dtype=torch.long)
+    pairs, pl = [], []
+    for k, b in enumerate(batch):
+        ids[k, :len(b["ids"])] = torch.tensor(b["ids"])
+        mask[k, :len(b["ids"])] = 1
+        if "tags" in b:
+            tags[k, :len(b["tags"])] = torch.tensor(b["tags"])
+        for p, lab in zip(b.get("pairs", []), b.get("pair_labels", [])):
+            pairs.append([k] + p)
+            pl.append(lab)
+    return {"input_ids": ids, "attention_mask": mask, "tags": tags,
+            "pairs": torch.tensor(pairs, dtype=torch.long).reshape(-1, 6),
+            "pair_labels": torch.tensor(pl, dtype=torch.float),
+            "category": torch.tensor([b.get("category", -100) for b in batch], dtype=torch.long)}
+
+
+def loss_on_batch(model: EncoderExtractorModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    h = model.hidden(batch["input_ids"], batch["attention_mask"])
+    ner = nn.functional.cross_entropy(model.heads.ner(h).flatten(0, 1), batch["tags"].flatten(),
+                                      ignore_index=-100)
+    loss = ner
+    if batch["pairs"].numel():
+        loss = loss + nn.functional.binary_cross_entropy_with_logits(
+            model.pair_logits(h, batch["pairs"]), batch["pair_labels"])
+    if model.cfg.categories and (batch["category"] >= 0).any():
+        loss = loss + 0.5 * nn.functional.cross_entropy(model.heads.cls(h[:, 0]), batch["category"],
+                                                        ignore_index=-100)
+    return loss
+
+
+# ------------------------------------------------------------------ inference
+class EncoderExtractor:
+    """``extract(texts)`` with a trained EncoderExtractorModel and its tokenizer."""
+
+    kind = "encoder"
+
+    def __init__(self, model: EncoderExtractorModel, tokenizer, batch_size: int = 16):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.cfg = model.cfg
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def _hidden_windows(self, enc: dict) -> tuple[torch.Tensor, list[int]]:
+        """Hidden states (windows, L, H) and the predicted tag id of every token."""
+        items = [{"ids": [self.tokenizer.cls_token_id] + enc["ids"][ws:we] + [self.tokenizer.sep_token_id]}
+                 for ws, we, _, _ in enc["windows"]]
+        hs, tags = [], [0] * len(enc["ids"])
+        for i in range(0, len(items), self.batch_size):
+            b = collate(items[i:i + self.batch_size], self.tokenizer.pad_token_id or 0)
+            h = self.model.hidden(b["input_ids"], b["attention_mask"])
+            hs.append(h)
+        if not hs:
+            return torch.zeros(0), tags
+        n = max(x.shape[1] for x in hs)
+        h = torch.cat([nn.functional.pad(x, (0, 0, 0, n - x.shape[1])) for x in hs])
+        pred = self.model.heads.ner(h).argmax(-1)
+        for w, (ws, we, os_, oe) in enumerate(enc["windows"]):
+            for t in range(os_, oe):
+                tags[t] = int(pred[w, t - ws + 1])
+        return h, tags
+
+    @torch.no_grad()
+    def extract_one(self, text: str) -> dict:
+        text = text or ""
+        enc = encode_document(self.tokenizer, text, self.cfg)
+        if not enc["ids"]:
+            return {"entities": [], "relations": [], "record": record_from_annotations([], []),
+                    "category": None}
+        h, tag_ids = self._hidden_windows(enc)
+        ents = apply_negation(text, bio_to_spans(text, enc["offsets"], [BIO_LABELS[t] for t in tag_ids]))
+        rels = self._relations(h, enc, ents)
+        category = None
+        if self.cfg.categories:
+            probs = self.model.heads.cls(h[:, 0]).softmax(-1).mean(0)
+            category = self.cfg.categories[int(probs.argmax())]
+        return {"entities": ents, "relations": rels, "record": record_from_annotations(ents, rels),
+                "category": category}
+
+    def _relations(self, h: torch.Tensor, enc: dict, ents: list[dict]) -> list[dict]:
+        spans = [_token_span(enc["offsets"], e["start"], e["end"]) for e in ents]
+        meds = [j for j, e in enumerate(ents) if e["label"] == "MEDICATION" and spans[j]]
+        pairs, keys = [], []
+        for i, e in enumerate(ents):
+            if e["label"] not in ATTRIBUTE_RELATIONS or not spans[i]:
+                continue
+            for j in meds:
+                d = spans[j][0] - spans[i][0]
+                if abs(d) > self.cfg.max_pair_tokens:
+                    continue
+                lo, hi = min(spans[i][0], spans[j][0]), max(spans[i][1], spans[j][1])
+                w = next((k for k, (ws, we, _, _) in enumerate(enc["windows"]) if ws <= lo and hi <= we), None)
+                if w is None:
+                    continue
+                ws = enc["windows"][w][0]
+                pairs.append([w, spans[i][0] - ws + 1, spans[i][1] - ws + 1, spans[j][0] - ws + 1,
+                              spans[j][1] - ws + 1, _bucket(d) + (DIST_BUCKETS if d < 0 else 0)])
+                keys.append((i, j))
+        if not pairs:
+            return []
+        scores = torch.sigmoid(self.model.pair_logits(h, torch.tensor(pairs, dtype=torch.long))).tolist()
+        best: dict[int, tuple[float, int]] = {}
+        for (i, j), s in zip(keys, scores):
+            if s > 0.5 and s > best.get(i, (0.0, -1))[0]:
+                best[i] = (s, j)
+        return [{"type": ATTRIBUTE_RELATIONS[ents[i]["label"]], "head": i, "tail": j}
+                for i, (_, j) in sorted(best.items())]
+
+    def extract(self, texts: list[str]) -> list[dict]:
+        return [self.extract_one(t) for t in texts]
+
+
+# ------------------------------------------------------------------ training
+def build_model(base_dir: str, cfg: EncoderConfig) -> EncoderExtractorModel:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel
+
+    base = AutoModel.from_pretrained(base_dir, add_pooling_layer=False) if _is_bert(base_dir) \
+        else AutoModel.from_pretrained(base_dir)
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=LORA_TARGETS, bias="none")
+    return EncoderExtractorModel(get_peft_model(base, lora), cfg)
+
+
+def _is_bert(base_dir: str) -> bool:
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads((Path(base_dir) / "config.json").read_text()).get("model_type") == "bert"
+    except (OSError, ValueError):
+        return False
+
+
+def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epochs: float = 2.0,
+        lr: float = 1e-3, batch_size: int = 8, seed: int = 0, max_steps: int | None = None,
+        accelerator=None, time_budget_s: float | None = None) -> dict[str, Any]:
+    """Train LoRA + heads; returns loss curve, tokens seen and tokens/s."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    examples = [ex for d in train_docs for ex in training_examples(tokenizer, d, model.cfg, rng)]
+    if not examples:
+        return {"steps": 0, "losses": [], "train_tokens": 0, "train_tokens_per_s": 0.0}
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    steps_per_epoch = math.ceil(len(examples) / batch_size)
+    total = max_steps or max(1, int(steps_per_epoch * epochs))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, total // 10)) * max(0.0, 1 - s / total))
+    if accelerator is not None:
+        model, opt = accelerator.prepare(model, opt)
+    model.train()
+    losses, tokens, step, t0 = [], 0, 0, time.time()
+    pad = tokenizer.pad_token_id or 0
+    while step < total:
+        rng.shuffle(examples)
+        for i in range(0, len(examples), batch_size):
+            batch = collate(examples[i:i + batch_size], pad)
+            if accelerator is not None:
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            loss = loss_on_batch(model, batch)
+            (accelerator.backward(loss) if accelerator is not None else loss.backward())
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            losses.append(loss.item())
+            tokens += int(batch["attention_mask"].sum())
+            step += 1
+            if step % 20 == 0:
+                log.info("encoder step %d/%d loss %.4f", step, total, sum(losses[-20:]) / 20)
+            if step >= total or (time_budget_s and time.time() - t0 > time_budget_s):
+                break
+        if time_budget_s and time.time() - t0 > time_budget_s:
+            break
+    model.eval()
+    dt = max(time.time() - t0, 1e-9)
+    return {"steps": step, "losses": losses, "train_tokens": tokens,
+            "train_tokens_per_s": round(tokens / dt, 1), "train_seconds": round(dt, 1),
+            "examples": len(examples)}
