@@ -1,0 +1,226 @@
+"""The serving app: a raw ASGI application speaking SageMaker's hosting contract.
+
+``GET /ping`` (health), ``POST /invocations`` (predict), ``GET /openapi.json`` (the request
+schema). Raw ASGI rather than a framework: the whole request path is a dozen lines we can
+read, and a single-row request spends its time in the model, not in routing (docs/serving.md).
+
+Per request: pick the production variant (``X-Amzn-SageMaker-Target-Variant`` or a weighted
+draw), refuse bodies over SageMaker's 6 MB limit (413), run the four handlers, answer with
+``X-Amzn-Invoked-Production-Variant``, and hand a capture event to the background writer when
+the request is sampled. Client errors become 4xx with ``{"status", "message"}``; anything else
+is a 500 whose log line names the exception type only (request bodies are never logged).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from clinical_ml.io import DataError
+from clinical_ml.logs import get_logger
+from inference import codecs, handlers
+from inference.capture import CaptureWriter, Event
+from inference.codecs import RequestError
+
+log = get_logger(__name__)
+MAX_PAYLOAD = 6 * 1024 * 1024  # SageMaker real-time endpoints: 6 MB request payload
+INLINE_BYTES = 256 * 1024  # outcome requests up to this size run on the event loop (~1 ms)
+TARGET = "x-amzn-sagemaker-target-variant"
+INFERENCE_ID = "x-amzn-sagemaker-inference-id"
+INVOKED = b"x-amzn-invoked-production-variant"
+
+
+@dataclass
+class Variant:
+    name: str
+    model: Any
+    weight: float = 1.0
+
+
+def _header(scope: dict, name: str) -> str | None:
+    key = name.encode()
+    for k, v in scope["headers"]:
+        if k == key:
+            return v.decode("latin-1")
+    return None
+
+
+class ServingApp:
+    """ASGI callable; one instance per worker process."""
+
+    def __init__(self, variants: list[Variant], endpoint: str = "local",
+                 capture: CaptureWriter | None = None, max_payload: int = MAX_PAYLOAD,
+                 seed: int | None = None, openapi: dict | None = None):
+        if not variants:
+            raise ValueError("at least one production variant is required")
+        names = [v.name for v in variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique: {names}")
+        total = sum(v.weight for v in variants)
+        if total <= 0 or any(v.weight < 0 for v in variants):
+            raise ValueError("variant weights must be >= 0 with a positive sum")
+        self.variants = {v.name: v for v in variants}
+        self._cum: list[tuple[float, Variant]] = []
+        acc = 0.0
+        for v in variants:
+            acc += v.weight / total
+            self._cum.append((acc, v))
+        self.endpoint, self.capture, self.max_payload = endpoint, capture, max_payload
+        self._rand = random.Random(seed)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict")
+        self.counts: dict[str, int] = {n: 0 for n in names}
+        self.errors = {"4xx": 0, "5xx": 0}
+        self._openapi = orjson.dumps(openapi) if openapi else None
+
+    # -- routing -----------------------------------------------------------------------------
+    def pick(self, target: str | None) -> Variant:
+        if target is not None:
+            v = self.variants.get(target)
+            if v is None:
+                raise RequestError(400, f"target variant {target[:64]!r} is not a production "
+                                        f"variant of this endpoint ({', '.join(self.variants)})")
+            return v
+        r = self._rand.random()
+        for edge, v in self._cum:
+            if r < edge:
+                return v
+        return self._cum[-1][1]
+
+    # -- ASGI --------------------------------------------------------------------------------
+    async def __call__(self, scope: dict, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            return await self._lifespan(receive, send)
+        if kind != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path == "/invocations":
+            if method != "POST":
+                return await self._error(send, 405, "use POST /invocations")
+            return await self._invoke(scope, receive, send)
+        if path == "/ping":
+            if method not in ("GET", "HEAD"):
+                return await self._error(send, 405, "use GET /ping")
+            body = orjson.dumps({"status": "ok", "variants": {n: {"weight": v.weight,
+                                "model_version": v.model.version, "model_type": v.model.kind}
+                                for n, v in self.variants.items()}})
+            return await self._send(send, 200, body, b"application/json")
+        if path == "/openapi.json" and method == "GET" and self._openapi:
+            return await self._send(send, 200, self._openapi, b"application/json")
+        if path == "/stats" and method == "GET":
+            stats = {"invocations": self.counts, "errors": self.errors,
+                     "capture": self.capture.stats() if self.capture else None}
+            return await self._send(send, 200, orjson.dumps(stats), b"application/json")
+        return await self._error(send, 404, f"no route {path[:64]!r}; use GET /ping or POST /invocations")
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def close(self) -> None:
+        if self.capture:
+            self.capture.close()
+        self._pool.shutdown(wait=False)
+
+    async def _read(self, scope: dict, receive) -> bytes:
+        length = _header(scope, "content-length")
+        if length and length.isdigit() and int(length) > self.max_payload:
+            raise RequestError(413, f"payload of {int(length)} bytes exceeds the "
+                                    f"{self.max_payload} byte limit; split the request")
+        chunks, size = [], 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise ConnectionError("client went away")
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self.max_payload:
+                raise RequestError(413, f"payload exceeds the {self.max_payload} byte limit; "
+                                        "split the request")
+            chunks.append(chunk)
+            if not msg.get("more_body"):
+                return b"".join(chunks)
+
+    async def _invoke(self, scope: dict, receive, send) -> None:
+        variant = None
+        try:
+            variant = self.pick(_header(scope, TARGET))
+            body = await self._read(scope, receive)
+            ctype_header = _header(scope, "content-type")
+            ctype = codecs.media_type(ctype_header)
+            accept = codecs.accept_type(_header(scope, "accept"), ctype)
+            model = variant.model
+            if model.kind == "outcomes" and len(body) <= INLINE_BYTES:
+                out, out_type = handlers.transform(model, body, ctype, accept)
+            else:  # slow work (notes, big batches) off the loop, so /ping stays answered
+                out, out_type = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, handlers.transform, model, body, ctype, accept)
+        except RequestError as e:
+            return await self._error(send, e.status, e.message, variant)
+        except DataError as e:
+            return await self._error(send, 400, str(e)[:500], variant)
+        except ConnectionError:
+            return None
+        except Exception as e:  # noqa: BLE001 (never let a request crash the worker)
+            log.error("invocation failed: %s", type(e).__name__)
+            return await self._error(send, 500, "internal error while predicting", variant)
+        self.counts[variant.name] += 1
+        extra = []
+        if out_type == codecs.CSV:
+            extra.append((b"x-output-columns", ",".join(model.columns).encode()))
+        await self._send(send, 200, out, out_type.encode(), variant, extra)
+        cap = self.capture
+        if cap is not None and cap.sample():
+            cap.submit(Event(variant.name, dt.datetime.now(dt.timezone.utc),
+                             _header(scope, INFERENCE_ID), ctype_header or ctype, body, out_type, out))
+
+    async def _send(self, send, status: int, body: bytes, ctype: bytes,
+                    variant: Variant | None = None, extra: list | None = None) -> None:
+        headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
+        if variant is not None:
+            headers.append((INVOKED, variant.name.encode()))
+        if extra:
+            headers += extra
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _error(self, send, status: int, message: str, variant: Variant | None = None) -> None:
+        self.errors["5xx" if status >= 500 else "4xx"] += 1
+        await self._send(send, status, codecs.error_body(status, message), b"application/json", variant)
+
+
+def build_app(models: list[tuple[str, str, float]], endpoint: str = "local",
+              capture_dir: str | None = None, capture_percent: float = 100.0,
+              max_payload: int = MAX_PAYLOAD, limits: dict | None = None,
+              seed: int | None = None) -> ServingApp:
+    """Load each ``(variant name, model dir, weight)`` and assemble the app."""
+    from inference.openapi import spec  # noqa: PLC0415
+
+    variants = [Variant(name, handlers.model_fn(path, **(limits or {})), weight)
+                for name, path, weight in models]
+    capture = CaptureWriter(capture_dir, endpoint, capture_percent) if capture_dir else None
+    return ServingApp(variants, endpoint, capture, max_payload, seed=seed,
+                      openapi=spec([v.model for v in variants]))
+
+
+ENV_CONFIG = "CLINICAL_ML_SERVE_CONFIG"
+
+
+def app_from_env() -> ServingApp:
+    """uvicorn factory for multi-worker runs: each worker loads the models itself."""
+    cfg = orjson.loads(os.environ[ENV_CONFIG])
+    return build_app([tuple(m) for m in cfg["models"]], cfg["endpoint"], cfg.get("capture_dir"),
+                     cfg.get("capture_percent", 100.0), cfg.get("max_payload", MAX_PAYLOAD),
+                     cfg.get("limits"))

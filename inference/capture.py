@@ -1,0 +1,195 @@
+"""Data capture in SageMaker's format, written off the request path.
+
+One JSON object per captured request (docs/contracts.md, "Endpoint")::
+
+    {"captureData": {"endpointInput":  {"observedContentType": "text/csv", "mode": "INPUT",
+                                        "data": "...", "encoding": "CSV"},
+                     "endpointOutput": {"observedContentType": "text/csv", "mode": "OUTPUT",
+                                        "data": "...", "encoding": "CSV"}},
+     "eventMetadata": {"eventId": "<uuid>", "inferenceId": "<X-Amzn-SageMaker-Inference-Id>",
+                       "inferenceTime": "2026-01-01T12:00:00.123Z"},
+     "eventVersion": "0"}
+
+Files: ``<root>/<endpoint>/<variant>/yyyy/mm/dd/hh/<uuid>.jsonl`` (UTC hour of the inference).
+A request only samples and enqueues (microseconds); a daemon thread encodes and appends. The
+queue is bounded: when it is full the record is dropped and counted (``dropped``), because a
+slow disk must never slow or fail a clinical request. A file is written under a hidden
+``.<uuid>.jsonl.partial`` name and renamed into place when it is rolled (new hour, age above
+``roll_seconds``, or shutdown), so readers (the drift job) only ever see complete files.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import queue
+import random
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+from clinical_ml.logs import get_logger
+from inference.codecs import CAPTURE_ENCODING
+
+log = get_logger(__name__)
+_STOP = object()
+
+
+@dataclass(slots=True)
+class Event:
+    variant: str
+    time: dt.datetime
+    inference_id: str | None
+    content_type: str
+    body: bytes
+    accept: str
+    output: bytes
+
+
+def _payload(mode: str, content_type: str, body: bytes) -> dict:
+    enc = CAPTURE_ENCODING.get(content_type.split(";", 1)[0].strip().lower())
+    if enc:
+        try:
+            data = body.decode("utf-8")
+        except UnicodeDecodeError:
+            enc = None
+    if not enc:
+        enc, data = "BASE64", base64.b64encode(body).decode("ascii")
+    return {"observedContentType": content_type, "mode": mode, "data": data, "encoding": enc}
+
+
+def record(ev: Event) -> dict:
+    """The SageMaker capture record for one request/response pair."""
+    t = ev.time.astimezone(dt.timezone.utc)
+    meta = {"eventId": str(uuid.uuid4()),
+            "inferenceTime": t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"}
+    if ev.inference_id:
+        meta["inferenceId"] = ev.inference_id
+    return {"captureData": {"endpointInput": _payload("INPUT", ev.content_type, ev.body),
+                            "endpointOutput": _payload("OUTPUT", ev.accept, ev.output)},
+            "eventMetadata": meta, "eventVersion": "0"}
+
+
+class _File:
+    def __init__(self, folder: Path, hour: str):
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{uuid.uuid4()}.jsonl"
+        self.final = folder / name
+        self.tmp = folder / f".{name}.partial"
+        self.hour = hour
+        self.opened = dt.datetime.now(dt.timezone.utc)
+        self.fh: IO[bytes] = open(self.tmp, "ab")
+
+    def close(self) -> Path:
+        self.fh.close()
+        os.replace(self.tmp, self.final)
+        return self.final
+
+
+class CaptureWriter:
+    """Sampled, bounded, non-blocking capture to hourly JSONL files."""
+
+    def __init__(self, root: str | os.PathLike, endpoint: str, percent: float = 100.0,
+                 max_queue: int = 10_000, roll_seconds: float = 300.0, seed: int | None = None):
+        if not 0 <= percent <= 100:
+            raise ValueError(f"capture percent {percent} is not within 0..100")
+        self.root, self.endpoint = Path(root), endpoint
+        self.percent, self.roll_seconds = percent, roll_seconds
+        self.queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self.captured = self.dropped = self.failed = 0
+        self._rand = random.Random(seed)
+        self._files: dict[str, _File] = {}
+        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+        self._thread.start()
+
+    def sample(self) -> bool:
+        return self.percent >= 100 or self._rand.random() * 100 < self.percent
+
+    def submit(self, ev: Event) -> bool:
+        """Enqueue without blocking; False (and counted) when the queue is full."""
+        try:
+            self.queue.put_nowait(ev)
+            return True
+        except queue.Full:
+            self.dropped += 1
+            return False
+
+    def _folder(self, variant: str, t: dt.datetime) -> tuple[str, Path]:
+        hour = t.strftime("%Y/%m/%d/%H")
+        return hour, self.root / self.endpoint / variant / hour
+
+    def _write(self, events: list[Event]) -> None:
+        lines: dict[tuple[str, str], list[bytes]] = {}
+        folders: dict[tuple[str, str], Path] = {}
+        for ev in events:
+            hour, folder = self._folder(ev.variant, ev.time.astimezone(dt.timezone.utc))
+            key = (ev.variant, hour)
+            folders[key] = folder
+            lines.setdefault(key, []).append(orjson.dumps(record(ev)) + b"\n")
+        for (variant, hour), chunk in lines.items():
+            f = self._files.get(variant)
+            if f is not None and f.hour != hour:
+                f.close()
+                f = None
+            if f is None:
+                f = self._files[variant] = _File(folders[(variant, hour)], hour)
+            f.fh.write(b"".join(chunk))
+            f.fh.flush()
+        self.captured += len(events)
+
+    def _roll_old(self) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        for variant, f in list(self._files.items()):
+            if (now - f.opened).total_seconds() >= self.roll_seconds or f.hour != now.strftime("%Y/%m/%d/%H"):
+                f.close()
+                del self._files[variant]
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            try:
+                first = self.queue.get(timeout=1.0)
+            except queue.Empty:
+                self._roll_old()
+                continue
+            batch = []
+            for ev in [first, *self._drain()]:
+                if ev is _STOP:
+                    stop = True
+                else:
+                    batch.append(ev)
+            try:
+                if batch:
+                    self._write(batch)
+                self._roll_old()
+            except OSError as e:  # full disk, permissions: count and keep serving
+                self.failed += len(batch)
+                log.error("capture write failed (%s); %d records lost", type(e).__name__, len(batch))
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def _drain(self, limit: int = 1000) -> list:
+        out = []
+        try:
+            while len(out) < limit:
+                out.append(self.queue.get_nowait())
+        except queue.Empty:
+            pass
+        return out
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, close and publish the open files."""
+        if self._thread.is_alive():
+            self.queue.put(_STOP)
+            self._thread.join(timeout)
+        log.info("capture closed: %d captured, %d dropped, %d failed", self.captured,
+                 self.dropped, self.failed)
+
+    def stats(self) -> dict[str, int]:
+        return {"captured": self.captured, "dropped": self.dropped, "failed": self.failed,
+                "queued": self.queue.qsize()}

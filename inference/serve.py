@@ -1,0 +1,82 @@
+"""``clinical-ml serve``: the SageMaker hosting contract on this machine (or in a container).
+
+    clinical-ml serve --model DIR [--model-b DIR --weight-b 0.2] --port 8080
+                      [--host 127.0.0.1] [--capture-dir D --capture-percent 100]
+
+Runs the ASGI app (``inference/app.py``) under uvicorn with httptools and uvloop. Inside a
+SageMaker container (``serve`` entry point) the model is ``/opt/ml/model`` and the port 8080,
+bound on all interfaces; everywhere else the default host is 127.0.0.1 so a laptop never
+exposes patient-level predictions to its network by accident.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import orjson
+
+from clinical_ml.logs import get_logger
+
+log = get_logger(__name__)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    in_container = os.path.isdir("/opt/ml/model") and os.environ.get("SAGEMAKER_PROGRAM") is not None
+    p = argparse.ArgumentParser(prog="clinical-ml serve", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"),
+                   help="model directory or model.tar.gz (variant A)")
+    p.add_argument("--model-b", help="second model (variant B) for an A/B endpoint")
+    p.add_argument("--weight-b", type=float, default=0.2,
+                   help="share of traffic routed to variant B by weight (0..1)")
+    p.add_argument("--name-a", default="A", help="production variant name of --model")
+    p.add_argument("--name-b", default="B", help="production variant name of --model-b")
+    p.add_argument("--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", 8080)))
+    p.add_argument("--host", default="0.0.0.0" if in_container else "127.0.0.1")  # noqa: S104
+    p.add_argument("--workers", type=int, default=1, help="worker processes (each loads the models)")
+    p.add_argument("--endpoint-name", default=os.environ.get("CLINICAL_ML_ENDPOINT", "local"))
+    p.add_argument("--capture-dir", help="write SageMaker-format data capture under this folder")
+    p.add_argument("--capture-percent", type=float, default=100.0, help="sampling percentage")
+    p.add_argument("--max-rows", type=int, default=1000, help="instances per outcome request")
+    p.add_argument("--max-notes", type=int, default=64, help="notes per extraction request")
+    args = p.parse_args(argv)
+    if not 0 <= args.weight_b <= 1:
+        p.error("--weight-b must be within 0..1")
+    if not 0 <= args.capture_percent <= 100:
+        p.error("--capture-percent must be within 0..100")
+    if args.model_b and args.name_a == args.name_b:
+        p.error("--name-a and --name-b must differ")
+    return args
+
+
+def config(args: argparse.Namespace) -> dict:
+    """Everything a worker needs to build its app (passed to workers through the environment)."""
+    models = [[args.name_a, args.model, 1.0 - (args.weight_b if args.model_b else 0.0)]]
+    if args.model_b:
+        models.append([args.name_b, args.model_b, args.weight_b])
+    return {"models": models, "endpoint": args.endpoint_name, "capture_dir": args.capture_dir,
+            "capture_percent": args.capture_percent,
+            "limits": {"max_rows": args.max_rows, "max_notes": args.max_notes}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    from inference.app import ENV_CONFIG, app_from_env  # noqa: PLC0415
+
+    args = parse_args(argv)
+    os.environ[ENV_CONFIG] = orjson.dumps(config(args)).decode()
+    common = dict(host=args.host, port=args.port, http="httptools", loop="uvloop",
+                  log_level="warning", access_log=False, timeout_keep_alive=30,
+                  lifespan="on", server_header=False)
+    log.info("serving %d variant(s) on %s:%d with %d worker(s)", 2 if args.model_b else 1,
+             args.host, args.port, args.workers)
+    if args.workers > 1:
+        uvicorn.run("inference.app:app_from_env", factory=True, workers=args.workers, **common)
+    else:
+        uvicorn.run(app_from_env(), **common)  # load before binding: /ping answers only when ready
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
