@@ -1,0 +1,151 @@
+"""The outcome model directory (docs/contracts.md, "Outcome model directory") and its loader.
+
+``load(model_dir).predict(task, features_df, model="xgboost")`` is the one prediction path used
+by evaluation and by the endpoint, so what is evaluated is what is served.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import subprocess
+from functools import cached_property
+from importlib import metadata as _md
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from clinical_ml.io import DataError, read_json, write_json
+from clinical_ml.outcomes import gru as gru_mod
+from clinical_ml.outcomes import models as M
+from clinical_ml.outcomes.data import feature_matrix
+
+MODEL_FILES = {"xgboost": "xgboost.json", "lr": "lr.joblib", "gru": "gru.pt"}
+
+
+def code_version() -> str:
+    """``CLINICAL_ML_CODE_VERSION`` (set in images), else the git commit, else the package version."""
+    env = os.environ.get("CLINICAL_ML_CODE_VERSION")
+    if env:
+        return env
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here.parent.parent,
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            return f"git:{out.stdout.strip()}" + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        return f"clinical-ml=={_md.version('clinical-ml')}"
+    except _md.PackageNotFoundError:
+        return "unknown"
+
+
+def save_xgboost(booster: xgb.Booster, model_dir: Path, task: str) -> Path:
+    path = model_dir / task / MODEL_FILES["xgboost"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(path))
+    return path
+
+
+def save_lr(model, model_dir: Path, task: str) -> Path:
+    path = model_dir / task / MODEL_FILES["lr"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, path)
+    return path
+
+
+def save_gru(bundle: dict, model_dir: Path, task: str) -> Path:
+    path = model_dir / task / MODEL_FILES["gru"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    gru_mod.save(bundle, path)
+    return path
+
+
+def write_spec(model_dir: Path, features: list[str], channels: list[str], tasks: dict) -> None:
+    write_json(model_dir / "feature_spec.json", {"features": features, "channels": channels, "tasks": tasks})
+
+
+def write_metadata(model_dir: Path, **fields) -> None:
+    meta = {"model_type": "outcomes", **fields,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    write_json(model_dir / "metadata.json", meta)
+
+
+class OutcomeModel:
+    """A loaded outcome model directory; models are read lazily, once."""
+
+    def __init__(self, model_dir: str | os.PathLike):
+        self.dir = Path(model_dir)
+        self.metadata = read_json(self.dir / "metadata.json")
+        if self.metadata.get("model_type") != "outcomes":
+            raise DataError(f"{self.dir}/metadata.json: model_type is "
+                            f"{self.metadata.get('model_type')!r}, expected 'outcomes'")
+        self.spec = read_json(self.dir / "feature_spec.json")
+        self.features: list[str] = list(self.spec["features"])
+        self._cache: dict[tuple[str, str], object] = {}
+
+    @cached_property
+    def tasks(self) -> list[str]:
+        return list(self.spec["tasks"])
+
+    def models(self, task: str) -> list[str]:
+        """Models saved for a task, primary (xgboost) first."""
+        return [m for m in MODEL_FILES if (self.dir / task / MODEL_FILES[m]).is_file()]
+
+    def kind(self, task: str) -> str:
+        if task not in self.spec["tasks"]:
+            raise DataError(f"{self.dir}: no model for task {task!r}; trained tasks: "
+                            f"{', '.join(self.tasks) or 'none'}")
+        return self.spec["tasks"][task]["type"]
+
+    def labels(self, task: str) -> list[str]:
+        return list(self.spec["tasks"][task]["labels"])
+
+    def _get(self, task: str, model: str):
+        key = (task, model)
+        if key not in self._cache:
+            path = self.dir / task / MODEL_FILES.get(model, f"{model}.?")
+            if model not in MODEL_FILES or not path.is_file():
+                raise DataError(f"{self.dir}: no {model!r} model for task {task!r}; available: "
+                                f"{', '.join(self.models(task)) or 'none'}")
+            if model == "xgboost":
+                booster = xgb.Booster()
+                booster.load_model(str(path))
+                self._cache[key] = booster
+            elif model == "lr":
+                self._cache[key] = joblib.load(path)
+            else:
+                self._cache[key] = gru_mod.load(path)
+        return self._cache[key]
+
+    def predict(self, task: str, features_df: pd.DataFrame, model: str = "xgboost",
+                timeseries: pd.DataFrame | None = None) -> np.ndarray:
+        """Probabilities (binary: (n,), pheno: (n, 25)) or LOS in hours (n,).
+
+        ``gru`` reads the hourly series instead of features: pass ``timeseries`` (the split's
+        timeseries frame) and rows with ``icustay_id`` and ``prediction_hour``.
+        """
+        kind = self.kind(task)
+        where = f"{task} input"
+        if model == "gru":
+            if timeseries is None:
+                raise DataError(f"{where}: the gru model needs the hourly timeseries frame "
+                                "(pass timeseries=read_timeseries(split_dir))")
+            net, cfg = self._get(task, model)
+            return gru_mod.predict(net, cfg, features_df, timeseries)
+        X = feature_matrix(features_df, self.features, where)
+        if model == "xgboost":
+            return M.predict_xgboost(kind, self._get(task, model), X)
+        if model == "lr":
+            return M.predict_lr(kind, self._get(task, model), X)
+        raise DataError(f"unknown model {model!r}; expected one of {', '.join(MODEL_FILES)}")
+
+
+def load(model_dir: str | os.PathLike) -> OutcomeModel:
+    return OutcomeModel(model_dir)

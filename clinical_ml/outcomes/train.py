@@ -1,0 +1,165 @@
+"""Train every requested (task, model) pair and write one outcome model directory.
+
+The directory is built in a staging folder inside ``model_dir`` and moved into place at the
+end, with ``metadata.json`` written last: a directory with metadata.json is complete.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from clinical_ml.io import DataError, read_json
+from clinical_ml.logs import get_logger
+from clinical_ml.outcomes import artifact
+from clinical_ml.outcomes import gru as gru_mod
+from clinical_ml.outcomes import models as M
+from clinical_ml.outcomes.data import (TASK_TYPES, check_labels, feature_matrix, labels, load_task,
+                                       manifest_digest, present_tasks, train_features)
+from clinical_ml.outcomes.sequences import series_channels
+from clinical_ml.tasks.io import TIMESERIES, label_columns, read_timeseries
+
+log = get_logger(__name__)
+MODELS = ("xgboost", "lr", "gru")
+GRU_TASKS = ("ihm", "decomp")
+
+
+@dataclass
+class HyperParameters:
+    seed: int = 0
+    nthread: int = 2
+    max_rounds: int = 500
+    early_stopping_rounds: int = 30
+    learning_rate: float = 0.05
+    max_depth: int = 6
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    min_child_weight: float = 1.0
+    lr_c: float | None = None  # None: mimic3-benchmarks' C per task (models.LR_C)
+    gru_epochs: int = 5
+    gru_hidden: int = 32
+    gru_batch_size: int = 64
+    gru_lr: float = 1e-3
+    gru_device: str | None = None  # None: cuda if available else cpu
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_tasks(requested: list[str] | None, train_dir: Path) -> list[str]:
+    available = present_tasks(train_dir)
+    if not requested:
+        if not available:
+            raise DataError(f"{train_dir}: no task folders with part-*.parquet files; pass the "
+                            "train split of a build-tasks output")
+        return available
+    unknown = [t for t in requested if t not in TASK_TYPES]
+    if unknown:
+        raise DataError(f"unknown task(s) {', '.join(unknown)}; expected {', '.join(TASK_TYPES)}")
+    missing = [t for t in requested if t not in available]
+    if missing:
+        raise DataError(f"{train_dir}: no data for requested task(s) {', '.join(missing)}")
+    return list(requested)
+
+
+def _has_timeseries(split: Path) -> bool:
+    return any((split / TIMESERIES).glob("part-*.parquet"))
+
+
+def train_task(task: str, train_dir: Path, val_dir: Path, stage: Path, models: list[str],
+               hp: HyperParameters, ts_cache: dict, features: list[str] | None) -> tuple[list[str], dict, list[str]]:
+    """Fit the requested models of one task into ``stage/<task>/``; returns (features, summary, saved)."""
+    kind = TASK_TYPES[task]
+    tr, va = load_task(train_dir, task), load_task(val_dir, task)
+    feats = features or train_features(tr, str(train_dir / task))
+    y_tr, y_va = labels(tr, task), labels(va, task)
+    check_labels(task, y_tr, str(train_dir / task))
+    check_labels(task, y_va, str(val_dir / task))
+    X_tr = feature_matrix(tr, feats, str(train_dir / task))
+    X_va = feature_matrix(va, feats, str(val_dir / task))
+    summary: dict = {"n_train": len(tr), "n_val": len(va)}
+    if kind == "binary":
+        summary["train_prevalence"] = float(y_tr.mean())
+    saved: list[str] = []
+    if "xgboost" in models:
+        t0 = time.perf_counter()
+        params = M.xgb_params(kind, seed=hp.seed, nthread=hp.nthread, learning_rate=hp.learning_rate,
+                              max_depth=hp.max_depth, subsample=hp.subsample,
+                              colsample_bytree=hp.colsample_bytree, min_child_weight=hp.min_child_weight)
+        booster, info = M.fit_xgboost(kind, X_tr, y_tr, X_va, y_va, params, hp.max_rounds,
+                                      hp.early_stopping_rounds)
+        artifact.save_xgboost(booster, stage, task)
+        summary["xgboost"] = {**info, "seconds": round(time.perf_counter() - t0, 3)}
+        saved.append("xgboost")
+    if "lr" in models:
+        t0 = time.perf_counter()
+        model = M.fit_lr(task, kind, X_tr, y_tr, hp.lr_c)
+        artifact.save_lr(model, stage, task)
+        summary["lr"] = {"C": None if kind == "regression" else (hp.lr_c or M.LR_C.get(task, 1.0)),
+                         "seconds": round(time.perf_counter() - t0, 3)}
+        saved.append("lr")
+    if "gru" in models and task in GRU_TASKS:
+        if not (_has_timeseries(train_dir) and _has_timeseries(val_dir)):
+            summary["gru"] = {"skipped": "no timeseries/ folder in the train or validation split"}
+            log.warning("gru for %s skipped: no timeseries in the splits", task)
+        else:
+            for split in (train_dir, val_dir):
+                if split not in ts_cache:
+                    ts_cache[split] = read_timeseries(split)
+            t0 = time.perf_counter()
+            bundle, info = gru_mod.fit(tr, ts_cache[train_dir], va, ts_cache[val_dir], task,
+                                       seed=hp.seed, epochs=hp.gru_epochs, hidden=hp.gru_hidden,
+                                       batch_size=hp.gru_batch_size, lr=hp.gru_lr,
+                                       threads=hp.nthread, device=hp.gru_device)
+            artifact.save_gru(bundle, stage, task)
+            summary["gru"] = {**info, "seconds": round(time.perf_counter() - t0, 3)}
+            saved.append("gru")
+    return feats, summary, saved
+
+
+def train_all(train_dir: str | os.PathLike, val_dir: str | os.PathLike, model_dir: str | os.PathLike,
+              tasks: list[str] | None = None, models: list[str] | None = None,
+              hp: HyperParameters | None = None) -> dict:
+    """Train and write the model directory; returns the metadata written."""
+    train_dir, val_dir, model_dir = Path(train_dir), Path(val_dir), Path(model_dir)
+    hp = hp or HyperParameters()
+    models = list(models or MODELS)
+    bad = [m for m in models if m not in MODELS]
+    if bad:
+        raise DataError(f"unknown model(s) {', '.join(bad)}; expected {', '.join(MODELS)}")
+    tasks = resolve_tasks(tasks, train_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    stage = model_dir / f".staging-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        features: list[str] | None = None
+        spec_tasks, summaries, task_models = {}, {}, {}
+        ts_cache: dict = {}
+        for task in tasks:
+            log.info("training %s: models %s", task, ",".join(models))
+            features, summaries[task], task_models[task] = train_task(
+                task, train_dir, val_dir, stage, models, hp, ts_cache, features)
+            spec_tasks[task] = {"type": TASK_TYPES[task], "labels": label_columns(task),
+                                **({"target": "hours", "xgboost_target_transform": "log1p"}
+                                   if task == "los" else {})}
+        channels = series_channels(ts_cache[train_dir]) if train_dir in ts_cache else []
+        artifact.write_spec(stage, features or [], channels, spec_tasks)
+        digest, manifests = manifest_digest([train_dir, val_dir])
+        if digest is None:
+            log.warning("no manifest-*.json in the splits: data_manifest_sha256 is null")
+        meta = {"tasks": tasks, "models": models, "task_models": task_models,
+                "data_manifest_sha256": digest, "data_manifests": manifests,
+                "code_version": artifact.code_version(),
+                "hyperparameters": {k: v for k, v in asdict(hp).items() if k != "extra"} | hp.extra,
+                "training": summaries}
+        for child in sorted(stage.iterdir()):
+            dest = model_dir / child.name
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            os.replace(child, dest)
+        (model_dir / "metadata.json").unlink(missing_ok=True)
+        artifact.write_metadata(model_dir, **meta)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return read_json(model_dir / "metadata.json")

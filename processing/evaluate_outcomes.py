@@ -1,0 +1,61 @@
+"""Evaluate the outcome models on the test split (SageMaker processing contract).
+
+Inputs: the training step's model (``model.tar.gz`` or an unpacked directory) and the test
+split of the task tree. Outputs in ``--output``:
+
+- ``evaluation.json``: the pipeline's PropertyFile (``gate.*`` read by the condition step);
+- ``model_metrics.json``: ModelQuality statistics for the Model Registry;
+- ``report.html``: plots and tables.
+
+    python processing/evaluate_outcomes.py --model model/ --test tasks/test --output eval/
+    clinical-ml evaluate --model model.tar.gz --test tasks/test --output eval --bootstrap 200
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from clinical_ml.io import resolve_model_dir, write_json, write_text
+from clinical_ml.logs import get_logger
+from clinical_ml.outcomes import model_metrics, report
+from clinical_ml.outcomes.artifact import load
+from clinical_ml.outcomes.bootstrap import DEFAULT_RESAMPLES
+from clinical_ml.outcomes.evaluation import MIN_GROUP, evaluate
+
+log = get_logger("evaluate_outcomes")
+BASE = "/opt/ml/processing"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=f"{BASE}/input/model", help="model.tar.gz, or a folder holding it or the model files")
+    p.add_argument("--test", default=f"{BASE}/input/test", help="test split folder of the task tree")
+    p.add_argument("--output", default=f"{BASE}/output/evaluation", help="output folder")
+    p.add_argument("--tasks", default="", help="comma list; default: every trained task with test data")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples for 95%% CIs")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--min-group", type=int, default=MIN_GROUP, help="smallest subgroup that gets an AUROC")
+    p.add_argument("--threshold", type=float, default=0.5, help="decision threshold for model_metrics.json")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.output)
+    with tempfile.TemporaryDirectory(prefix="model-") as scratch:
+        model = load(resolve_model_dir(args.model, scratch))
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] or None
+        doc, preds = evaluate(model, args.test, resamples=args.bootstrap, seed=args.seed,
+                              min_group=args.min_group, tasks=tasks)
+    write_json(out / "model_metrics.json", model_metrics.build(doc, preds, args.threshold))
+    write_text(out / "report.html", report.render(doc, preds))
+    write_json(out / "evaluation.json", doc)  # last: its presence means the folder is complete
+    for key, value in doc["gate"].items():
+        log.info("gate %s = %.4f", key, value)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

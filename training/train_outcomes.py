@@ -1,0 +1,84 @@
+"""Train the outcome models (SageMaker training contract).
+
+Channels ``train`` and ``validation`` are split folders of the task tree (build-tasks output);
+the model directory goes to ``SM_MODEL_DIR`` (SageMaker packs it as model.tar.gz).
+Hyperparameters arrive as ``--name value`` arguments (dashes or underscores both accepted)::
+
+    python training/train_outcomes.py --train tasks/train --validation tasks/val \
+        --model-dir model --tasks ihm,decomp,los,pheno,readmit --models xgboost,lr,gru --seed 0
+
+    clinical-ml train-outcomes ...   # the same script
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from clinical_ml.logs import get_logger
+from clinical_ml.outcomes.train import MODELS, HyperParameters, train_all
+
+log = get_logger("train_outcomes")
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "auto"]
+
+
+def _opt(parser, name: str, **kw):
+    """``--max-rounds`` also answers to ``--max_rounds`` (SageMaker hyperparameter keys)."""
+    names = [f"--{name}"] + ([f"--{name.replace('-', '_')}"] if "-" in name else [])
+    parser.add_argument(*names, **kw)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _opt(p, "train", default=env.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"),
+         help="train split folder (SM_CHANNEL_TRAIN)")
+    _opt(p, "validation", default=env.get("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation"),
+         help="validation split folder (SM_CHANNEL_VALIDATION)")
+    _opt(p, "model-dir", default=env.get("SM_MODEL_DIR", "/opt/ml/model"), help="output model directory")
+    _opt(p, "tasks", type=_csv, default=[], help="comma list; default: every task in the train split")
+    _opt(p, "models", type=_csv, default=list(MODELS), help="comma list of xgboost,lr,gru")
+    hp = HyperParameters()
+    _opt(p, "seed", type=int, default=hp.seed)
+    _opt(p, "nthread", type=int, default=hp.nthread, help="XGBoost/torch threads (fixed for reproducibility)")
+    _opt(p, "max-rounds", type=int, default=hp.max_rounds)
+    _opt(p, "early-stopping-rounds", type=int, default=hp.early_stopping_rounds)
+    _opt(p, "learning-rate", type=float, default=hp.learning_rate)
+    _opt(p, "max-depth", type=int, default=hp.max_depth)
+    _opt(p, "subsample", type=float, default=hp.subsample)
+    _opt(p, "colsample-bytree", type=float, default=hp.colsample_bytree)
+    _opt(p, "min-child-weight", type=float, default=hp.min_child_weight)
+    _opt(p, "lr-c", type=float, default=None, help="override the LR inverse regularisation for every task")
+    _opt(p, "gru-epochs", type=int, default=hp.gru_epochs)
+    _opt(p, "gru-hidden", type=int, default=hp.gru_hidden)
+    _opt(p, "gru-batch-size", type=int, default=hp.gru_batch_size)
+    _opt(p, "gru-lr", type=float, default=hp.gru_lr)
+    _opt(p, "gru-device", default=None, help="cuda or cpu (default: cuda if available)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    hp = HyperParameters(seed=args.seed, nthread=args.nthread, max_rounds=args.max_rounds,
+                         early_stopping_rounds=args.early_stopping_rounds,
+                         learning_rate=args.learning_rate, max_depth=args.max_depth,
+                         subsample=args.subsample, colsample_bytree=args.colsample_bytree,
+                         min_child_weight=args.min_child_weight, lr_c=args.lr_c,
+                         gru_epochs=args.gru_epochs, gru_hidden=args.gru_hidden,
+                         gru_batch_size=args.gru_batch_size, gru_lr=args.gru_lr,
+                         gru_device=args.gru_device)
+    meta = train_all(args.train, args.validation, args.model_dir, args.tasks or None, args.models, hp)
+    for task, summary in meta["training"].items():
+        xgb = summary.get("xgboost", {})
+        log.info("%s: n_train=%d n_val=%d xgboost rounds=%s", task, summary["n_train"],
+                 summary["n_val"], xgb.get("rounds"))
+    log.info("model written to %s (code %s, data %s)", args.model_dir, meta["code_version"],
+             (meta["data_manifest_sha256"] or "no manifest")[:12])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
