@@ -1,0 +1,260 @@
+"""Generative extractor: a causal LM (SmolLM2-135M-Instruct by default) with a LoRA adapter
+that reads a note and writes the structured record as compact JSON. Output is parsed,
+repaired when needed (validity reported), and grounded back to spans (decoding.py).
+
+Training targets are built from the *visible* part of the note: the note is cut to the
+prompt budget first and the record is derived from the gold spans inside the cut, so the model
+is never taught to invent what it cannot see. ``zero_shot_extractor`` prompts the same base
+without an adapter (the baseline the fine-tuning must beat).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clinical_ml.extraction.decoding import ground, parse_record
+from clinical_ml.logs import get_logger
+from clinical_ml.notes.schema import record_from_annotations
+
+log = get_logger(__name__)
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+ZERO_SHOT_INSTRUCTION = (
+    "Extract medications (with dose, route, frequency), problems, tests and procedures from the "
+    "clinical note. Answer with JSON only, exactly in this shape: "
+    '{"medications":[{"name":"aspirin","dose":"81 mg","route":"po","frequency":"daily"}],'
+    '"problems":[{"name":"chest pain","negated":false}],"tests":[{"name":"ecg","negated":false}],'
+    '"procedures":[]}')
+
+
+@dataclass
+class GenConfig:
+    max_prompt_tokens: int = 256
+    max_target_tokens: int = 160
+    max_new_tokens: int = 160
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    retrieval: bool = False
+    zero_shot: bool = False
+
+
+def compact(record: dict) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+class GenerativeExtractor:
+    """``extract(texts)``: prompt -> greedy JSON -> repaired record -> grounded spans."""
+
+    def __init__(self, model, tokenizer, cfg: GenConfig):
+        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+        self.kind = "zero-shot" if cfg.zero_shot else "generative"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._rules = None
+
+    # -------------------------------------------------------------- prompts
+    def visible_text(self, text: str) -> str:
+        """The part of the note the prompt budget holds (a prefix, on a token boundary)."""
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        offs = enc["offset_mapping"]
+        if len(offs) <= self.cfg.max_prompt_tokens:
+            return text
+        return text[:offs[self.cfg.max_prompt_tokens - 1][1]]
+
+    def prompt(self, text: str) -> str:
+        if self.cfg.zero_shot and getattr(self.tokenizer, "chat_template", None):
+            msgs = [{"role": "system", "content": ZERO_SHOT_INSTRUCTION},
+                    {"role": "user", "content": text}]
+            return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        head = ZERO_SHOT_INSTRUCTION + "\n" if self.cfg.zero_shot else ""
+        return f"{head}### Note:\n{text}\n### JSON:\n"
+
+    def reduce(self, text: str) -> str:
+        if not self.cfg.retrieval:
+            return text
+        from clinical_ml.extraction.retrieval import reduce_note
+        from clinical_ml.extraction.rules import RulesExtractor
+
+        self._rules = self._rules or RulesExtractor()
+        return reduce_note(text, self._rules)[0]
+
+    # -------------------------------------------------------------- training data
+    def training_pair(self, doc: dict) -> tuple[list[int], list[int]]:
+        text = self.visible_text(self.reduce(doc["text"]) if self.cfg.retrieval else doc["text"])
+        if self.cfg.retrieval:
+            # spans no longer line up with the reduced text: rebuild them by grounding the gold record
+            ents, rels = ground(text, doc["record"])
+        else:
+            keep = [i for i, e in enumerate(doc["entities"]) if e["end"] <= len(text)]
+            idx = {old: new for new, old in enumerate(keep)}
+            ents = [doc["entities"][i] for i in keep]
+            rels = [{**r, "head": idx[r["head"]], "tail": idx[r["tail"]]} for r in doc["relations"]
+                    if r["head"] in idx and r["tail"] in idx]
+        record = record_from_annotations(ents, rels)
+        p_ids = self.tokenizer(self.prompt(text), add_special_tokens=False)["input_ids"]
+        t_ids = self._fit_target(record)
+        return p_ids, t_ids + [self.tokenizer.eos_token_id]
+
+    def _fit_target(self, record: dict) -> list[int]:
+        """Target tokens within budget: drop items from the end until the JSON fits."""
+        rec = {k: list(v) for k, v in record.items()}
+        while True:
+            ids = self.tokenizer(compact(rec), add_special_tokens=False)["input_ids"]
+            if len(ids) <= self.cfg.max_target_tokens or not any(rec.values()):
+                return ids
+            longest = max(rec, key=lambda k: len(rec[k]))
+            rec[longest].pop()
+
+    # -------------------------------------------------------------- inference
+    @torch.no_grad()
+    def generate(self, prompts: list[str]) -> list[str]:
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        out = self.model.generate(**enc, max_new_tokens=self.cfg.max_new_tokens, do_sample=False,
+                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    def extract(self, texts: list[str], batch_size: int = 4) -> list[dict]:
+        self.model.eval()
+        results = []
+        for i in range(0, len(texts), batch_size):
+            chunk = [t or "" for t in texts[i:i + batch_size]]
+            visible = [self.visible_text(self.reduce(t)) for t in chunk]
+            prompts = [self.prompt(v) for v in visible]
+            raws = self.generate(prompts)
+            for text, prompt, raw in zip(chunk, prompts, raws):
+                record, valid, repaired = parse_record(raw)
+                ents, rels = ground(text, record)
+                results.append({"entities": ents, "relations": rels,
+                                "record": record_from_annotations(ents, rels),
+                                "generated_record": record, "valid_json": valid, "repaired": repaired,
+                                "prompt_tokens": len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])})
+        return results
+
+
+# ------------------------------------------------------------------ build / train / save / load
+def _load_base(base_dir: str, dtype=torch.float32):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from clinical_ml.extraction.base_models import clear_quantization
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    clear_quantization(model)
+    return model, AutoTokenizer.from_pretrained(base_dir)
+
+
+def build_generative(base_dir: str, cfg: GenConfig) -> GenerativeExtractor:
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = _load_base(base_dir)
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=LORA_TARGETS, bias="none", task_type="CAUSAL_LM")
+    return GenerativeExtractor(get_peft_model(model, lora), tok, cfg)
+
+
+def _collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    n = max(len(p) + len(t) for p, t in pairs)
+    ids = torch.full((len(pairs), n), pad_id, dtype=torch.long)
+    labels = torch.full((len(pairs), n), -100, dtype=torch.long)
+    mask = torch.zeros((len(pairs), n), dtype=torch.long)
+    for k, (p, t) in enumerate(pairs):
+        seq = p + t
+        ids[k, :len(seq)] = torch.tensor(seq)
+        mask[k, :len(seq)] = 1
+        labels[k, len(p):len(seq)] = torch.tensor(t)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def fit_generative(ext: GenerativeExtractor, docs: list[dict], *, epochs: float = 1.0, lr: float = 3e-4,
+                   batch_size: int = 4, seed: int = 0, max_steps: int | None = None, accelerator=None,
+                   time_budget_s: float | None = None, bf16: bool = True) -> dict[str, Any]:
+    """LoRA SFT on prompt -> JSON pairs (loss on target tokens only)."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    pairs = [ext.training_pair(d) for d in docs]
+    model = ext.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    total = max_steps or max(1, int(math.ceil(len(pairs) / batch_size) * epochs))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, total // 10)) * max(0.05, 1 - s / total))
+    if accelerator is not None:
+        model, opt = accelerator.prepare(model, opt)
+    device = accelerator.device if accelerator is not None else torch.device("cpu")
+    use_autocast = bf16 and accelerator is None
+    model.train()
+    losses, tokens, step, t0 = [], 0, 0, time.time()
+    pad = ext.tokenizer.pad_token_id
+    while step < total and pairs:
+        rng.shuffle(pairs)
+        for i in range(0, len(pairs), batch_size):
+            batch = {k: v.to(device) for k, v in _collate(pairs[i:i + batch_size], pad).items()}
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_autocast):
+                loss = model(**batch).loss
+            (accelerator.backward(loss) if accelerator is not None else loss.backward())
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            losses.append(loss.item())
+            tokens += int(batch["attention_mask"].sum())
+            step += 1
+            if step % 10 == 0:
+                log.info("generative step %d/%d loss %.4f", step, total, sum(losses[-10:]) / 10)
+            if step >= total or (time_budget_s and time.time() - t0 > time_budget_s):
+                break
+        if time_budget_s and time.time() - t0 > time_budget_s:
+            break
+    if accelerator is not None:
+        ext.model = accelerator.unwrap_model(model).cpu().float()
+    ext.model.eval()
+    dt = max(time.time() - t0, 1e-9)
+    return {"steps": step, "losses": losses, "train_tokens": tokens,
+            "train_tokens_per_s": round(tokens / dt, 1), "train_seconds": round(dt, 1),
+            "examples": len(pairs)}
+
+
+def save_generative(ext: GenerativeExtractor, out: str | Path, base_model: str, base_dir: Path,
+                    training: dict[str, Any] | None = None) -> Path:
+    from clinical_ml.extraction.artifact import copy_base, write_common
+    from clinical_ml.extraction.base_models import is_alias
+
+    out = Path(out)
+    ext.model.save_pretrained(out / "adapter")
+    ext.tokenizer.save_pretrained(out / "tokenizer")
+    if not is_alias(base_model):
+        copy_base(Path(base_dir), out)
+    write_common(out, "generative", base_model, {"config": dataclasses.asdict(ext.cfg),
+                                                 "training": training or {}})
+    return out
+
+
+def load_generative(model_dir: Path, meta: dict, base_dir: str) -> GenerativeExtractor:
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    cfg = GenConfig(**meta.get("config", {}))
+    model, _ = _load_base(base_dir)
+    if (model_dir / "adapter").is_dir():
+        model = PeftModel.from_pretrained(model, str(model_dir / "adapter"))
+    tok = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
+    return GenerativeExtractor(model.eval(), tok, cfg)
+
+
+def zero_shot_extractor(base: str, **cfg: Any) -> GenerativeExtractor:
+    """The base model prompted with an instruction and a JSON example, no adapter."""
+    from clinical_ml.extraction.base_models import resolve
+
+    model, tok = _load_base(str(resolve(base)))
+    ext = GenerativeExtractor(model.eval(), tok, GenConfig(zero_shot=True, **cfg))
+    ext.metadata = {"kind": "zero-shot", "base_model": base, "created": None}
+    return ext

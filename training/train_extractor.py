@@ -1,0 +1,175 @@
+"""LoRA fine-tuning of an extractor (SageMaker training contract).
+
+Reads note datasets (``build-notes`` JSONL, or brat / CoNLL) from ``SM_CHANNEL_TRAIN`` and
+``SM_CHANNEL_VALIDATION``; writes the extractor model directory (docs/contracts.md) to
+``SM_MODEL_DIR`` and ``validation.json`` to ``SM_OUTPUT_DATA_DIR``.
+
+- ``--kind encoder``: all-MiniLM-L6-v2 + LoRA, heads for BIO NER, relations, note category;
+- ``--kind generative``: SmolLM2-135M-Instruct + LoRA producing the JSON record;
+- ``--kind rules``: the dictionary baseline, its lexicon fitted on the training split.
+
+``--base-model`` takes ``minilm``, ``smollm2``, a local directory or an ``s3://`` URI. CPU here;
+on a GPU instance the loop runs through ``accelerate`` (bf16 where supported).
+
+    python -m training.train_extractor --train notes/train.jsonl --validation notes/val.jsonl \
+        --model-dir out/model --kind encoder --epochs 2
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+from clinical_ml.io import DataError, write_json
+from clinical_ml.logs import get_logger
+
+log = get_logger("train_extractor")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--train", default=env("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"))
+    p.add_argument("--validation", default=env("SM_CHANNEL_VALIDATION"))
+    p.add_argument("--extra-train", action="append", default=[],
+                   help="more training data (brat folder, CoNLL, JSONL); repeatable")
+    p.add_argument("--model-dir", default=env("SM_MODEL_DIR", "/opt/ml/model"))
+    p.add_argument("--output-data-dir", default=env("SM_OUTPUT_DATA_DIR"))
+    p.add_argument("--kind", choices=("encoder", "generative", "rules"), default="encoder")
+    p.add_argument("--base-model", default=None, help="minilm | smollm2 | local dir | s3:// URI "
+                   "(default: minilm for encoder, smollm2 for generative)")
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (0: epochs)")
+    p.add_argument("--time-budget-s", type=float, default=0, help="stop training after this many seconds (0: off)")
+    p.add_argument("--lr", type=float, default=None, help="default 1e-3 encoder, 3e-4 generative")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=256, help="tokens per window (encoder) / prompt (generative)")
+    p.add_argument("--max-target-tokens", type=int, default=160, help="generative: target JSON budget")
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--max-train-docs", type=int, default=600, help="0: all (fast default for the demo)")
+    p.add_argument("--max-val-docs", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    return p.parse_args(argv)
+
+
+def load_docs(paths: list[str], limit: int, seed: int) -> list[dict]:
+    from clinical_ml.notes.datasets import read_documents
+
+    docs = []
+    for p in paths:
+        if p and Path(p).exists():
+            docs += read_documents(p)
+        elif p:
+            raise DataError(f"{p}: training data not found (a notes JSONL file/folder, brat folder or CoNLL file)")
+    if limit and len(docs) > limit:
+        docs = random.Random(seed).sample(docs, limit)
+    return docs
+
+
+def _accelerator():
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    from accelerate import Accelerator
+
+    return Accelerator(mixed_precision="bf16" if torch.cuda.is_bf16_supported() else "fp16")
+
+
+def train_encoder(args, train_docs: list[dict]):
+    from transformers import AutoTokenizer
+
+    from clinical_ml.extraction.base_models import resolve
+    from clinical_ml.extraction.encoder import EncoderConfig, EncoderExtractor, build_model, fit
+
+    base = args.base_model or "minilm"
+    base_dir = resolve(base)
+    cats = sorted({d["category"] for d in train_docs if d.get("category")})
+    cfg = EncoderConfig(max_length=args.max_length, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
+                        categories=cats if len(cats) > 1 else [])
+    tok = AutoTokenizer.from_pretrained(str(base_dir))
+    model = build_model(str(base_dir), cfg)
+    stats = fit(model, tok, train_docs, epochs=args.epochs, lr=args.lr or 1e-3, batch_size=args.batch_size,
+                seed=args.seed, max_steps=args.max_steps or None, accelerator=_accelerator(),
+                time_budget_s=args.time_budget_s or None)
+    if hasattr(model, "module"):
+        model = model.module
+    return EncoderExtractor(model.cpu(), tok), base, base_dir, stats
+
+
+def train_generative(args, train_docs: list[dict]):
+    from clinical_ml.extraction.base_models import resolve
+    from clinical_ml.extraction.generative import GenConfig, build_generative, fit_generative
+
+    base = args.base_model or "smollm2"
+    base_dir = resolve(base)
+    cfg = GenConfig(max_prompt_tokens=args.max_length, max_target_tokens=args.max_target_tokens,
+                    lora_r=args.lora_r, lora_alpha=2 * args.lora_r)
+    ext = build_generative(str(base_dir), cfg)
+    stats = fit_generative(ext, train_docs, epochs=args.epochs, lr=args.lr or 3e-4,
+                           batch_size=args.batch_size, seed=args.seed, max_steps=args.max_steps or None,
+                           accelerator=_accelerator(), time_budget_s=args.time_budget_s or None)
+    return ext, base, base_dir, stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from transformers.utils import logging as hf_logging
+
+    from clinical_ml.extraction import artifact
+    from clinical_ml.extraction.metrics import evaluate
+
+    hf_logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_docs = load_docs([args.train] + args.extra_train, args.max_train_docs, args.seed)
+    if not train_docs:
+        raise DataError(f"{args.train}: no training notes")
+    val_docs = load_docs([args.validation], args.max_val_docs, args.seed) if args.validation else []
+    log.info("train-extractor: kind=%s, %d train notes, %d validation notes",
+             args.kind, len(train_docs), len(val_docs))
+    t0 = time.time()
+    hyper = {k: v for k, v in vars(args).items() if k not in ("train", "validation", "model_dir",
+                                                                "output_data_dir", "extra_train")}
+    if args.kind == "rules":
+        from clinical_ml.extraction.rules import RulesExtractor
+
+        ext, stats = RulesExtractor().fit(train_docs), {"train_docs": len(train_docs)}
+    elif args.kind == "encoder":
+        ext, base, base_dir, stats = train_encoder(args, train_docs)
+    else:
+        ext, base, base_dir, stats = train_generative(args, train_docs)
+    losses = stats.pop("losses", [])
+    stats.update({"train_docs": len(train_docs), "wall_seconds": round(time.time() - t0, 1),
+                  "loss_first": losses[0] if losses else None,
+                  "loss_last": sum(losses[-10:]) / len(losses[-10:]) if losses else None})
+    val = {}
+    if val_docs:
+        preds = ext.extract([d["text"] for d in val_docs])
+        val = evaluate(val_docs, preds, [p.get("valid_json", True) for p in preds])
+        stats["validation"] = {k: val[k] for k in ("entity_f1", "relation_f1", "record_f1", "json_validity")}
+    training = {"hyperparameters": hyper, **stats}
+    out = Path(args.model_dir)
+    if args.kind == "rules":
+        artifact.save_rules(ext, out, training)
+    elif args.kind == "encoder":
+        artifact.save_encoder(ext, out, base, base_dir, training)
+    else:
+        from clinical_ml.extraction.generative import save_generative
+
+        save_generative(ext, out, base, base_dir, training)
+    if args.output_data_dir:
+        write_json(Path(args.output_data_dir) / "validation.json", {"training": training, "validation": val})
+    log.info("train-extractor: done in %.1fs, validation %s", time.time() - t0, stats.get("validation"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
