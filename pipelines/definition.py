@@ -1,0 +1,303 @@
+"""The clinical-ml SageMaker Pipeline: MIMIC-III -> tasks + notes -> outcome models and an
+extractor -> evaluation gate -> registry -> A/B endpoint -> drift monitor.
+
+Reads like the SageMaker "modelbuild" project template: parameters first, then one short
+block per step. ``get_pipeline`` returns the one Pipeline object that ``make definition``,
+``make upsert-pipeline`` and the local runner (``clinical-ml run-local``) all use.
+
+DAG (steps inside a condition run only on its branch)::
+
+    DriftGuard -> CheckGuard --skip--> (end: another drift retraining in flight / cooldown)
+                     | run
+      BuildTasks -> TrainOutcomes  -> EvaluateOutcomes  --+
+      BuildNotes -> TrainExtractor -> EvaluateExtractor --+-> CheckMetrics --no--> Gate*/Fail*
+                                                              | yes
+                 DriftBaseline -> RegisterOutcomes, RegisterExtractor -> Deploy -> ScheduleMonitor
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from pipelines.parameters import make_parameters
+from pipelines.session import pipeline_session, prepare_environment
+
+prepare_environment()  # before the SDK is imported: telemetry opt-out, no role validation
+
+from sagemaker.core.drift_check_baselines import DriftCheckBaselines  # noqa: E402
+from sagemaker.core.model_metrics import MetricsSource, ModelMetrics  # noqa: E402
+from sagemaker.core.workflow.conditions import ConditionEquals, ConditionGreaterThanOrEqualTo  # noqa: E402
+from sagemaker.core.workflow.execution_variables import ExecutionVariables  # noqa: E402
+from sagemaker.core.workflow.functions import Join, JsonGet  # noqa: E402
+from sagemaker.core.workflow.properties import PropertyFile  # noqa: E402
+from sagemaker.mlops.workflow.condition_step import ConditionStep  # noqa: E402
+from sagemaker.mlops.workflow.fail_step import FailStep  # noqa: E402
+from sagemaker.mlops.workflow.model_step import ModelStep  # noqa: E402
+from sagemaker.mlops.workflow.pipeline import Pipeline  # noqa: E402
+from sagemaker.serve.model_builder import ModelBuilder  # noqa: E402
+
+from pipelines.steps import SERVICE_RETRY, StepFactory, s3_input, s3_output  # noqa: E402
+
+DEFAULT_PIPELINE_NAME = "clinical-ml"
+DEFAULT_ROLE = "arn:aws:iam::000000000000:role/clinical-ml-sagemaker-execution"
+DRIFT_SCHEDULE = "cron(0 * ? * * *)"  # hourly, as the capture files are hourly
+
+
+def model_package_groups(pipeline_name: str) -> dict[str, str]:
+    """Registry groups this pipeline registers into (created by ``make upsert-pipeline``)."""
+    return {"outcomes": f"{pipeline_name}-outcomes", "extractor": f"{pipeline_name}-extractor"}
+
+
+def get_pipeline(region: str | None = None, role: str | None = None, default_bucket: str | None = None,
+                 pipeline_name: str = DEFAULT_PIPELINE_NAME, *, kms_key_id: str = "alias/clinical-ml",
+                 subnets: list[str] | None = None, security_group_ids: list[str] | None = None,
+                 endpoint_name: str = "clinical-ml", sagemaker_session=None) -> Pipeline:
+    """Build the pipeline (offline: no network, no credentials).
+
+    ``subnets``/``security_group_ids`` put every job in your VPC (they are also the defaults of
+    the SubnetIds/SecurityGroupIds parameters that the deploy and monitor steps pass on to
+    the endpoint and the drift job). A job's VPC is fixed when the pipeline is upserted: the
+    service takes a list of subnet ids there, which a pipeline parameter cannot expand into.
+    """
+    region = prepare_environment(region)
+    role = role or DEFAULT_ROLE
+    bucket = default_bucket or f"clinical-ml-{region}"
+    session = sagemaker_session or pipeline_session(region, bucket)
+    subnets, security_group_ids = list(subnets or []), list(security_group_ids or [])
+    p = make_parameters(region, role, bucket, kms_key_id=kms_key_id, endpoint_name=endpoint_name,
+                        subnet_ids=",".join(subnets), security_group_ids=",".join(security_group_ids))
+    f = StepFactory(session=session, role=role, bucket=bucket, pipeline_name=pipeline_name, params=p,
+                    subnets=subnets, security_group_ids=security_group_ids)
+    groups = model_package_groups(pipeline_name)
+    capture_uri = f"s3://{bucket}/{pipeline_name}/capture"
+    execution = ExecutionVariables
+
+    # --- DriftGuard: storm guard for alarm-triggered retraining (in-flight + cooldown) -------
+    guard_report = PropertyFile(name="GuardDecision", output_name="guard", path="guard.json")
+    step_guard = f.processing(
+        "DriftGuard", "monitoring/guard.py",
+        display_name="Retraining storm guard",
+        description="Skips a drift-triggered execution when another one is in flight or the "
+                    "cooldown has not passed (list_pipeline_executions).",
+        outputs=[s3_output("guard", f.s3("DriftGuard", "guard"), "guard")],
+        arguments=["--pipeline-name", execution.PIPELINE_NAME,
+                   "--execution-arn", execution.PIPELINE_EXECUTION_ARN,
+                   "--trigger", p.trigger,
+                   "--output-dir", "/opt/ml/processing/output/guard"],
+        instance_type="ml.t3.medium", isolated=False, cache=False, property_files=[guard_report])
+
+    # --- BuildTasks: MIMIC-III -> benchmark task Parquet (shardable over instances) ----------
+    step_tasks = f.processing(
+        "BuildTasks", "processing/build_tasks.py",
+        display_name="Build benchmark tasks",
+        description="MIMIC-III -> in-hospital mortality, decompensation, LOS, phenotyping and "
+                    "readmission task splits (Parquet); one part per instance when sharded.",
+        inputs=[s3_input("mimic", p.input_data_uri, "mimic", distribution=p.input_distribution)],
+        outputs=[s3_output(split, f.s3("BuildTasks", split), split)
+                 for split in ("train", "val", "test")],
+        instance_count=p.processing_instance_count)
+    tasks = {split: step_tasks.properties.ProcessingOutputConfig.Outputs[split].S3Output.S3Uri
+             for split in ("train", "val", "test")}
+
+    # --- BuildNotes: NOTEEVENTS + gold annotations -> note datasets (JSONL) -------------------
+    step_notes = f.processing(
+        "BuildNotes", "processing/build_notes.py",
+        display_name="Build note datasets",
+        description="Clinical notes with gold entities, relations and records -> JSONL splits.",
+        inputs=[s3_input("mimic", p.input_data_uri, "mimic")],
+        outputs=[s3_output("notes", f.s3("BuildNotes", "notes"), "notes")])
+    notes = step_notes.properties.ProcessingOutputConfig.Outputs["notes"].S3Output.S3Uri
+
+    def notes_split(split: str) -> Join:
+        return Join(on="/", values=[notes, f"{split}.jsonl"])
+
+    # --- TrainOutcomes: XGBoost + LR + GRU on the task splits ---------------------------------
+    step_train_outcomes = f.training(
+        "TrainOutcomes", "training/train_outcomes.py",
+        display_name="Train outcome models",
+        description="XGBoost (primary), logistic regression and GRU for every benchmark task.",
+        channels={"train": tasks["train"], "validation": tasks["val"]},
+        image=p.training_image_uri, instance_type=p.training_instance_type)
+    outcomes_model = step_train_outcomes.properties.ModelArtifacts.S3ModelArtifacts
+
+    # --- TrainExtractor: LoRA fine-tuning on a GPU instance -----------------------------------
+    step_train_extractor = f.training(
+        "TrainExtractor", "training/train_extractor.py",
+        display_name="Train clinical extractor",
+        description="LoRA fine-tuning of a small language model for entities, relations and "
+                    "the structured record (GPU instance type parameter).",
+        channels={"train": notes_split("train"), "validation": notes_split("val")},
+        image=p.training_gpu_image_uri, instance_type=p.extractor_instance_type,
+        arguments=["--base-model", p.extractor_base_model], volume_kms=False)
+    extractor_model = step_train_extractor.properties.ModelArtifacts.S3ModelArtifacts
+
+    # --- EvaluateOutcomes: bootstrap CIs, subgroups; the gate values -> EvaluationReport ----
+    evaluation_report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
+    step_eval_outcomes = f.processing(
+        "EvaluateOutcomes", "processing/evaluate_outcomes.py",
+        display_name="Evaluate outcome models",
+        description="Test-set metrics with bootstrap confidence intervals and subgroups; "
+                    "writes evaluation.json (gate), model_metrics.json and report.html.",
+        inputs=[s3_input("model", outcomes_model, "model"), s3_input("test", tasks["test"], "test")],
+        outputs=[s3_output("evaluation", f.s3("EvaluateOutcomes", "evaluation"), "evaluation")],
+        property_files=[evaluation_report])
+    outcomes_eval = step_eval_outcomes.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
+
+    # --- EvaluateExtractor: entity/relation F1, JSON validity -> ExtractionReport -------------
+    extraction_report = PropertyFile(name="ExtractionReport", output_name="evaluation",
+                                     path="extraction_evaluation.json")
+    step_eval_extractor = f.processing(
+        "EvaluateExtractor", "processing/evaluate_extractor.py",
+        display_name="Evaluate clinical extractor",
+        description="Strict/lenient entity F1, relation F1, JSON validity and record F1 on the "
+                    "test notes; writes extraction_evaluation.json (gate) and model_metrics.json.",
+        inputs=[s3_input("model", extractor_model, "model"), s3_input("test", notes_split("test"), "test")],
+        outputs=[s3_output("evaluation", f.s3("EvaluateExtractor", "evaluation"), "evaluation")],
+        property_files=[extraction_report])
+    extractor_eval = step_eval_extractor.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
+
+    # --- DriftBaseline: Model Monitor statistics/constraints of the training features ---------
+    step_baseline = f.processing(
+        "DriftBaseline", "monitoring/baseline.py",
+        display_name="Drift baseline",
+        description="statistics.json and constraints.json (Model Monitor format) from the "
+                    "training features; the drift monitor compares live traffic with them.",
+        inputs=[s3_input("train", tasks["train"], "train")],
+        outputs=[s3_output("baseline", f.s3("DriftBaseline", "baseline"), "baseline")])
+    baseline = step_baseline.properties.ProcessingOutputConfig.Outputs["baseline"].S3Output.S3Uri
+
+    # --- RegisterOutcomes / RegisterExtractor: model registry with metrics ------------------
+    lineage = {"trigger": p.trigger, "data_window_start": p.data_window_start,
+               "data_window_end": p.data_window_end, "pipeline_execution_arn": execution.PIPELINE_EXECUTION_ARN}
+
+    def register(name: str, display: str, model_data, group: str, metrics_uri, content_types: list[str],
+                 instances: list[str], drift_baselines: DriftCheckBaselines | None = None) -> ModelStep:
+        builder = ModelBuilder(s3_model_data_url=model_data, image_uri=p.inference_image_uri,
+                               role_arn=role, sagemaker_session=session)
+        step_args = builder.register(
+            model_package_group_name=group, content_types=content_types,
+            response_types=["application/json"], inference_instances=instances,
+            transform_instances=instances, approval_status=p.model_approval_status,
+            model_metrics=ModelMetrics(model_statistics=MetricsSource(
+                content_type="application/json", s3_uri=Join(on="/", values=[metrics_uri, "model_metrics.json"]))),
+            drift_check_baselines=drift_baselines, customer_metadata_properties=dict(lineage))
+        return ModelStep(name=name, step_args=step_args, display_name=display,
+                         description=f"Register a new version in the {group} model package group "
+                                     "with its evaluation metrics (approval status parameter).",
+                         retry_policies=[SERVICE_RETRY])
+
+    step_register_outcomes = register(
+        "RegisterOutcomes", "Register outcome models", outcomes_model, groups["outcomes"], outcomes_eval,
+        ["application/json", "text/csv", "application/jsonlines"], ["ml.m5.large", "ml.m5.xlarge"],
+        DriftCheckBaselines(
+            model_data_statistics=MetricsSource(content_type="application/json",
+                                                s3_uri=Join(on="/", values=[baseline, "statistics.json"])),
+            model_data_constraints=MetricsSource(content_type="application/json",
+                                                 s3_uri=Join(on="/", values=[baseline, "constraints.json"]))))
+    step_register_extractor = register(
+        "RegisterExtractor", "Register clinical extractor", extractor_model, groups["extractor"],
+        extractor_eval, ["application/json", "application/jsonlines"],
+        ["ml.g5.xlarge", "ml.m5.xlarge"])
+
+    # --- Deploy: endpoint config with two production variants (A/B) + data capture ---------
+    step_deploy = f.processing(
+        "Deploy", "inference/deploy.py",
+        display_name="Deploy A/B endpoint",
+        description="Endpoint config with champion and challenger production variants and data "
+                    "capture; creates the endpoint or updates it in place.",
+        outputs=[s3_output("deploy", f.s3("Deploy", "deploy"), "deploy")],
+        arguments=["--endpoint-name", p.endpoint_name,
+                   "--outcomes-model-package-arn", step_register_outcomes.properties.ModelPackageArn,
+                   "--extractor-model-package-arn", step_register_extractor.properties.ModelPackageArn,
+                   "--challenger-weight", p.challenger_weight.to_string(),
+                   "--instance-type", p.endpoint_instance_type,
+                   "--data-capture-uri", capture_uri,
+                   "--kms-key-id", p.kms_key_id,
+                   "--role-arn", role,
+                   "--subnet-ids", p.subnet_ids,
+                   "--security-group-ids", p.security_group_ids,
+                   "--output-dir", "/opt/ml/processing/output/deploy"],
+        instance_type="ml.t3.medium", isolated=False, cache=False, max_runtime=3600)
+
+    # --- ScheduleMonitor: hourly drift job over the captured traffic -----------------------
+    step_schedule = f.processing(
+        "ScheduleMonitor", "monitoring/schedule.py",
+        display_name="Schedule drift monitor",
+        description="Hourly drift job comparing captured traffic with the baseline; publishes "
+                    "CloudWatch metrics that the drift alarm (and so retraining) watches.",
+        inputs=[s3_input("baseline", baseline, "baseline")],
+        outputs=[s3_output("schedule", f.s3("ScheduleMonitor", "schedule"), "schedule")],
+        arguments=["--endpoint-name", p.endpoint_name,
+                   "--deploy-info", step_deploy.properties.ProcessingOutputConfig.Outputs["deploy"].S3Output.S3Uri,
+                   "--capture-uri", capture_uri,
+                   "--drift-threshold", p.drift_threshold.to_string(),
+                   "--schedule-expression", DRIFT_SCHEDULE,
+                   "--image-uri", p.processing_image_uri,
+                   "--role-arn", role,
+                   "--kms-key-id", p.kms_key_id,
+                   "--output-dir", "/opt/ml/processing/output/schedule"],
+        instance_type="ml.t3.medium", isolated=False, cache=False, max_runtime=1800)
+
+    # --- CheckMetrics: quality gate; on a miss, Fail naming the metric(s) ------------------
+    ihm_auroc = JsonGet(step_name=step_eval_outcomes.name, property_file=evaluation_report,
+                        json_path="gate.ihm_auroc")
+    entity_f1 = JsonGet(step_name=step_eval_extractor.name, property_file=extraction_report,
+                        json_path="gate.entity_f1")
+    ihm_ok = ConditionGreaterThanOrEqualTo(left=ihm_auroc, right=p.min_ihm_auroc)
+    f1_ok = ConditionGreaterThanOrEqualTo(left=entity_f1, right=p.min_extraction_f1)
+    ihm_text = ["ihm_auroc=", ihm_auroc, " (MinIhmAuroc=", p.min_ihm_auroc, ")"]
+    f1_text = ["entity_f1=", entity_f1, " (MinExtractionF1=", p.min_extraction_f1, ")"]
+
+    def fail(name: str, missed: list, passed: list) -> FailStep:
+        values = ["Quality gate failed, below minimum: ", *missed]
+        if passed:
+            values += ["; passed: ", *passed]
+        return FailStep(name=name, display_name=name, error_message=Join(on="", values=values),
+                        description="Stops the execution: no model is registered or deployed.")
+
+    step_gate_f1 = ConditionStep(
+        name="GateExtractionF1", display_name="Which metric missed (extraction)", conditions=[f1_ok],
+        if_steps=[fail("FailIhmAuroc", ihm_text, f1_text)],
+        else_steps=[fail("FailIhmAurocAndExtractionF1", [*ihm_text, ", ", *f1_text], [])])
+    step_gate_ihm = ConditionStep(
+        name="GateIhmAuroc", display_name="Which metric missed (outcomes)", conditions=[ihm_ok],
+        if_steps=[fail("FailExtractionF1", f1_text, ihm_text)], else_steps=[step_gate_f1])
+    step_check = ConditionStep(
+        name="CheckMetrics", display_name="Quality gate",
+        description="ihm_auroc >= MinIhmAuroc and entity_f1 >= MinExtractionF1.",
+        conditions=[ihm_ok, f1_ok],
+        if_steps=[step_baseline, step_register_outcomes, step_register_extractor, step_deploy, step_schedule],
+        else_steps=[step_gate_ihm])
+
+    # --- CheckGuard: end early (success, nothing run) when the guard says skip --------------
+    step_check_guard = ConditionStep(
+        name="CheckGuard", display_name="Proceed?",
+        description="Runs the pipeline unless the storm guard decided to skip this execution.",
+        conditions=[ConditionEquals(left=JsonGet(step_name=step_guard.name, property_file=guard_report,
+                                                 json_path="decision"), right="proceed")],
+        if_steps=[step_tasks, step_notes, step_train_outcomes, step_train_extractor,
+                  step_eval_outcomes, step_eval_extractor, step_check],
+        else_steps=[])
+
+    return Pipeline(name=pipeline_name, parameters=p.as_list(), steps=[step_guard, step_check_guard],
+                    sagemaker_session=session)
+
+
+def definition_json(pipeline: Pipeline | None = None, **kwargs) -> dict:
+    """The definition as a dict: exactly what ``make upsert-pipeline`` uploads."""
+    pipeline = pipeline or get_pipeline(**kwargs)
+    return json.loads(pipeline.definition())
+
+
+def settings_from_env(env: os._Environ | dict = os.environ) -> dict:
+    """``get_pipeline`` keyword arguments from AWS_REGION, ROLE_ARN, BUCKET, PIPELINE_NAME, ..."""
+    split = lambda v: [s for s in (v or "").split(",") if s]  # noqa: E731
+    out = {"region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+           "role": env.get("ROLE_ARN") or None, "default_bucket": env.get("BUCKET") or None,
+           "pipeline_name": env.get("PIPELINE_NAME") or DEFAULT_PIPELINE_NAME,
+           "subnets": split(env.get("SUBNET_IDS")), "security_group_ids": split(env.get("SECURITY_GROUP_IDS"))}
+    if env.get("KMS_KEY_ID"):
+        out["kms_key_id"] = env["KMS_KEY_ID"]
+    if env.get("ENDPOINT_NAME"):
+        out["endpoint_name"] = env["ENDPOINT_NAME"]
+    return out

@@ -1,0 +1,103 @@
+"""Pipeline parameters: everything a user may change per execution, with sensible defaults.
+
+Defaults that depend on the account (image URIs in our own ECR repositories, the input
+bucket) are computed from the role ARN, region and bucket given to ``get_pipeline``; every
+value can still be overridden per run (``make run-pipeline PARAMS="--param Name=Value"``)
+or by the drift rule (``Trigger=drift``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+
+# Our image families (pipelines/images/<family>/Dockerfile) and their ECR repository names.
+IMAGE_REPOSITORIES = {
+    "processing": "clinical-ml-processing",
+    "training-cpu": "clinical-ml-training-cpu",
+    "training-gpu": "clinical-ml-training-gpu",
+    "inference": "clinical-ml-inference",
+}
+
+TRIGGERS = ("manual", "schedule", "drift")
+APPROVAL_STATUSES = ("Approved", "PendingManualApproval", "Rejected")
+
+
+def account_from_role(role_arn: str) -> str:
+    """``arn:aws:iam::123456789012:role/x`` -> ``123456789012`` (placeholder when not an ARN)."""
+    parts = role_arn.split(":")
+    return parts[4] if len(parts) > 5 and parts[4].isdigit() else "000000000000"
+
+
+def image_uri(family: str, account: str, region: str, tag: str = "latest") -> str:
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"{account}.dkr.ecr.{region}.{suffix}/{IMAGE_REPOSITORIES[family]}:{tag}"
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """The pipeline's parameters, in the order Studio shows them."""
+
+    trigger: ParameterString
+    data_window_start: ParameterString
+    data_window_end: ParameterString
+    input_data_uri: ParameterString
+    input_distribution: ParameterString
+    processing_instance_type: ParameterString
+    processing_instance_count: ParameterInteger
+    training_instance_type: ParameterString
+    extractor_instance_type: ParameterString
+    extractor_base_model: ParameterString
+    endpoint_instance_type: ParameterString
+    min_ihm_auroc: ParameterFloat
+    min_extraction_f1: ParameterFloat
+    model_approval_status: ParameterString
+    endpoint_name: ParameterString
+    challenger_weight: ParameterFloat
+    drift_threshold: ParameterFloat
+    kms_key_id: ParameterString
+    subnet_ids: ParameterString
+    security_group_ids: ParameterString
+    processing_image_uri: ParameterString
+    training_image_uri: ParameterString
+    training_gpu_image_uri: ParameterString
+    inference_image_uri: ParameterString
+
+    def as_list(self) -> list:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: str = "alias/clinical-ml",
+                    endpoint_name: str = "clinical-ml", subnet_ids: str = "",
+                    security_group_ids: str = "") -> Parameters:
+    account = account_from_role(role)
+    img = lambda family: image_uri(family, account, region)  # noqa: E731
+    return Parameters(
+        trigger=ParameterString("Trigger", default_value="manual", enum_values=list(TRIGGERS)),
+        data_window_start=ParameterString("DataWindowStart", default_value=""),
+        data_window_end=ParameterString("DataWindowEnd", default_value=""),
+        input_data_uri=ParameterString("InputDataUri", default_value=f"s3://{default_bucket}/mimic-iii/"),
+        input_distribution=ParameterString(
+            "InputDistribution", default_value="FullyReplicated",
+            enum_values=["FullyReplicated", "ShardedByS3Key"]),
+        processing_instance_type=ParameterString("ProcessingInstanceType", default_value="ml.m5.xlarge"),
+        processing_instance_count=ParameterInteger("ProcessingInstanceCount", default_value=1),
+        training_instance_type=ParameterString("TrainingInstanceType", default_value="ml.m5.2xlarge"),
+        extractor_instance_type=ParameterString("ExtractorTrainingInstanceType", default_value="ml.g5.2xlarge"),
+        extractor_base_model=ParameterString("ExtractorBaseModel", default_value="smollm2"),
+        endpoint_instance_type=ParameterString("EndpointInstanceType", default_value="ml.m5.large"),
+        min_ihm_auroc=ParameterFloat("MinIhmAuroc", default_value=0.70),
+        min_extraction_f1=ParameterFloat("MinExtractionF1", default_value=0.70),
+        model_approval_status=ParameterString(
+            "ModelApprovalStatus", default_value="PendingManualApproval", enum_values=list(APPROVAL_STATUSES)),
+        endpoint_name=ParameterString("EndpointName", default_value=endpoint_name),
+        challenger_weight=ParameterFloat("ChallengerWeight", default_value=0.1),
+        drift_threshold=ParameterFloat("DriftThreshold", default_value=0.2),
+        kms_key_id=ParameterString("KmsKeyId", default_value=kms_key_id),
+        subnet_ids=ParameterString("SubnetIds", default_value=subnet_ids),
+        security_group_ids=ParameterString("SecurityGroupIds", default_value=security_group_ids),
+        processing_image_uri=ParameterString("ProcessingImageUri", default_value=img("processing")),
+        training_image_uri=ParameterString("TrainingImageUri", default_value=img("training-cpu")),
+        training_gpu_image_uri=ParameterString("TrainingGpuImageUri", default_value=img("training-gpu")),
+        inference_image_uri=ParameterString("InferenceImageUri", default_value=img("inference")),
+    )
