@@ -1,0 +1,185 @@
+"""The serving app: routing by weight and by header, payload limit, data capture."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from inference import handlers
+from inference.app import ServingApp, Variant
+from inference.capture import CaptureWriter, Event
+from inference.demo_model import write_demo_outcome_model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve-app")
+    a = write_demo_outcome_model(root / "a", n_features=6, n_pheno=2, n_rows=120, n_trees=3, seed=0)
+    b = write_demo_outcome_model(root / "b", n_features=6, n_pheno=2, n_rows=120, n_trees=3, seed=1)
+    return handlers.model_fn(a), handlers.model_fn(b)
+
+
+def _row(model, v=0.5):
+    return {f: v for f in model.features}
+
+
+def _client(app):
+    return TestClient(app, raise_server_exceptions=True)
+
+
+def test_ping_and_unknown_routes(models):
+    app = ServingApp([Variant("A", models[0])])
+    c = _client(app)
+    r = c.get("/ping")
+    assert r.status_code == 200 and r.json()["variants"]["A"]["model_version"] == models[0].version
+    assert c.get("/nope").status_code == 404
+    assert c.get("/invocations").status_code == 405
+
+
+def test_weighted_routing_proportions(models):
+    app = ServingApp([Variant("champion", models[0], 0.8), Variant("challenger", models[1], 0.2)], seed=7)
+    c = _client(app)
+    body = orjson.dumps({"instances": [_row(models[0])]})
+    seen = {"champion": 0, "challenger": 0}
+    versions = {}
+    n = 1000
+    for _ in range(n):
+        r = c.post("/invocations", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 200
+        name = r.headers["x-amzn-invoked-production-variant"]
+        seen[name] += 1
+        versions[name] = r.json()["model_version"]
+    # binomial(1000, 0.2): sd ~ 12.6; 5 sd either side
+    assert abs(seen["challenger"] - 200) < 63, seen
+    assert versions == {"champion": models[0].version, "challenger": models[1].version}
+    assert app.counts == seen
+
+
+def test_target_variant_header(models):
+    app = ServingApp([Variant("A", models[0], 1.0), Variant("B", models[1], 0.0)])
+    c = _client(app)
+    body = orjson.dumps({"instances": [_row(models[0])]})
+    for _ in range(20):
+        r = c.post("/invocations", content=body, headers={"content-type": "application/json",
+                                                          "X-Amzn-SageMaker-Target-Variant": "B"})
+        assert r.headers["x-amzn-invoked-production-variant"] == "B"
+        assert r.json()["model_version"] == models[1].version
+    r = c.post("/invocations", content=body, headers={"content-type": "application/json",
+                                                      "X-Amzn-SageMaker-Target-Variant": "C"})
+    assert r.status_code == 400 and "not a production variant" in r.json()["message"]
+
+
+def test_payload_limit_is_413(models):
+    app = ServingApp([Variant("A", models[0])], max_payload=6 * 1024 * 1024)
+    c = _client(app)
+    big = b"1," * (3 * 1024 * 1024 + 1)  # just over 6 MB
+    r = c.post("/invocations", content=big, headers={"content-type": "text/csv"})
+    assert r.status_code == 413 and "limit" in r.json()["message"]
+
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        for _ in range(7):
+            yield b"x" * (1024 * 1024)
+
+    r = c.post("/invocations", content=chunks(), headers={"content-type": "text/csv"})
+    assert r.status_code == 413
+    ok = orjson.dumps({"instances": [_row(models[0])]})
+    assert c.post("/invocations", content=ok, headers={"content-type": "application/json"}).status_code == 200
+
+
+def test_errors_are_json_4xx(models):
+    c = _client(ServingApp([Variant("A", models[0])]))
+    for body, ctype, status in ((b"", "application/json", 400), (b"{", "application/json", 400),
+                                (b"{}", "application/xml", 415)):
+        r = c.post("/invocations", content=body, headers={"content-type": ctype})
+        assert r.status_code == status and r.json()["message"]
+
+
+def _read_capture(root):
+    files = sorted(root.rglob("*.jsonl"))
+    return files, [json.loads(line) for f in files for line in f.read_text().splitlines()]
+
+
+def test_capture_files_parse_and_match_requests(models, tmp_path):
+    cap = CaptureWriter(tmp_path / "capture", "ep1", percent=100)
+    app = ServingApp([Variant("A", models[0], 0.5), Variant("B", models[1], 0.5)], endpoint="ep1",
+                     capture=cap, seed=1)
+    c = _client(app)
+    sent = {}
+    for i in range(40):
+        if i % 2:
+            body, ctype = orjson.dumps({"instances": [_row(models[0], i / 10)]}), "application/json"
+        else:
+            body, ctype = ",".join([str(i / 10)] * len(models[0].features)).encode(), "text/csv"
+        r = c.post("/invocations", content=body, headers={
+            "content-type": ctype, "X-Amzn-SageMaker-Inference-Id": f"inf-{i}"})
+        assert r.status_code == 200
+        sent[f"inf-{i}"] = (body, ctype, r.content, r.headers["x-amzn-invoked-production-variant"])
+    c.post("/invocations", content=b"{", headers={"content-type": "application/json"})  # 400: not captured
+    assert not list((tmp_path / "capture").rglob("*.jsonl"))  # still open: hidden .partial files
+    app.close()
+    files, recs = _read_capture(tmp_path / "capture")
+    assert len(recs) == 40 and cap.stats()["dropped"] == 0
+    now = dt.datetime.now(dt.timezone.utc)
+    for f in files:
+        rel = f.relative_to(tmp_path / "capture").parts
+        assert rel[0] == "ep1" and rel[1] in ("A", "B")
+        assert rel[2:6] == (f"{now:%Y}", f"{now:%m}", f"{now:%d}", f"{now:%H}") or now.minute == 0
+    for rec in recs:
+        assert rec["eventVersion"] == "0"
+        meta = rec["eventMetadata"]
+        body, ctype, out, variant = sent[meta["inferenceId"]]
+        assert meta["eventId"] and meta["inferenceTime"].endswith("Z")
+        inp, outp = rec["captureData"]["endpointInput"], rec["captureData"]["endpointOutput"]
+        assert inp["mode"] == "INPUT" and outp["mode"] == "OUTPUT"
+        assert inp["data"].encode() == body and inp["observedContentType"] == ctype
+        assert inp["encoding"] == ("CSV" if ctype == "text/csv" else "JSON")
+        assert outp["data"].encode() == out
+    by_variant = {}
+    for f in files:
+        by_variant.setdefault(f.relative_to(tmp_path / "capture").parts[1], 0)
+    assert set(by_variant) == {"A", "B"}
+
+
+def test_capture_sampling_percentage(tmp_path):
+    cap = CaptureWriter(tmp_path, "ep", percent=25, seed=3)
+    hits = sum(cap.sample() for _ in range(4000))
+    cap.close()
+    assert abs(hits - 1000) < 5 * (4000 * 0.25 * 0.75) ** 0.5
+
+
+def _event(i=0):
+    return Event("A", dt.datetime.now(dt.timezone.utc), f"id-{i}", "text/csv", b"1,2", "text/csv", b"0.5\n")
+
+
+def test_capture_never_blocks_and_counts_drops(tmp_path, monkeypatch):
+    cap = CaptureWriter(tmp_path, "ep", percent=100, max_queue=5)
+    gate = threading.Event()
+    real = cap._write
+    monkeypatch.setattr(cap, "_write", lambda evs: (gate.wait(5), real(evs)))
+    t0 = time.perf_counter()
+    accepted = sum(cap.submit(_event(i)) for i in range(100))
+    assert time.perf_counter() - t0 < 0.5  # a stuck disk does not stall requests
+    assert cap.stats()["dropped"] == 100 - accepted and accepted <= 6
+    gate.set()
+    cap.close()
+    _, recs = _read_capture(tmp_path)
+    assert len(recs) == accepted
+
+
+def test_capture_rolls_files_by_age(tmp_path):
+    cap = CaptureWriter(tmp_path, "ep", percent=100, roll_seconds=0.0)
+    cap.submit(_event(1))
+    deadline = time.time() + 5
+    while not list(tmp_path.rglob("*.jsonl")) and time.time() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.rglob("*.jsonl"))  # published without closing the writer
+    cap.submit(_event(2))
+    cap.close()
+    files, recs = _read_capture(tmp_path)
+    assert len(files) == 2 and len(recs) == 2
+    assert not list(tmp_path.rglob("*.partial"))
