@@ -1,0 +1,110 @@
+"""Model quality once ground truth arrives: AUROC and Brier of the window vs the registered model.
+
+Ground truth uses Model Monitor's ground-truth record (one JSON a line, any ``*.jsonl`` under the
+folder)::
+
+    {"groundTruthData": {"data": "1" | "1,0,1", "encoding": "CSV" | "JSON"},
+     "eventMetadata": {"eventId": "<the capture record's eventId>"}, "eventVersion": "0"}
+
+``data`` holds one label per instance of the captured request, in order. Rows join the window
+by (eventId, position). Registered metrics come from the registered model's
+``evaluation.json`` (``gate.<task>_auroc`` and ``tasks.<task>.xgboost.brier``), its
+``model_metrics.json`` (SageMaker ModelQuality: ``binary_classification_metrics.auc``), or a
+plain ``{"auroc": .., "brier": ..}``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from clinical_ml.io import DataError, read_json
+
+MIN_LABELLED = 50
+
+
+def read_ground_truth(folder: str | os.PathLike) -> dict[str, list[float]]:
+    """eventId -> labels of that request's instances."""
+    root = Path(folder)
+    if not root.exists():
+        raise DataError(f"{root}: ground-truth folder not found")
+    out: dict[str, list[float]] = {}
+    for p in sorted(root.rglob("*.jsonl")):
+        for line in p.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            try:
+                rec = orjson.loads(line)
+                gt = rec["groundTruthData"]
+                data = gt["data"]
+                if str(gt.get("encoding", "CSV")).upper() == "JSON":
+                    obj = orjson.loads(data) if isinstance(data, str) else data
+                    labels = obj if isinstance(obj, list) else [obj]
+                else:
+                    labels = [float(x) for x in str(data).replace("\n", ",").split(",") if x.strip()]
+                out[str(rec["eventMetadata"]["eventId"])] = [float(x) for x in labels]
+            except (KeyError, ValueError, TypeError, orjson.JSONDecodeError):
+                raise DataError(f"{p}: a line is not a ground-truth record "
+                                "(groundTruthData.data, eventMetadata.eventId)") from None
+    return out
+
+
+def registered_metrics(path: str | os.PathLike, task: str = "ihm") -> dict[str, float]:
+    doc = read_json(path)
+    out: dict[str, float] = {}
+    if "gate" in doc or "tasks" in doc:
+        if f"{task}_auroc" in doc.get("gate", {}):
+            out["auroc"] = float(doc["gate"][f"{task}_auroc"])
+        brier = doc.get("tasks", {}).get(task, {}).get("xgboost", {}).get("brier")
+        if brier is not None:
+            out["brier"] = float(brier["value"] if isinstance(brier, dict) else brier)
+    elif "binary_classification_metrics" in doc:
+        m = doc["binary_classification_metrics"]
+        if "auc" in m:
+            out["auroc"] = float(m["auc"]["value"])
+        if "brier_score" in m:
+            out["brier"] = float(m["brier_score"]["value"])
+    else:
+        for k in ("auroc", "brier"):
+            if k in doc:
+                out[k] = float(doc[k])
+    if not out:
+        raise DataError(f"{path}: no registered AUROC/Brier found (looked for gate.{task}_auroc, "
+                        "binary_classification_metrics.auc, auroc)")
+    return out
+
+
+def evaluate(event_ids: list[str], row_in_event: np.ndarray, predictions: np.ndarray,
+             labels: dict[str, list[float]], registered: dict[str, float],
+             max_auroc_drop: float = 0.05, max_brier_increase: float = 0.02) -> dict[str, Any]:
+    """Join predictions with labels; AUROC/Brier and their change vs ``registered``."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    y, p = [], []
+    for eid, pos, pred in zip(event_ids, row_in_event, predictions):
+        lab = labels.get(eid)
+        if lab is not None and pos < len(lab) and np.isfinite(pred):
+            y.append(lab[pos])
+            p.append(pred)
+    n = len(y)
+    if n < MIN_LABELLED or len(set(y)) < 2:
+        return {"status": "insufficient_labels", "labelled_rows": n, "violations": []}
+    y_arr, p_arr = np.asarray(y), np.clip(np.asarray(p), 0.0, 1.0)
+    res: dict[str, Any] = {"status": "ok", "labelled_rows": n,
+                           "model_auroc": float(roc_auc_score(y_arr, p_arr)),
+                           "model_brier": float(brier_score_loss(y_arr, p_arr)),
+                           "auroc_drop": None, "brier_increase": None, "violations": []}
+    if "auroc" in registered:
+        res["auroc_drop"] = registered["auroc"] - res["model_auroc"]
+        if res["auroc_drop"] > max_auroc_drop:
+            res["violations"].append(f"AUROC {res['model_auroc']:.3f} is {res['auroc_drop']:.3f} below "
+                                     f"the registered {registered['auroc']:.3f} (limit {max_auroc_drop})")
+    if "brier" in registered:
+        res["brier_increase"] = res["model_brier"] - registered["brier"]
+        if res["brier_increase"] > max_brier_increase:
+            res["violations"].append(f"Brier {res['model_brier']:.3f} is {res['brier_increase']:.3f} above "
+                                     f"the registered {registered['brier']:.3f} (limit {max_brier_increase})")
+    return res

@@ -1,0 +1,72 @@
+"""Storm guard (processing step, first step of a retraining execution): proceed or stand down.
+
+    python -m monitoring.guard --pipeline-name clinical-ml --execution-arn <this execution> \
+        --trigger drift --output /opt/ml/processing/output/guard
+
+Writes ``guard.json`` ``{"proceed": true|false, "reason": ...}``; the pipeline's condition reads
+``proceed`` through a PropertyFile. A drift-triggered execution proceeds only when no earlier
+execution is in flight and no drift retraining went ahead within the cooldown
+(``clinical_ml.monitor.guard.decide``). Under SageMaker, a skipped execution stops itself
+(``--stop-skipped``) so it ends ``Stopped`` and does not extend the cooldown. Under the local
+backend the executions come from the local runner's ledger (``--ledger``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from clinical_ml.io import DataError, backend, write_json
+from clinical_ml.logs import get_logger
+from clinical_ml.monitor.guard import DEFAULT_COOLDOWN_S, LocalLedger, decide, sagemaker_executions
+
+log = get_logger("monitoring.guard")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="monitoring.guard", description=__doc__.splitlines()[0])
+    p.add_argument("--pipeline-name", default=os.environ.get("PIPELINE_NAME", "clinical-ml"))
+    p.add_argument("--execution-arn", default=os.environ.get("PIPELINE_EXECUTION_ARN"),
+                   help="this execution (ExecutionVariables.PIPELINE_EXECUTION_ARN)")
+    p.add_argument("--trigger", default="manual", help="the execution's Trigger parameter")
+    p.add_argument("--cooldown-hours", type=float, default=DEFAULT_COOLDOWN_S / 3600)
+    p.add_argument("--ledger", default=None,
+                   help="local backend: executions ledger (default $CLINICAL_ML_RUN_DIR/../guard/executions.json)")
+    p.add_argument("--stop-skipped", action=argparse.BooleanOptionalAction, default=True,
+                   help="sagemaker backend: stop this execution when the guard skips it")
+    p.add_argument("--output", default="/opt/ml/processing/output/guard")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    now = datetime.now(timezone.utc)
+    cooldown = args.cooldown_hours * 3600
+    sm = None
+    if args.trigger != "drift":
+        decision = decide([], now, cooldown, trigger=args.trigger)
+    elif backend() == "local":
+        ledger = args.ledger or (Path(os.environ["CLINICAL_ML_RUN_DIR"]).parent / "guard" / "executions.json"
+                                 if os.environ.get("CLINICAL_ML_RUN_DIR") else None)
+        if ledger is None:
+            raise DataError("local backend: pass --ledger or set CLINICAL_ML_RUN_DIR")
+        decision = decide(LocalLedger(ledger).executions(), now, cooldown, args.execution_arn, args.trigger)
+    else:
+        import boto3
+        sm = boto3.client("sagemaker")
+        decision = decide(sagemaker_executions(sm, args.pipeline_name), now, cooldown,
+                          args.execution_arn, args.trigger)
+    decision["trigger"] = args.trigger
+    write_json(Path(args.output) / "guard.json", decision)
+    log.info("guard: trigger=%s proceed=%s reason=%s", args.trigger, decision["proceed"], decision["reason"])
+    if sm is not None and not decision["proceed"] and args.stop_skipped and args.execution_arn:
+        sm.stop_pipeline_execution(PipelineExecutionArn=args.execution_arn,
+                                   ClientRequestToken=uuid.uuid4().hex)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

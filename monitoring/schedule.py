@@ -1,0 +1,128 @@
+"""Drift schedule (processing step): run the drift job every hour on the endpoint's capture.
+
+    python -m monitoring.schedule --endpoint-name clinical-ml-outcomes \
+        --baseline-uri s3://bucket/baseline/ --capture-uri s3://bucket/capture/ ...
+
+SageMaker backend: an EventBridge Scheduler schedule (``--cron``, default
+``cron(5 * * * ? *)``: five minutes past every hour, once the past hour's capture files are
+closed) whose universal target ``arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob``
+creates one drift processing job per run, named after the scheduler's execution id and told its
+scheduled time (``--window-end <aws.scheduler.scheduled-time>``; the job analyses the hour
+before). Created or updated in place (idempotent). Local backend: only ``schedule.json``, which
+the local runner reads to run ``monitoring/drift_job.py`` itself.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from clinical_ml.io import DataError, backend, read_json, write_json
+from clinical_ml.logs import get_logger
+
+log = get_logger("monitoring.schedule")
+DEFAULT_CRON = "cron(5 * * * ? *)"
+TARGET_ARN = "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="monitoring.schedule", description=__doc__.splitlines()[0])
+    p.add_argument("--endpoint-name", default=os.environ.get("ENDPOINT_NAME"))
+    p.add_argument("--endpoint-json", default="/opt/ml/processing/input/deploy/endpoint.json",
+                   help="the deploy step's endpoint.json (used when --endpoint-name is not given)")
+    p.add_argument("--schedule-name", default=None, help="default: <endpoint>-drift")
+    p.add_argument("--cron", default=DEFAULT_CRON)
+    p.add_argument("--baseline-uri", default="/opt/ml/processing/input/baseline")
+    p.add_argument("--capture-uri", default=None, help="data-capture destination (s3:// or folder)")
+    p.add_argument("--output-uri", default=None, help="where drift job outputs go (s3:// prefix)")
+    p.add_argument("--image-uri", default=os.environ.get("CLINICAL_ML_IMAGE_URI", ""))
+    p.add_argument("--role-arn", default=os.environ.get("SAGEMAKER_ROLE_ARN", ""))
+    p.add_argument("--scheduler-role-arn", default=os.environ.get("SCHEDULER_ROLE_ARN"),
+                   help="role EventBridge Scheduler assumes (default: --role-arn)")
+    p.add_argument("--instance-type", default="ml.m5.large")
+    p.add_argument("--output", default="/opt/ml/processing/output/schedule")
+    return p.parse_args(argv)
+
+
+def endpoint_name(args: argparse.Namespace) -> str:
+    if args.endpoint_name:
+        return args.endpoint_name
+    p = Path(args.endpoint_json)
+    if p.is_file():
+        doc = read_json(p)
+        for k in ("endpoint_name", "EndpointName", "endpoint"):
+            if isinstance(doc.get(k), str):
+                return doc[k]
+    raise DataError(f"no endpoint name: pass --endpoint-name or the deploy step's endpoint.json ({p})")
+
+
+def drift_arguments(endpoint: str, schedule: str) -> list[str]:
+    return ["--capture", "/opt/ml/processing/input/capture", "--baseline", "/opt/ml/processing/input/baseline",
+            "--output", "/opt/ml/processing/output/drift", "--endpoint", endpoint, "--schedule", schedule]
+
+
+def processing_job_request(args: argparse.Namespace, endpoint: str, schedule: str) -> dict[str, Any]:
+    """CreateProcessingJob request for one scheduled drift run (scheduler context attributes inside)."""
+    if not (args.capture_uri and args.output_uri and args.image_uri and args.role_arn):
+        raise DataError("sagemaker backend needs --capture-uri, --output-uri, --image-uri and --role-arn")
+
+    def s3in(name: str, uri: str) -> dict:
+        return {"InputName": name, "S3Input": {"S3Uri": uri, "LocalPath": f"/opt/ml/processing/input/{name}",
+                                               "S3DataType": "S3Prefix", "S3InputMode": "File"}}
+    return {
+        "ProcessingJobName": "drift-<aws.scheduler.execution-id>",
+        "RoleArn": args.role_arn,
+        "AppSpecification": {"ImageUri": args.image_uri,
+                             "ContainerEntrypoint": ["python", "-m", "monitoring.drift_job"],
+                             "ContainerArguments": drift_arguments(endpoint, schedule)
+                             + ["--window-end", "<aws.scheduler.scheduled-time>"]},
+        "ProcessingInputs": [s3in("capture", args.capture_uri.rstrip("/") + f"/{endpoint}/"),
+                             s3in("baseline", args.baseline_uri)],
+        "ProcessingOutputConfig": {"Outputs": [{"OutputName": "drift", "S3Output": {
+            "S3Uri": args.output_uri.rstrip("/") + f"/{schedule}/<aws.scheduler.execution-id>/",
+            "LocalPath": "/opt/ml/processing/output/drift", "S3UploadMode": "EndOfJob"}}]},
+        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": args.instance_type,
+                                                  "VolumeSizeInGB": 30}},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3000},
+        "Environment": {"ENDPOINT_NAME": endpoint, "MONITORING_SCHEDULE_NAME": schedule},
+    }
+
+
+def upsert_schedule(client: Any, name: str, cron: str, target: dict) -> str:
+    """Create or update the schedule; returns its ARN."""
+    kwargs = {"Name": name, "ScheduleExpression": cron, "ScheduleExpressionTimezone": "UTC",
+              "FlexibleTimeWindow": {"Mode": "OFF"}, "State": "ENABLED", "Target": target,
+              "Description": "clinical-ml drift job: captured traffic vs baseline"}
+    try:
+        client.get_schedule(Name=name)
+        return client.update_schedule(**kwargs)["ScheduleArn"]
+    except client.exceptions.ResourceNotFoundException:
+        return client.create_schedule(**kwargs)["ScheduleArn"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    endpoint = endpoint_name(args)
+    schedule = args.schedule_name or f"{endpoint}-drift"
+    doc: dict[str, Any] = {"schedule_name": schedule, "cron": args.cron, "timezone": "UTC",
+                           "endpoint_name": endpoint, "backend": backend(), "baseline_uri": args.baseline_uri,
+                           "capture_uri": args.capture_uri,
+                           "drift_job": {"script": "monitoring/drift_job.py",
+                                         "arguments": drift_arguments(endpoint, schedule)}}
+    if backend() != "local":
+        import boto3
+        request = processing_job_request(args, endpoint, schedule)
+        target = {"Arn": TARGET_ARN, "RoleArn": args.scheduler_role_arn or args.role_arn,
+                  "Input": json.dumps(request), "RetryPolicy": {"MaximumRetryAttempts": 2}}
+        doc["schedule_arn"] = upsert_schedule(boto3.client("scheduler"), schedule, args.cron, target)
+        doc["target"] = {"arn": TARGET_ARN, "processing_job": request}
+    write_json(Path(args.output) / "schedule.json", doc)
+    log.info("schedule: %s %s (%s backend)", schedule, args.cron, backend())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
