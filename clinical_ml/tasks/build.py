@@ -1,0 +1,226 @@
+"""Build the task tree for one shard: MIMIC-III folder -> Parquet per split and task + manifests.
+
+``build(BuildConfig(...))`` is what ``clinical-ml build-tasks`` and the processing step call.
+The steps (cohort, events, episodes, labels, features) live in their own modules; this one
+wires them, assigns splits, writes parts atomically and records the manifest.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from clinical_ml.io import DataError, atomic_path, sha256_file, write_json
+from clinical_ml.logs import get_logger
+from clinical_ml.mimic.files import locate_table
+from clinical_ml.tasks import cohort, events, features, labels, sources
+from clinical_ml.tasks.io import (GROUP_COLUMNS, PHENOTYPE_COLUMNS, SPLITS, TASKS, TIMESERIES,
+                                  part_name)
+from clinical_ml.tasks.splits import hash_split_sql, published_splits
+from clinical_ml.tasks.variables import channels
+
+log = get_logger(__name__)
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class BuildConfig:
+    mimic: str
+    out: str
+    tasks: tuple[str, ...] = TASKS
+    num_shards: int = 1
+    shard_index: int = 0
+    sample_every: int = 4        # decomp/los: keep every H-th hour in train
+    eval_sample_every: int = 1   # decomp/los: val/test keep the reference's hourly samples
+    split_source: str = "auto"   # auto | published | hash
+    memory_limit: str = "2GB"
+    threads: int = 2
+    temp_dir: str | None = None
+    timeseries: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad or not self.tasks:
+            raise DataError(f"--tasks: unknown task(s) {bad or '(none)'}; choose from {','.join(TASKS)}")
+        if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
+            raise DataError(f"--shard-index {self.shard_index} must be in 0..{self.num_shards - 1}")
+        if self.sample_every < 1 or self.eval_sample_every < 1:
+            raise DataError("--sample-every and --eval-sample-every must be >= 1 (hours)")
+        if self.split_source not in ("auto", "published", "hash"):
+            raise DataError("--split-source must be auto, published or hash")
+
+
+def _connect(cfg: BuildConfig, tmp: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET memory_limit='{cfg.memory_limit}'")
+    con.execute(f"SET threads={int(cfg.threads)}")
+    con.execute(f"SET temp_directory='{tmp}'")
+    con.execute("SET preserve_insertion_order=false")
+    return con
+
+
+def _load_splits(con: duckdb.DuckDBPyConnection, source: str) -> dict:
+    rows = published_splits()
+    tbl = pa.table({"subject_id": pa.array(list(rows), pa.int64()),
+                    "split": pa.array(list(rows.values()), pa.string())})
+    con.register("pub_split_arrow", tbl)
+    con.execute("CREATE OR REPLACE TEMP TABLE pub_split AS SELECT * FROM pub_split_arrow")
+    con.unregister("pub_split_arrow")
+    if source == "hash":
+        expr = hash_split_sql("s.subject_id")
+    elif source == "published":
+        expr = "p.split"
+    else:
+        expr = f"coalesce(p.split, {hash_split_sql('s.subject_id')})"
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE subj_split AS
+        SELECT s.subject_id, {expr} AS split, p.split IS NOT NULL AS published
+        FROM (SELECT DISTINCT subject_id FROM stays_ep) s LEFT JOIN pub_split p USING (subject_id)""")
+    c = con.execute("""SELECT count(*), count(*) FILTER (WHERE published),
+                       count(*) FILTER (WHERE split IS NULL) FROM subj_split""").fetchall()[0]
+    con.execute("DELETE FROM subj_split WHERE split IS NULL")
+    return {"source": source, "subjects": int(c[0]), "subjects_in_published_lists": int(c[1]),
+            "subjects_dropped_unlisted": int(c[2])}
+
+
+def _load_diagnoses(con: duckdb.DuckDBPyConnection, src: str) -> dict:
+    from importlib import resources
+    path = resources.files("clinical_ml.tasks.resources").joinpath("phenotype_codes.csv")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE ph_codes AS SELECT * FROM read_csv('{path}', "
+                "header=true, columns={'icd9_code': 'VARCHAR', 'phenotype': 'VARCHAR'})")
+    rel = sources.read_sql(con, src, "DIAGNOSES_ICD")
+    known = ""
+    note = {}
+    try:
+        drel = sources.read_sql(con, src, "D_ICD_DIAGNOSES")
+        known = f"AND d.ICD9_CODE IN (SELECT ICD9_CODE FROM {drel})"
+        note["restricted_to_d_icd_diagnoses"] = True  # the reference's inner merge
+    except DataError:
+        note["restricted_to_d_icd_diagnoses"] = False
+    sources.run(con, f"""CREATE OR REPLACE TEMP TABLE diag_pheno AS
+        SELECT DISTINCT TRY_CAST(d.SUBJECT_ID AS BIGINT) AS subject_id,
+               TRY_CAST(d.HADM_ID AS BIGINT) AS hadm_id, c.phenotype
+        FROM {rel} d JOIN ph_codes c ON d.ICD9_CODE = c.icd9_code
+        WHERE TRY_CAST(d.SUBJECT_ID AS BIGINT) IN (SELECT subject_id FROM stays) {known}""",
+                "DIAGNOSES_ICD")
+    return note
+
+
+def _every_sql(cfg: BuildConfig) -> str:
+    return f"CASE WHEN split = 'train' THEN {cfg.sample_every} ELSE {cfg.eval_sample_every} END"
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)")
+
+
+def _task_query(task: str, split: str) -> str:
+    label = ", ".join(PHENOTYPE_COLUMNS) if task == "pheno" else "t.y"
+    groups = ", ".join(f"s.{g}" for g in ("sex", "age", "age_band", "ethnicity", "insurance"))
+    y = label if task == "pheno" else ("CAST(t.y AS DOUBLE) AS y" if task == "los" else "CAST(t.y AS TINYINT) AS y")
+    return f"""SELECT t.subject_id, t.hadm_id, t.icustay_id, CAST(t.prediction_hour AS DOUBLE) AS prediction_hour,
+               {y}, {groups}, f.* EXCLUDE (icustay_id, tb)
+        FROM t_{task} t JOIN subj_split p USING (subject_id)
+        JOIN stays s ON s.icustay_id = t.icustay_id
+        LEFT JOIN feats f ON f.icustay_id = t.icustay_id AND f.tb = t.tb
+        WHERE p.split = '{split}'
+        ORDER BY t.subject_id, t.icustay_id, t.prediction_hour"""
+
+
+def _timeseries_query(split: str) -> str:
+    cols = []
+    for c in channels():
+        val = "value_str" if c.categorical else "value_num"
+        cols.append(f"max({val}) FILTER (WHERE variable = '{c.variable}') AS {c.name}")
+    return f"""SELECT e.icustay_id, e.hours AS hour, {', '.join(cols)}
+        FROM ep e JOIN stays_ep s USING (icustay_id) JOIN subj_split p USING (subject_id)
+        WHERE p.split = '{split}' AND s.los_h IS NOT NULL AND s.n_window > 0
+          AND e.hours > -{events.EPS} AND e.hours < s.los_h + {events.EPS}
+        GROUP BY e.icustay_id, e.hours ORDER BY e.icustay_id, e.hours"""
+
+
+def _prevalence(con: duckdb.DuckDBPyConnection, task: str, split: str) -> dict:
+    where = f"FROM t_{task} JOIN subj_split USING (subject_id) WHERE split = '{split}'"
+    if task == "pheno":
+        sums = ", ".join(f"avg({c})" for c in PHENOTYPE_COLUMNS)
+        row = con.execute(f"SELECT count(*), {sums} {where}").fetchall()[0]
+        return {"rows": int(row[0]), "prevalence": {c: (round(float(v), 6) if v is not None else None)
+                                                     for c, v in zip(PHENOTYPE_COLUMNS, row[1:])}}
+    row = con.execute(f"SELECT count(*), avg(y), count(DISTINCT icustay_id) {where}").fetchall()[0]
+    key = "mean_y" if task == "los" else "prevalence"
+    return {"rows": int(row[0]), "stays": int(row[2]),
+            key: round(float(row[1]), 6) if row[1] is not None else None}
+
+
+def build(cfg: BuildConfig) -> dict:
+    """Run every step for ``cfg``'s shard; returns the manifest (also written to disk)."""
+    cfg.validate()
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    locate_table(cfg.mimic, "ICUSTAYS")  # fail fast with a clear message on a wrong folder
+    tmp_root = cfg.temp_dir or tempfile.mkdtemp(prefix="build-tasks-")
+    Path(tmp_root).mkdir(parents=True, exist_ok=True)
+    con = _connect(cfg, tmp_root)
+    m: dict = {"schema_version": SCHEMA_VERSION, "shard": {"index": cfg.shard_index, "count": cfg.num_shards},
+               "config": {k: v for k, v in asdict(cfg).items() if k not in ("mimic", "out", "temp_dir", "extra")}}
+    m["input"] = cohort.load_tables(con, cfg.mimic, cfg.num_shards, cfg.shard_index)
+    m["cohort"] = cohort.build_stays(con)
+    events.load_var_map(con)
+    m["events"] = events.load_events(con, cfg.mimic, cfg.num_shards, cfg.shard_index)
+    m["events"].update(events.validate_events(con))
+    m["cleaning"] = events.clean_events(con)
+    m["episodes"] = events.build_episodes(con)
+    m["splits"] = _load_splits(con, cfg.split_source)
+    log.info("cohort: %d stays, %d episodes", m["cohort"]["remove_age_under_18"]["icustays"],
+             m["episodes"]["episodes"])
+    if "pheno" in cfg.tasks:
+        m["phenotype_source"] = _load_diagnoses(con, cfg.mimic)
+    built = []
+    if "ihm" in cfg.tasks:
+        labels.build_ihm(con); built.append("t_ihm")
+    if "decomp" in cfg.tasks or "los" in cfg.tasks:
+        labels.build_hourly(con, _every_sql(cfg))
+        built += [f"t_{t}" for t in ("decomp", "los") if t in cfg.tasks]
+        hc = con.execute("SELECT split, decomp, los FROM hourly_counts").fetchall()
+        m["hourly_samples_reference"] = {s: {"decomp": int(d), "los": int(l)} for s, d, l in hc}
+    if "pheno" in cfg.tasks:
+        labels.build_pheno(con); built.append("t_pheno")
+    if "readmit" in cfg.tasks:
+        m["readmit"] = labels.build_readmit(con); built.append("t_readmit")
+    m["feature_points"] = features.build_features(con, built)
+    m["features"] = features.feature_names()
+    files: dict[str, dict] = {}
+    m["tasks"] = {}
+    for split in SPLITS:
+        sdir = out / split
+        m["tasks"][split] = {}
+        for task in cfg.tasks:
+            path = sdir / task / part_name(cfg.shard_index)
+            _copy(con, _task_query(task, split), path)
+            files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            m["tasks"][split][task] = _prevalence(con, task, split)
+        if cfg.timeseries:
+            path = sdir / TIMESERIES / part_name(cfg.shard_index)
+            _copy(con, _timeseries_query(split), path)
+            files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    m["files"] = files
+    m["seconds"] = round(time.perf_counter() - t0, 3)
+    con.close()
+    for split in SPLITS:
+        split_m = {"shard": m["shard"], "tasks": m["tasks"][split],
+                   "files": {k: v for k, v in files.items() if k.startswith(split + "/")}}
+        write_json(out / split / f"manifest-{cfg.shard_index:05d}.json", split_m)
+    write_json(out / f"manifest-{cfg.shard_index:05d}.json", m)
+    if cfg.num_shards == 1:
+        write_json(out / "manifest.json", m)
+    if not cfg.temp_dir:
+        import shutil
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    log.info("build-tasks shard %d/%d done in %.1fs", cfg.shard_index, cfg.num_shards, m["seconds"])
+    return m

@@ -1,0 +1,125 @@
+"""Cohort: ICU stays kept by mimic3-benchmarks' ``extract_subjects.py``, in its order.
+
+1. drop ICU stays with a transfer (first/last ward or care unit differ);
+2. join admissions and patients (inner, on subject and admission);
+3. keep admissions with exactly one remaining ICU stay (counted *after* step 1, as the
+   reference does, so an admission whose second stay had a transfer keeps its first stay);
+4. age at ICU admission >= 18, age = (INTIME - DOB) in 365-day years, negative ages -> 90.
+
+Also derived as in the reference: in-hospital mortality (DOD or DEATHTIME within
+[ADMITTIME, DISCHTIME]), in-unit mortality, LOS in hours (ICUSTAYS.LOS x 24), and the
+subgroup columns (sex, age band, the reference's five ethnicity groups, insurance).
+Rows whose keys or timestamps do not parse are dropped and counted, never silently.
+"""
+from __future__ import annotations
+
+import duckdb
+
+from clinical_ml.tasks import sources
+from clinical_ml.tasks.splits import shard_sql
+
+_TS = "TRY_CAST({c} AS TIMESTAMP)"
+_INT = "TRY_CAST({c} AS BIGINT)"
+
+
+def _ts(c: str) -> str:
+    return _TS.format(c=c)
+
+
+def _int(c: str) -> str:
+    return _INT.format(c=c)
+
+
+def shard_filter(col: str, num_shards: int, shard_index: int) -> str:
+    """Rows of this shard; rows whose subject id is unreadable belong to shard 0 (counted once)."""
+    if num_shards <= 1:
+        return "TRUE"
+    own = f"{shard_sql(col, num_shards)} = {int(shard_index)}"
+    return f"({own} OR ({col} IS NULL AND {int(shard_index)} = 0))"
+
+
+def _stage_counts(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, int]:
+    n = con.execute(f"SELECT count(DISTINCT icustay_id), count(DISTINCT hadm_id), "
+                    f"count(DISTINCT subject_id) FROM {table}").fetchall()[0]
+    return {"icustays": int(n[0]), "admissions": int(n[1]), "subjects": int(n[2])}
+
+
+def load_tables(con: duckdb.DuckDBPyConnection, src: str, num_shards: int, shard_index: int) -> dict:
+    """ICUSTAYS, ADMISSIONS, PATIENTS of this shard as typed temp tables; bad rows counted."""
+    dropped: dict[str, int] = {}
+    specs = {
+        "icu_all": ("ICUSTAYS", f"""
+            {_int('SUBJECT_ID')} AS subject_id, {_int('HADM_ID')} AS hadm_id,
+            {_int('ICUSTAY_ID')} AS icustay_id, DBSOURCE AS dbsource,
+            FIRST_CAREUNIT AS first_careunit, LAST_CAREUNIT AS last_careunit,
+            {_int('FIRST_WARDID')} AS first_wardid, {_int('LAST_WARDID')} AS last_wardid,
+            {_ts('INTIME')} AS intime, {_ts('OUTTIME')} AS outtime, TRY_CAST(LOS AS DOUBLE) AS los""",
+            ["subject_id", "hadm_id", "icustay_id", "intime"]),
+        "adm": ("ADMISSIONS", f"""
+            {_int('SUBJECT_ID')} AS subject_id, {_int('HADM_ID')} AS hadm_id,
+            {_ts('ADMITTIME')} AS admittime, {_ts('DISCHTIME')} AS dischtime,
+            {_ts('DEATHTIME')} AS deathtime, ADMISSION_TYPE AS admission_type,
+            DISCHARGE_LOCATION AS discharge_location, INSURANCE AS insurance,
+            ETHNICITY AS ethnicity_raw""",
+            ["subject_id", "hadm_id", "admittime", "dischtime"]),
+        "pat": ("PATIENTS", f"""
+            {_int('SUBJECT_ID')} AS subject_id, GENDER AS gender, {_ts('DOB')} AS dob,
+            {_ts('DOD')} AS dod""",
+            ["subject_id"]),
+    }
+    for name, (table, select, required) in specs.items():
+        rel = sources.read_sql(con, src, table)
+        sources.run(con, f"CREATE OR REPLACE TEMP TABLE {name}_raw AS SELECT {select} FROM {rel} "
+                         f"WHERE {shard_filter(_int('SUBJECT_ID'), num_shards, shard_index)}", table)
+        ok = " AND ".join(f"{c} IS NOT NULL" for c in required)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_raw WHERE {ok}")
+        bad = con.execute(f"SELECT count(*) FROM {name}_raw WHERE NOT ({ok})").fetchall()[0][0]
+        dropped[table.lower()] = int(bad)
+        con.execute(f"DROP TABLE {name}_raw")
+    return {"rows_dropped_bad_keys_or_timestamps": dropped}
+
+
+_ETHNICITY = """CASE split_part(split_part(replace(coalesce(ethnicity_raw, ''), ' OR ', '/'), ' - ', 1), '/', 1)
+    WHEN 'ASIAN' THEN 'ASIAN' WHEN 'BLACK' THEN 'BLACK' WHEN 'CARIBBEAN ISLAND' THEN 'BLACK'
+    WHEN 'HISPANIC' THEN 'HISPANIC' WHEN 'SOUTH AMERICAN' THEN 'HISPANIC'
+    WHEN 'WHITE' THEN 'WHITE' WHEN 'MIDDLE EASTERN' THEN 'WHITE' WHEN 'PORTUGUESE' THEN 'WHITE'
+    ELSE 'OTHER' END"""
+
+
+def build_stays(con: duckdb.DuckDBPyConnection) -> dict:
+    """The cohort table ``stays`` and the reference's per-step counts."""
+    counts = {"start": _stage_counts(con, "icu_all")}
+    con.execute("""CREATE OR REPLACE TEMP TABLE s1 AS SELECT * FROM icu_all
+                   WHERE first_wardid = last_wardid AND first_careunit = last_careunit""")
+    counts["remove_icu_transfers"] = _stage_counts(con, "s1")
+    con.execute("""CREATE OR REPLACE TEMP TABLE s2 AS
+                   SELECT s.*, a.* EXCLUDE (subject_id, hadm_id), p.* EXCLUDE (subject_id)
+                   FROM s1 s JOIN adm a USING (subject_id, hadm_id) JOIN pat p USING (subject_id)""")
+    counts["merge_admissions_patients"] = _stage_counts(con, "s2")
+    con.execute("""CREATE OR REPLACE TEMP TABLE s3 AS SELECT * FROM s2 WHERE hadm_id IN
+                   (SELECT hadm_id FROM s2 GROUP BY hadm_id HAVING count(icustay_id) = 1)""")
+    counts["remove_multiple_stays_per_admission"] = _stage_counts(con, "s3")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE stays AS
+        WITH a AS (
+            SELECT *, date_diff('second', dob, intime) / 3600.0 / 24.0 / 365.0 AS age_raw FROM s3)
+        SELECT *,
+            CASE WHEN age_raw < 0 THEN 90.0 ELSE age_raw END AS age_ref,
+            CAST((dod IS NOT NULL AND admittime <= dod AND dischtime >= dod)
+              OR (deathtime IS NOT NULL AND admittime <= deathtime AND dischtime >= deathtime) AS INTEGER) AS mortality,
+            CAST((dod IS NOT NULL AND intime <= dod AND outtime >= dod)
+              OR (deathtime IS NOT NULL AND intime <= deathtime AND outtime >= deathtime) AS INTEGER) AS mortality_inunit,
+            los * 24.0 AS los_h,
+            CASE WHEN deathtime IS NULL THEN 1e18
+                 ELSE date_diff('microsecond', intime, deathtime) / 3.6e9 END AS lived_h,
+            coalesce(gender, 'UNKNOWN') AS sex,
+            {_ETHNICITY} AS ethnicity,
+        FROM a WHERE (CASE WHEN age_raw < 0 THEN 90.0 ELSE age_raw END) >= 18""")
+    con.execute("""ALTER TABLE stays ADD COLUMN age DOUBLE""")
+    con.execute("""UPDATE stays SET age = least(age_ref, 90.0)""")
+    con.execute("""ALTER TABLE stays ADD COLUMN age_band VARCHAR""")
+    con.execute("""UPDATE stays SET age_band = CASE WHEN age < 40 THEN '18-39' WHEN age < 60 THEN '40-59'
+                   WHEN age < 80 THEN '60-79' ELSE '80+' END""")
+    counts["remove_age_under_18"] = _stage_counts(con, "stays")
+    for t in ("s1", "s2", "s3"):
+        con.execute(f"DROP TABLE {t}")
+    return counts

@@ -1,0 +1,154 @@
+"""Events -> validated, cleaned, de-duplicated observations -> episodes.
+
+Mirrors, in this order, mimic3-benchmarks':
+
+- ``extract_subjects.py``: CHARTEVENTS and LABEVENTS rows of cohort subjects (OUTPUTEVENTS
+  holds none of the 114 benchmark itemids, so it is not scanned);
+- ``subject.read_events``: rows with an empty VALUE removed;
+- ``validate_events.py``: rows without HADM_ID dropped; rows whose admission is not a cohort
+  stay dropped; an empty ICUSTAY_ID recovered from the admission's stay; rows whose ICUSTAY_ID
+  differs from the admission's stay dropped (every count kept in the manifest);
+- ``map_itemids_to_variables`` + ``clean_events``: itemid -> variable, unit cleaning
+  (``variables.clean_value_sql``), rows whose cleaned value is empty dropped;
+- ``convert_events_to_timeseries``: one value per (chart time, variable): the largest value
+  (the reference sorts by value and keeps the last);
+- ``get_events_for_stay``: an observation belongs to a stay when its ICUSTAY_ID is the stay's
+  or its chart time lies within [INTIME, OUTTIME]; hours are counted from INTIME.
+
+Rows with an unreadable CHARTTIME or SUBJECT_ID are dropped and counted.
+"""
+from __future__ import annotations
+
+import duckdb
+
+from clinical_ml.tasks import sources
+from clinical_ml.tasks.cohort import shard_filter
+from clinical_ml.tasks.variables import categorical_value_sql, channels, clean_value_sql, itemid_map, ranges_sql
+
+EPS = 1e-6
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def load_var_map(con: duckdb.DuckDBPyConnection) -> None:
+    rows = ", ".join(f"({i}, {_q(v)}, {_q(lbl)})" for i, v, lbl, _ in itemid_map())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE var_map AS SELECT * FROM (VALUES {rows}) "
+                "t(itemid, variable, label)")
+    cats = ", ".join(f"({_q(c.variable)}, {str(c.categorical).upper()}, {_q(c.name)})" for c in channels())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE channels AS SELECT * FROM (VALUES {cats}) "
+                "t(variable, categorical, name)")
+
+
+def load_events(con: duckdb.DuckDBPyConnection, src: str, num_shards: int, shard_index: int) -> dict:
+    """Benchmark-itemid rows of the shard's cohort subjects from CHARTEVENTS and LABEVENTS."""
+    parts = []
+    for table, icu in (("CHARTEVENTS", "TRY_CAST(ICUSTAY_ID AS BIGINT)"), ("LABEVENTS", "NULL::BIGINT")):
+        rel = sources.read_sql(con, src, table)
+        sid = "TRY_CAST(SUBJECT_ID AS BIGINT)"
+        parts.append(f"""SELECT {sid} AS subject_id, TRY_CAST(HADM_ID AS BIGINT) AS hadm_id,
+                {icu} AS icustay_id, TRY_CAST(CHARTTIME AS TIMESTAMP) AS charttime,
+                TRY_CAST(ITEMID AS BIGINT) AS itemid, VALUE AS value, VALUEUOM AS uom,
+                '{table.lower()}' AS source
+            FROM {rel}
+            WHERE TRY_CAST(ITEMID AS BIGINT) IN (SELECT itemid FROM var_map)
+              AND ({sid} IN (SELECT subject_id FROM stays)
+                   OR ({sid} IS NULL AND {shard_filter('NULL', num_shards, shard_index)}))""")
+    sources.run(con, "CREATE OR REPLACE TEMP TABLE ev_raw AS " + " UNION ALL ".join(parts),
+                "CHARTEVENTS/LABEVENTS")
+    c = con.execute("""SELECT count(*),
+            count(*) FILTER (WHERE subject_id IS NULL),
+            count(*) FILTER (WHERE subject_id IS NOT NULL AND value IS NULL),
+            count(*) FILTER (WHERE subject_id IS NOT NULL AND value IS NOT NULL AND charttime IS NULL)
+        FROM ev_raw""").fetchall()[0]
+    return {"rows_benchmark_itemids": int(c[0]), "dropped_no_subject_id": int(c[1]),
+            "dropped_empty_value": int(c[2]), "dropped_bad_charttime": int(c[3])}
+
+
+def validate_events(con: duckdb.DuckDBPyConnection) -> dict:
+    """``validate_events.py``: attach each event to its admission's cohort stay."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE ev AS SELECT * FROM ev_raw
+                   WHERE subject_id IS NOT NULL AND value IS NOT NULL AND charttime IS NOT NULL""")
+    con.execute("DROP TABLE ev_raw")
+    con.execute("""CREATE OR REPLACE TEMP TABLE ev_j AS
+        SELECT e.*, s.icustay_id AS stay_icustay_id, s.hadm_id IS NOT NULL AS in_stays
+        FROM ev e LEFT JOIN (SELECT subject_id, hadm_id, icustay_id FROM stays) s
+          ON e.hadm_id = s.hadm_id AND e.subject_id = s.subject_id""")
+    c = con.execute("""SELECT count(*),
+            count(*) FILTER (WHERE hadm_id IS NULL),
+            count(*) FILTER (WHERE hadm_id IS NOT NULL AND NOT in_stays),
+            count(*) FILTER (WHERE in_stays AND icustay_id IS NULL),
+            count(*) FILTER (WHERE in_stays AND icustay_id IS NOT NULL AND icustay_id <> stay_icustay_id)
+        FROM ev_j""").fetchall()[0]
+    con.execute("""CREATE OR REPLACE TEMP TABLE ev_valid AS
+        SELECT subject_id, stay_icustay_id AS icustay_id, charttime, itemid, value, uom
+        FROM ev_j WHERE in_stays AND (icustay_id IS NULL OR icustay_id = stay_icustay_id)""")
+    con.execute("DROP TABLE ev; DROP TABLE ev_j")
+    return {"n_events": int(c[0]), "empty_hadm": int(c[1]), "no_hadm_in_stay": int(c[2]),
+            "no_icustay": int(c[3]), "recovered": int(c[3]), "could_not_recover": 0,
+            "icustay_missing_in_stays": int(c[4])}
+
+
+def clean_events(con: duckdb.DuckDBPyConnection) -> dict:
+    """Map itemids, clean units, drop empty values, de-duplicate per chart time and variable."""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE ev_clean AS
+        WITH m AS (
+            SELECT e.subject_id, e.icustay_id, e.charttime, v.variable, c.categorical,
+                   e.value, lower(coalesce(e.uom, '')) AS uom, lower(v.label) AS label
+            FROM ev_valid e JOIN var_map v USING (itemid) JOIN channels c USING (variable))
+        SELECT subject_id, icustay_id, charttime, variable, categorical,
+               CASE WHEN categorical THEN NULL ELSE ({clean_value_sql()}) END AS value_num,
+               CASE WHEN categorical THEN value END AS value_str
+        FROM m""")
+    con.execute("DROP TABLE ev_valid")
+    per_var = con.execute("""SELECT variable, count(*) FILTER (WHERE value_num IS NULL AND value_str IS NULL)
+                             FROM ev_clean GROUP BY variable ORDER BY variable""").fetchall()
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE obs AS
+        WITH d AS (
+            SELECT subject_id, icustay_id, charttime, variable, any_value(categorical) AS categorical,
+                   max(value_num) AS value_num, max(value_str) AS value_str
+            FROM ev_clean WHERE value_num IS NOT NULL OR value_str IS NOT NULL
+            GROUP BY subject_id, icustay_id, charttime, variable)
+        SELECT o.subject_id, o.icustay_id, o.charttime, o.variable, o.value_str,
+               CASE WHEN o.categorical THEN ({categorical_value_sql('o.variable', 'o.value_str')})
+                    ELSE o.value_num END AS value_num
+        FROM d o""")
+    con.execute("DROP TABLE ev_clean")
+    rng = con.execute(f"""WITH r(variable, outlier_low, valid_low, valid_high, outlier_high) AS ({ranges_sql()})
+        SELECT o.variable,
+            count(*) FILTER (WHERE value_num < outlier_low OR value_num > outlier_high),
+            count(*) FILTER (WHERE (value_num >= outlier_low AND value_num < valid_low)
+                              OR (value_num <= outlier_high AND value_num > valid_high)),
+            count(*)
+        FROM obs o JOIN r USING (variable) GROUP BY o.variable ORDER BY o.variable""").fetchall()
+    return {
+        "dropped_by_cleaning": {v: int(n) for v, n in per_var if n},
+        "observations": {v: int(n) for v, _, _, n in rng},
+        "outside_outlier_range_kept": {v: int(a) for v, a, _, _ in rng if a},
+        "outside_valid_range_kept": {v: int(b) for v, _, b, _ in rng if b},
+    }
+
+
+def build_episodes(con: duckdb.DuckDBPyConnection) -> dict:
+    """``ep``: observations per stay with hours since INTIME; ``stays_ep``: per-stay facts."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE ep AS
+        SELECT s.icustay_id, o.variable, o.value_num, o.value_str,
+               date_diff('microsecond', s.intime, o.charttime) / 3.6e9 AS hours
+        FROM obs o JOIN stays s ON o.subject_id = s.subject_id
+         AND (o.icustay_id = s.icustay_id OR (o.charttime >= s.intime AND o.charttime <= s.outtime))""")
+    con.execute("DROP TABLE obs")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE stays_ep AS
+        WITH e AS (
+            SELECT icustay_id, count(*) AS n_episode,
+                   min(hours) FILTER (WHERE hours > -{EPS} AND hours < los_h + {EPS}) AS first_t,
+                   count(*) FILTER (WHERE hours > -{EPS} AND hours < los_h + {EPS}) AS n_window,
+                   count(*) FILTER (WHERE hours > -{EPS} AND hours < 48 + {EPS}) AS n_first48
+            FROM ep JOIN (SELECT icustay_id, los_h FROM stays) USING (icustay_id)
+            GROUP BY icustay_id)
+        SELECT s.*, e.n_window, e.first_t, e.n_first48 FROM stays s JOIN e USING (icustay_id)""")
+    n = con.execute("""SELECT count(*), count(*) FILTER (WHERE los_h IS NULL),
+                       count(*) FILTER (WHERE los_h IS NOT NULL AND n_window = 0) FROM stays_ep""").fetchall()[0]
+    none = con.execute("SELECT count(*) FROM stays WHERE icustay_id NOT IN (SELECT icustay_id FROM stays_ep)").fetchall()[0][0]
+    return {"episodes": int(n[0]), "stays_without_events": int(none),
+            "episodes_missing_los": int(n[1]), "episodes_no_events_in_icu": int(n[2])}

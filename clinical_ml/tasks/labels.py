@@ -1,0 +1,101 @@
+"""Task samples and labels (mimic3-benchmarks ``create_*.py``, plus 30-day readmission).
+
+Each ``t_<task>`` temp table has ``subject_id, hadm_id, icustay_id, prediction_hour`` (hours
+since ICU admission), ``tb`` (the integer hour bin that ends the feature window) and labels.
+A stay takes part only if its episode has an observation inside the stay window
+(-eps, LOS + eps) ("no events in ICU" in the reference) and LOS is known.
+
+- ihm: LOS >= 48 h - eps and an observation in (-eps, 48 + eps); y = in-hospital mortality.
+- decomp / los: sample times t = 0, 1, 2, ... h up to min(LOS, time of death) (decomp) or
+  LOS (los), keeping t > 4 and t > first observation; decomp y = died in hospital and
+  DEATHTIME - t < 24 h; los y = LOS - t (hours). ``sample_every`` H keeps the hours with
+  t mod H == 0 (H = 1 is the reference); the manifest counts both.
+- pheno: the 25 benchmark HCUP CCS groups of the admission's diagnoses.
+- readmit: see docs/tasks.md ("Readmission"): index = cohort stay with an episode, discharged
+  alive, not transferred to another acute hospital; y = another admission of the subject that
+  is not ELECTIVE with ADMITTIME in [DISCHTIME, DISCHTIME + 30 days].
+"""
+from __future__ import annotations
+
+import duckdb
+
+from clinical_ml.tasks.events import EPS
+from clinical_ml.tasks.io import PHENOTYPE_COLUMNS, PHENOTYPES
+
+READMIT_DAYS = 30
+TRANSFER_LOCATIONS = ("SHORT TERM HOSPITAL",)
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+_BASE = f"los_h IS NOT NULL AND n_window > 0"
+
+
+def build_ihm(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE t_ihm AS
+        SELECT subject_id, hadm_id, icustay_id, 48.0 AS prediction_hour, 48 AS tb, mortality AS y
+        FROM stays_ep WHERE los_h IS NOT NULL AND los_h >= 48 - {EPS} AND n_first48 > 0""")
+
+
+def build_hourly(con: duckdb.DuckDBPyConnection, every_sql: str) -> None:
+    """``t_decomp`` and ``t_los`` (thinned by ``every_sql``, an SQL expression of ``split``),
+    and ``hourly_counts``: the reference's (unthinned) sample counts."""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE hourly AS
+        WITH g AS (
+            SELECT subject_id, hadm_id, icustay_id, los_h, lived_h, mortality, first_t, split,
+                   unnest(range(0, CAST(floor(los_h + {EPS}) AS BIGINT) + 1)) AS t
+            FROM stays_ep JOIN subj_split USING (subject_id) WHERE {_BASE})
+        SELECT *, t < least(los_h, lived_h) + {EPS} AS in_decomp FROM g
+        WHERE t > 4 AND t > first_t""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE hourly_counts AS
+        SELECT split, count(*) FILTER (WHERE in_decomp) AS decomp, count(*) AS los
+        FROM hourly GROUP BY split""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE t_decomp AS
+        SELECT subject_id, hadm_id, icustay_id, CAST(t AS DOUBLE) AS prediction_hour, t AS tb,
+               CASE WHEN mortality = 0 THEN 0 ELSE CAST(lived_h - t < 24.0 AS INTEGER) END AS y
+        FROM hourly WHERE in_decomp AND t % ({every_sql}) = 0""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE t_los AS
+        SELECT subject_id, hadm_id, icustay_id, CAST(t AS DOUBLE) AS prediction_hour, t AS tb,
+               los_h - t AS y
+        FROM hourly WHERE t % ({every_sql}) = 0""")
+    con.execute("DROP TABLE hourly")
+
+
+def build_pheno(con: duckdb.DuckDBPyConnection) -> None:
+    cols = ", ".join(f"CAST(coalesce(max(CAST(d.phenotype = {_q(p)} AS INTEGER)), 0) AS TINYINT) AS {c}"
+                     for p, c in zip(PHENOTYPES, PHENOTYPE_COLUMNS))
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE t_pheno AS
+        SELECT s.subject_id, s.hadm_id, s.icustay_id, s.los_h AS prediction_hour,
+               CAST(ceil(s.los_h) AS BIGINT) AS tb, {cols}
+        FROM stays_ep s LEFT JOIN diag_pheno d USING (subject_id, hadm_id)
+        WHERE {_BASE.replace('los_h', 's.los_h').replace('n_window', 's.n_window')}
+        GROUP BY s.subject_id, s.hadm_id, s.icustay_id, s.los_h""")
+
+
+def build_readmit(con: duckdb.DuckDBPyConnection) -> dict:
+    transfer = ", ".join(_q(x) for x in TRANSFER_LOCATIONS)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE readmit_index AS
+        SELECT * FROM stays_ep WHERE {_BASE}""")
+    c = con.execute(f"""SELECT count(*), count(*) FILTER (WHERE mortality = 1),
+        count(*) FILTER (WHERE mortality = 0 AND upper(coalesce(discharge_location, '')) IN ({transfer}))
+        FROM readmit_index""").fetchall()[0]
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE t_readmit AS
+        SELECT s.subject_id, s.hadm_id, s.icustay_id,
+               date_diff('microsecond', s.intime, s.dischtime) / 3.6e9 AS prediction_hour,
+               CAST(ceil(s.los_h) AS BIGINT) AS tb,
+               CAST(EXISTS (SELECT 1 FROM adm a WHERE a.subject_id = s.subject_id
+                    AND a.hadm_id <> s.hadm_id AND a.admittime >= s.dischtime
+                    AND a.admittime <= s.dischtime + INTERVAL {READMIT_DAYS} DAY
+                    AND upper(coalesce(a.admission_type, '')) <> 'ELECTIVE') AS INTEGER) AS y,
+               CAST(s.dod IS NOT NULL AND s.dod <= s.dischtime + INTERVAL {READMIT_DAYS} DAY AS INTEGER)
+                   AS died_within_window
+        FROM readmit_index s
+        WHERE s.mortality = 0 AND upper(coalesce(s.discharge_location, '')) NOT IN ({transfer})""")
+    d = con.execute("""SELECT count(*) FILTER (WHERE died_within_window = 1 AND y = 0) FROM t_readmit""").fetchall()[0]
+    con.execute("ALTER TABLE t_readmit DROP COLUMN died_within_window")
+    con.execute("DROP TABLE readmit_index")
+    return {"candidate_stays": int(c[0]), "excluded_died_in_hospital": int(c[1]),
+            "excluded_transfer_to_acute_hospital": int(c[2]),
+            "died_after_discharge_within_30d_without_readmission_labelled_0": int(d[0])}

@@ -1,0 +1,90 @@
+"""MIMIC-III -> benchmark tasks (ihm, decomp, los, pheno, readmit) as Parquet.
+
+Processing contract: reads a MIMIC-III folder (``/opt/ml/processing/input/mimic``; release
+``TABLE.csv.gz`` or demo ``table.csv``); writes the task tree of docs/contracts.md under
+``/opt/ml/processing/output``: ``{train,val,test}/<task>/part-<shard>.parquet``, the
+per-stay series under ``<split>/timeseries/`` and manifests (counts per filter step, label
+prevalence, content hashes). Definitions: docs/tasks.md.
+
+Sharding: ``--num-shards K --shard-index I`` keeps the subjects whose stable SUBJECT_ID hash
+falls in shard I; the union of K runs equals one run. Inside a SageMaker Processing job with
+instance_count K the defaults come from /opt/ml/config/resourceconfig.json (this host's
+position among the sorted hosts), so every instance writes its own ``part-<I>`` files into the
+same output prefix. The MIMIC-III input must be FullyReplicated: the tables are single files,
+so ShardedByS3Key would hand whole tables to single instances.
+
+    clinical-ml build-tasks --mimic DIR --out DST [--tasks ihm,los] [--num-shards 4 --shard-index 0]
+    python -m processing.build_tasks ...   |   python processing/build_tasks.py ...
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from clinical_ml.io import DataError, localize
+from clinical_ml.logs import get_logger
+
+log = get_logger("build_tasks")
+PROC = "/opt/ml/processing"
+RESOURCE_CONFIG = "/opt/ml/config/resourceconfig.json"
+
+
+def sagemaker_shard(path: str = RESOURCE_CONFIG) -> tuple[int, int]:
+    """(num_shards, shard_index) of this SageMaker instance; (1, 0) outside SageMaker."""
+    try:
+        cfg = json.loads(Path(path).read_text())
+        hosts = sorted(cfg["hosts"])
+        return len(hosts), hosts.index(cfg["current_host"])
+    except (OSError, ValueError, KeyError):
+        return 1, 0
+
+
+def parse_args(argv: list[str] | None):
+    from clinical_ml.tasks.io import TASKS
+
+    k, i = sagemaker_shard()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--mimic", "--input", dest="mimic", default=f"{PROC}/input/mimic",
+                   help="MIMIC-III folder (or s3:// prefix)")
+    p.add_argument("--out", "--output", dest="out", default=f"{PROC}/output", help="task tree root")
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
+    p.add_argument("--num-shards", type=int, default=k)
+    p.add_argument("--shard-index", type=int, default=i)
+    p.add_argument("--sample-every", type=int, default=4,
+                   help="decomp/los: keep every H-th hourly sample in train (1 = reference)")
+    p.add_argument("--eval-sample-every", type=int, default=1,
+                   help="decomp/los: the same for val/test (default 1: the reference's hourly samples)")
+    p.add_argument("--split-source", choices=("auto", "published", "hash"), default="auto",
+                   help="auto: published mimic3-benchmarks split when the subject is listed, else hash")
+    p.add_argument("--memory-limit", default=os.environ.get("CLINICAL_ML_DUCKDB_MEMORY", "2GB"),
+                   help="DuckDB memory limit; larger intermediates spill to --temp-dir")
+    p.add_argument("--threads", type=int, default=max(1, min(os.cpu_count() or 1, 8)))
+    p.add_argument("--temp-dir", default=None, help="spill folder (default: a fresh temp folder)")
+    p.add_argument("--no-timeseries", action="store_true", help="skip writing <split>/timeseries")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from clinical_ml.tasks.build import BuildConfig, build
+
+    a = parse_args(argv)
+    tasks = tuple(t.strip() for t in a.tasks.split(",") if t.strip())
+    cfg = BuildConfig(mimic=localize(a.mimic), out=localize(a.out), tasks=tasks,
+                      num_shards=a.num_shards, shard_index=a.shard_index,
+                      sample_every=a.sample_every, eval_sample_every=a.eval_sample_every,
+                      split_source=a.split_source, memory_limit=a.memory_limit, threads=a.threads,
+                      temp_dir=a.temp_dir, timeseries=not a.no_timeseries)
+    if cfg.out.startswith("s3://"):
+        raise DataError(f"--out {cfg.out}: write to a local folder (SageMaker uploads "
+                        "/opt/ml/processing/output for you)")
+    m = build(cfg)
+    counts = {s: {t: v["rows"] for t, v in m["tasks"][s].items()} for s in m["tasks"]}
+    print(json.dumps({"shard": m["shard"], "rows": counts, "seconds": m["seconds"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
