@@ -1,0 +1,48 @@
+"""Maintainer tool: refresh the packaged dictionary CSVs under ``clinical_ml/synth/data/`` from
+the MIMIC-III demo dictionaries (ODbL) for exactly the codes/itemids ``vocab`` uses.
+
+    python -m clinical_ml.synth.build_vocab ../shared/data/mimic3-demo
+
+Generation never runs this: the CSVs are committed package data.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from clinical_ml.synth import vocab
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("demo", help="folder of the MIMIC-III demo (lower-case headers)")
+    args = ap.parse_args(argv)
+    demo = Path(args.demo)
+    read = lambda t: pd.read_csv(demo / f"{t}.csv", dtype=str, keep_default_na=False)  # noqa: E731
+    want = {
+        "d_icd_diagnoses": ("D_ICD_DIAGNOSES", "icd9_code", vocab.all_diagnosis_codes()),
+        "d_icd_procedures": ("D_ICD_PROCEDURES", "icd9_code", vocab.all_procedure_codes()),
+        "d_items": ("D_ITEMS", "itemid", [str(i) for i in vocab.all_chart_itemids()
+                                          + list(vocab.OUTPUT_ITEMS.values())
+                                          + [v[0] for v in vocab.INPUT_ITEMS.values()]]),
+        "d_labitems": ("D_LABITEMS", "itemid", [str(v[0]) for v in vocab.LAB_ITEMS.values()]
+                       + ["50817"]),
+    }
+    for out, (table, key, values) in want.items():
+        df = read(table)
+        sub = df[df[key].isin(set(values))].drop(columns=["row_id"])
+        missing = sorted(set(values) - set(sub[key]))
+        if missing:
+            print(f"{table}: not in the demo dictionary: {missing}", file=sys.stderr)
+            return 1
+        sub.columns = [c.upper() for c in sub.columns]
+        sub.to_csv(vocab.DATA / f"{out}.csv", index=False)
+        print(f"{out}: {len(sub)} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
