@@ -73,7 +73,7 @@ class ServingApp:
             self._cum.append((acc, v))
         self.endpoint, self.capture, self.max_payload = endpoint, capture, max_payload
         self._rand = random.Random(seed)
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict")
+        self._pool = self._new_pool()
         self.counts: dict[str, int] = {n: 0 for n in names}
         self.errors = {"4xx": 0, "5xx": 0}
         self._openapi = orjson.dumps(openapi) if openapi else None
@@ -129,10 +129,16 @@ class ServingApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    @staticmethod
+    def _new_pool() -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict")
+
     def close(self) -> None:
+        """Publish captured data and stop helper threads (both restart if the app is reused)."""
         if self.capture:
             self.capture.close()
-        self._pool.shutdown(wait=False)
+        pool, self._pool = self._pool, self._new_pool()
+        pool.shutdown(wait=False)
 
     async def _read(self, scope: dict, receive) -> bytes:
         length = _header(scope, "content-length")

@@ -103,14 +103,23 @@ class CaptureWriter:
         self.captured = self.dropped = self.failed = 0
         self._rand = random.Random(seed)
         self._files: dict[str, _File] = {}
-        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._thread = self._start()
+
+    def _start(self) -> threading.Thread:
+        t = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+        t.start()
+        return t
 
     def sample(self) -> bool:
         return self.percent >= 100 or self._rand.random() * 100 < self.percent
 
     def submit(self, ev: Event) -> bool:
         """Enqueue without blocking; False (and counted) when the queue is full."""
+        if not self._thread.is_alive():  # closed earlier (e.g. an ASGI lifespan cycle): reopen
+            with self._lock:
+                if not self._thread.is_alive():
+                    self._thread = self._start()
         try:
             self.queue.put_nowait(ev)
             return True
