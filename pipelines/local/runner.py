@@ -1,0 +1,190 @@
+"""``clinical-ml run-local``: execute the pipeline definition on this machine (no Docker, no AWS).
+
+The definition is the JSON that ``make definition`` writes and ``make upsert-pipeline``
+uploads, built by the same ``get_pipeline`` code (``pipelines.commands.build_definition``);
+there is no second, hand-written DAG. See docs/local-runner.md.
+
+    clinical-ml run-local [--param Name=Value ...] [--data DIR] [--from-step S] [--run-dir runs]
+    clinical-ml run-local --demo          # the whole loop: synth data, train, deploy, drift, retrain
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from clinical_ml.io import DataError, read_json, write_json
+
+from pipelines.local.engine import Execution, StepResult, dependencies, descendants, flatten_steps, parameter_values
+
+DATA_PARAMETER = "InputDataUri"
+
+
+def new_execution_id() -> str:
+    """Sortable and unique: ``20261128T130501-3fa9c2`` (the run folder's name)."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def build_definition() -> dict[str, Any]:
+    """The pipeline definition from ``get_pipeline``: the exact JSON ``make definition`` prints."""
+    try:
+        from pipelines.commands import build_definition as build
+    except ImportError as e:
+        raise DataError("the pipeline definition code is missing (pipelines/commands.py build_definition / "
+                        f"pipelines/definition.py get_pipeline): {e}; pass --definition FILE instead") from None
+    definition = build()
+    return json.loads(definition) if isinstance(definition, str) else definition
+
+
+class Progress:
+    """One status line per step (start, end, duration); a live last-log line on a terminal."""
+
+    def __init__(self, stream=None, total: int = 0):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.total, self.count, self.started = total, 0, {}
+        self._live = False
+
+    def __call__(self, step: str, state: str, detail: str) -> None:
+        if state == "Running":
+            if self.tty:
+                line = f"    {step}: {detail}"[: shutil.get_terminal_size((100, 20)).columns - 1]
+                self.stream.write("\r\x1b[2K" + line)
+                self.stream.flush()
+                self._live = True
+            return
+        if self._live:
+            self.stream.write("\r\x1b[2K")
+            self._live = False
+        if state == "Executing":
+            self.count += 1
+            self.started[step] = time.monotonic()
+            self.stream.write(f"[{self.count:>2}/{self.total}] {step:<28} {detail} ...\n")
+        else:
+            self.stream.write(f"       {step:<28} {state:<11} {detail}\n")
+        self.stream.flush()
+
+
+def point_latest(root: Path, target: Path) -> None:
+    link = root / "latest"
+    tmp = root / f".latest.{os.getpid()}"
+    if tmp.is_symlink():
+        tmp.unlink()
+    os.symlink(target.name, tmp)
+    os.replace(tmp, link)
+
+
+def execution_summary(ex: Execution, trigger: str, started: float) -> dict[str, Any]:
+    return {
+        "execution_id": ex.execution_id, "trigger": trigger, "run_dir": str(ex.run_dir),
+        "status": "Failed" if ex.failure else "Succeeded",
+        "failure": ({"step": ex.failure.step, "message": ex.failure.message, "log": str(ex.failure.log or "")}
+                    if ex.failure else None),
+        "parameters": ex.parameters, "duration_s": round(time.monotonic() - started, 2),
+        "steps": [_step_row(r) for r in ex.results.values()],
+    }
+
+
+def _step_row(r: StepResult) -> dict[str, Any]:
+    return {"name": r.name, "type": r.type, "status": r.status, "duration_s": round(r.duration_s, 2),
+            "message": r.message, "log": r.log}
+
+
+def run_execution(definition: dict[str, Any], root: Path, params: dict[str, str], *, trigger: str = "manual",
+                  from_step: str | None = None, resume: str | None = None, use_cache: bool = True,
+                  stream=None, execution_id: str | None = None) -> tuple[Execution, dict[str, Any]]:
+    """Run one execution; returns it and its summary (written to the run folder)."""
+    root = root.resolve()
+    declared = {p["Name"] for p in definition.get("Parameters", [])}
+    if "Trigger" in declared and "Trigger" not in params:
+        params = {**params, "Trigger": trigger}
+    values = parameter_values(definition, params)
+    resume_from = None
+    if from_step or resume:
+        resume_from = (root / resume) if resume else (root / "latest")
+        if not (resume_from / "steps").is_dir():
+            raise DataError(f"{resume_from}: no earlier execution to resume from (run once without --from-step)")
+        resume_from = resume_from.resolve()
+    ex_id = execution_id or new_execution_id()
+    run_dir = root / ex_id
+    ex = Execution(definition=definition, run_dir=run_dir, execution_id=ex_id, parameters=values, root=root,
+                   pipeline_name=os.environ.get("PIPELINE_NAME", "clinical-ml"), resume_from=resume_from,
+                   use_cache=use_cache)
+    if from_step:
+        steps, branch = flatten_steps(definition)
+        if from_step not in steps:
+            raise DataError(f"--from-step {from_step!r}: no such step; steps are {sorted(steps)}")
+        ex.rerun = {from_step} | descendants(from_step, dependencies(steps, branch))
+    ex.progress = Progress(stream, total=len(flatten_steps(definition)[0]))
+    started = time.monotonic()
+    (stream or sys.stderr).write(f"execution {ex_id} (trigger={trigger}) -> {run_dir}\n")
+    try:
+        ex.run()
+    finally:
+        summary = execution_summary(ex, trigger, started)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "execution.json", summary)
+        point_latest(root, run_dir)
+    return ex, summary
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise DataError(f"--param {item!r}: use Name=Value")
+        out[name] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="clinical-ml run-local", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a pipeline parameter (repeatable)")
+    ap.add_argument("--data", type=Path, help=f"MIMIC-III folder to run on (sets {DATA_PARAMETER})")
+    ap.add_argument("--demo", action="store_true",
+                    help="the whole loop on synthetic data: train, register, deploy, traffic, drift, retrain")
+    ap.add_argument("--from-step", help="resume the latest execution (or --resume RUN) from this step")
+    ap.add_argument("--resume", metavar="RUN", help="execution id under --run-dir to reuse succeeded steps from")
+    ap.add_argument("--run-dir", type=Path, default=Path("runs"), help="where run folders go (default: runs)")
+    ap.add_argument("--definition", type=Path, help="run this definition JSON instead of building it")
+    ap.add_argument("--trigger", default="manual", help="recorded as the Trigger parameter (manual|schedule|drift)")
+    ap.add_argument("--no-cache", action="store_true", help="ignore CacheConfig: run every step")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.demo:
+        from pipelines.local.demo import run_demo
+        return run_demo(args)
+    params = parse_params(args.param)
+    if args.data:
+        if not args.data.exists():
+            raise DataError(f"--data {args.data}: no such folder")
+        params[DATA_PARAMETER] = str(args.data.resolve())
+    definition = read_json(args.definition) if args.definition else build_definition()
+    ex, summary = run_execution(definition, args.run_dir, params, trigger=args.trigger, from_step=args.from_step,
+                                resume=args.resume, use_cache=not args.no_cache)
+    from pipelines.local.report import write_report
+    write_report(ex.run_dir, {"executions": [summary], "registered": [], "endpoint": None, "drift": None})
+    if ex.failure:
+        print(f"run-local: step {ex.failure.step} failed: {ex.failure.message}\n"
+              f"  log: {ex.failure.log}\n  run folder: {ex.run_dir}", file=sys.stderr)
+        return 1
+    print(f"run-local: execution {ex.execution_id} succeeded\n  run folder: {ex.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
