@@ -161,6 +161,8 @@ def chartevents(arr: dict[str, np.ndarray], rng) -> dict:
     """Event buffers -> CHARTEVENTS columns, with the release's quirks: a few rows without
     ICUSTAY_ID and a few exact duplicates (same values, new ROW_ID)."""
     n = len(arr["ITEMID"])
+    arr = dict(arr, STORETIME=arr["CHARTTIME"].astype(np.int64) + rng.integers(60, 3600, n),
+               CGID=CGIDS[rng.integers(0, len(CGIDS), n)])
     dup = np.where(rng.random(n) < 0.002, 2, 1)
     idx = np.repeat(np.arange(n), dup)
     a = {k: v[idx] for k, v in arr.items()}
@@ -169,13 +171,12 @@ def chartevents(arr: dict[str, np.ndarray], rng) -> dict:
     texts = pa.array(np.array(TEXT_VALUES, dtype=object)[np.maximum(text, 0)], type=pa.string())
     value = pc.if_else(pa.array(text >= 0), texts, numbers_as_text(a["VALUENUM"]))
     icu = a["ICUSTAY_ID"].astype(float)
-    icu[rng.random(n) < 0.005] = np.nan
+    icu[np.repeat(rng.random(len(dup)) < 0.005, dup)] = np.nan  # duplicates stay identical
     carevue = a["DB"] == 0
     uom = a["UOM"]
     return {"SUBJECT_ID": a["SUBJECT_ID"], "HADM_ID": a["HADM_ID"], "ICUSTAY_ID": icu, "ITEMID": a["ITEMID"],
             "CHARTTIME": a["CHARTTIME"].astype(np.int64),
-            "STORETIME": a["CHARTTIME"].astype(np.int64) + rng.integers(60, 3600, n),
-            "CGID": CGIDS[rng.integers(0, len(CGIDS), n)], "VALUE": value,
+            "STORETIME": a["STORETIME"], "CGID": a["CGID"], "VALUE": value,
             "VALUENUM": a["VALUENUM"].astype(float),
             "VALUEUOM": pc.if_else(pc.equal(pa.array(uom, type=pa.string()), ""), None, pa.array(uom, type=pa.string())),
             "WARNING": np.where(carevue, np.nan, 0.0), "ERROR": np.where(carevue, np.nan, 0.0),
