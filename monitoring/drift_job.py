@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ground-truth", default=None, help="folder of ground-truth JSONL records")
     p.add_argument("--registered-metrics", default=None,
                    help="evaluation.json / model_metrics.json of the registered model")
+    p.add_argument("--comparison-threshold", type=float, default=None,
+                   help="override the constraints' comparison_threshold (numeric and categorical)")
     p.add_argument("--task", default="ihm")
     p.add_argument("--max-auroc-drop", type=float, default=0.05)
     p.add_argument("--max-brier-increase", type=float, default=0.02)
@@ -75,9 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start, end = window_bounds(args.window_start, args.window_end, args.window_hours)
     statistics, constraints = formats.read_baseline(args.baseline)
+    if args.comparison_threshold is not None:
+        dc = constraints.setdefault("monitoring_config", {}).setdefault("distribution_constraints", {})
+        dc["comparison_threshold"] = dc["categorical_comparison_threshold"] = args.comparison_threshold
     names = [f["name"] for f in constraints["features"]]
     endpoint = args.endpoint or infer_endpoint(args.capture)
-    win = read_window(args.capture, names, start, end) if Path(args.capture).exists() else None
+    text = [f["name"] for f in constraints["features"] if f["inferred_type"] == "String"]
+    win = read_window(args.capture, names, start, end, string_columns=text) if Path(args.capture).exists() else None
     if win is None:
         log.warning("drift: capture folder %s does not exist yet: treating the window as empty", args.capture)
         win = CaptureWindow(pd.DataFrame(columns=names), np.empty(0), [], np.empty(0, dtype=np.int64))

@@ -37,8 +37,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="local backend: executions ledger (default $CLINICAL_ML_RUN_DIR/../guard/executions.json)")
     p.add_argument("--stop-skipped", action=argparse.BooleanOptionalAction, default=True,
                    help="sagemaker backend: stop this execution when the guard skips it")
-    p.add_argument("--output", default="/opt/ml/processing/output/guard")
+    p.add_argument("--output", "--output-dir", dest="output", default="/opt/ml/processing/output/guard")
     return p.parse_args(argv)
+
+
+def _local_self(execs: list, execution_arn: str | None) -> str | None:
+    """This execution's ledger entry: the runner may record its id where we were given an ARN."""
+    ids = {i for i in (execution_arn, os.environ.get("CLINICAL_ML_EXECUTION_ID")) if i}
+    for e in execs:
+        if e.arn in ids or any(e.arn.endswith(i) or i.endswith(e.arn) for i in ids):
+            return e.arn
+    return execution_arn
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                                  if os.environ.get("CLINICAL_ML_RUN_DIR") else None)
         if ledger is None:
             raise DataError("local backend: pass --ledger or set CLINICAL_ML_RUN_DIR")
-        decision = decide(LocalLedger(ledger).executions(), now, cooldown, args.execution_arn, args.trigger)
+        execs = LocalLedger(ledger).executions()
+        decision = decide(execs, now, cooldown, _local_self(execs, args.execution_arn), args.trigger)
     else:
         import boto3
         sm = boto3.client("sagemaker")

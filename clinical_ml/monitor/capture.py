@@ -158,8 +158,12 @@ def _score(v: Any) -> float:
 
 
 def read_window(root: str | os.PathLike, feature_names: Sequence[str], start: datetime | None = None,
-                end: datetime | None = None, max_errors: int = 5) -> CaptureWindow:
-    """All captured instances with ``start <= inferenceTime < end`` under ``root``."""
+                end: datetime | None = None, max_errors: int = 5,
+                string_columns: Sequence[str] = ()) -> CaptureWindow:
+    """All captured instances with ``start <= inferenceTime < end`` under ``root``.
+
+    ``string_columns`` are read from CSV as text (so code "250.00" is not turned into 250.0).
+    """
     start = parse_time(start) if start is not None else None
     end = parse_time(end) if end is not None else None
     files = capture_files(root, start, end)
@@ -217,7 +221,7 @@ def read_window(root: str | os.PathLike, feature_names: Sequence[str], start: da
         arr = [r[: len(names)] + [None] * (len(names) - len(r)) for r in list_rows]
         frames.append(pd.DataFrame(arr, columns=names, index=list_pos))
     if csv_lines:
-        frames.append(_read_csv_lines(csv_lines, names, csv_pos))
+        frames.append(_read_csv_lines(csv_lines, names, csv_pos, string_columns))
     frame = pd.concat(frames).sort_index() if len(frames) > 1 else (frames[0] if frames else pd.DataFrame(columns=names))
     win.frame = frame.reset_index(drop=True)
     win.predictions = np.concatenate(preds) if preds else np.empty(0)
@@ -226,12 +230,14 @@ def read_window(root: str | os.PathLike, feature_names: Sequence[str], start: da
     return win
 
 
-def _read_csv_lines(lines: list[str], names: list[str], index: list[int]) -> pd.DataFrame:
+def _read_csv_lines(lines: list[str], names: list[str], index: list[int],
+                    string_columns: Sequence[str] = ()) -> pd.DataFrame:
     """CSV rows in feature order (no header, as SageMaker clients send); extra fields dropped."""
     k = len(names)
     lines = [ln if ln.count(",") < k else ",".join(ln.split(",")[:k]) for ln in lines]
     df = pd.read_csv(io.StringIO("\n".join(lines)), header=None, names=names, index_col=False,
-                     skip_blank_lines=False, engine="c")
+                     skip_blank_lines=False, engine="c",
+                     dtype={c: str for c in string_columns if c in names} or None)
     df.index = index
     return df
 

@@ -23,7 +23,7 @@ benchmark when no task split is at hand.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,13 +56,15 @@ _STATS = ("min", "max", "mean", "std", "skew", "count")
 
 
 def reference_frame(rows: int = 20000, prevalence: float = 0.13, seed: int = 0,
-                    n_codes: int = 300) -> pd.DataFrame:
+                    n_codes: int = 300, channels: Sequence[str] | None = None) -> pd.DataFrame:
     """Synthetic stand-in for a task split: 714 ``f_<channel>_<stat>_<window>`` features
     (17 channels x 6 statistics x 7 windows), label ``y`` and a categorical ``icd9_code``."""
     rng = np.random.default_rng(seed)
     y = (rng.random(rows) < prevalence).astype(np.int8)
     cols: dict[str, np.ndarray] = {}
     for ch, (mu, sd, eff) in _CHANNELS.items():
+        if channels is not None and ch not in channels:
+            continue
         level = rng.normal(mu + eff * sd * y, sd)
         spread = np.abs(rng.normal(0.35 * sd, 0.1 * sd, rows))
         miss = rng.random(rows) < (0.6 if ch in ("height", "capillary_refill_rate") else 0.05)
