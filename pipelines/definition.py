@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 
-from pipelines.parameters import make_parameters
+from pipelines.parameters import account_from_role, make_parameters
 from pipelines.session import pipeline_session, prepare_environment
 
 prepare_environment()  # before the SDK is imported: telemetry opt-out, no role validation
@@ -40,7 +40,11 @@ from pipelines.steps import SERVICE_RETRY, StepFactory, s3_input, s3_output  # n
 
 DEFAULT_PIPELINE_NAME = "clinical-ml"
 DEFAULT_ROLE = "arn:aws:iam::000000000000:role/clinical-ml-sagemaker-execution"
-DRIFT_SCHEDULE = "cron(0 * ? * * *)"  # hourly, as the capture files are hourly
+
+
+def default_bucket_name(role: str, region: str) -> str:
+    """The bucket pipelines/infra/template.yaml creates: ``clinical-ml-<account>-<region>``."""
+    return f"clinical-ml-{account_from_role(role)}-{region}"
 
 
 def model_package_groups(pipeline_name: str) -> dict[str, str]:
@@ -51,17 +55,19 @@ def model_package_groups(pipeline_name: str) -> dict[str, str]:
 def get_pipeline(region: str | None = None, role: str | None = None, default_bucket: str | None = None,
                  pipeline_name: str = DEFAULT_PIPELINE_NAME, *, kms_key_id: str = "alias/clinical-ml",
                  subnets: list[str] | None = None, security_group_ids: list[str] | None = None,
-                 endpoint_name: str = "clinical-ml", sagemaker_session=None) -> Pipeline:
+                 endpoint_name: str = "clinical-ml", scheduler_role_arn: str | None = None,
+                 sagemaker_session=None) -> Pipeline:
     """Build the pipeline (offline: no network, no credentials).
 
     ``subnets``/``security_group_ids`` put every job in your VPC (they are also the defaults of
     the SubnetIds/SecurityGroupIds parameters that the deploy and monitor steps pass on to
-    the endpoint and the drift job). A job's VPC is fixed when the pipeline is upserted: the
+    the endpoint). ``scheduler_role_arn``: the role EventBridge Scheduler assumes to start the
+    hourly drift job (default: ``role``, which must then trust scheduler.amazonaws.com). A job's VPC is fixed when the pipeline is upserted: the
     service takes a list of subnet ids there, which a pipeline parameter cannot expand into.
     """
     region = prepare_environment(region)
     role = role or DEFAULT_ROLE
-    bucket = default_bucket or f"clinical-ml-{region}"
+    bucket = default_bucket or default_bucket_name(role, region)
     session = sagemaker_session or pipeline_session(region, bucket)
     subnets, security_group_ids = list(subnets or []), list(security_group_ids or [])
     p = make_parameters(region, role, bucket, kms_key_id=kms_key_id, endpoint_name=endpoint_name,
@@ -83,7 +89,7 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
         arguments=["--pipeline-name", execution.PIPELINE_NAME,
                    "--execution-arn", execution.PIPELINE_EXECUTION_ARN,
                    "--trigger", p.trigger,
-                   "--output-dir", "/opt/ml/processing/output/guard"],
+                   "--output", "/opt/ml/processing/output/guard"],
         instance_type="ml.t3.medium", isolated=False, cache=False, property_files=[guard_report])
 
     # --- BuildTasks: MIMIC-III -> benchmark task Parquet (shardable over instances) ----------
@@ -91,8 +97,11 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
         "BuildTasks", "processing/build_tasks.py",
         display_name="Build benchmark tasks",
         description="MIMIC-III -> in-hospital mortality, decompensation, LOS, phenotyping and "
-                    "readmission task splits (Parquet); one part per instance when sharded.",
-        inputs=[s3_input("mimic", p.input_data_uri, "mimic", distribution=p.input_distribution)],
+                    "readmission task splits (Parquet); with N instances each one builds the "
+                    "subjects of its hash shard and writes its own part files.",
+        # FullyReplicated: the tables are single files; the script shards by SUBJECT_ID hash
+        # using its position among the job's hosts (/opt/ml/config/resourceconfig.json).
+        inputs=[s3_input("mimic", p.input_data_uri, "mimic")],
         outputs=[s3_output(split, f.s3("BuildTasks", split), split)
                  for split in ("train", "val", "test")],
         instance_count=p.processing_instance_count)
@@ -128,7 +137,9 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
                     "the structured record (GPU instance type parameter).",
         channels={"train": notes_split("train"), "validation": notes_split("val")},
         image=p.training_gpu_image_uri, instance_type=p.extractor_instance_type,
-        arguments=["--base-model", p.extractor_base_model], volume_kms=False)
+        arguments=["--kind", p.extractor_kind, "--base-model", p.extractor_base_model,
+                   "--max-train-docs", p.extractor_max_train_docs.to_string()],
+        volume_kms=False)
     extractor_model = step_train_extractor.properties.ModelArtifacts.S3ModelArtifacts
 
     # --- EvaluateOutcomes: bootstrap CIs, subgroups; the gate values -> EvaluationReport ----
@@ -163,7 +174,8 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
         description="statistics.json and constraints.json (Model Monitor format) from the "
                     "training features; the drift monitor compares live traffic with them.",
         inputs=[s3_input("train", tasks["train"], "train")],
-        outputs=[s3_output("baseline", f.s3("DriftBaseline", "baseline"), "baseline")])
+        outputs=[s3_output("baseline", f.s3("DriftBaseline", "baseline"), "baseline")],
+        arguments=["--comparison-threshold", p.drift_threshold.to_string()])
     baseline = step_baseline.properties.ProcessingOutputConfig.Outputs["baseline"].S3Output.S3Uri
 
     # --- RegisterOutcomes / RegisterExtractor: model registry with metrics ------------------
@@ -223,19 +235,20 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
     step_schedule = f.processing(
         "ScheduleMonitor", "monitoring/schedule.py",
         display_name="Schedule drift monitor",
-        description="Hourly drift job comparing captured traffic with the baseline; publishes "
-                    "CloudWatch metrics that the drift alarm (and so retraining) watches.",
-        inputs=[s3_input("baseline", baseline, "baseline")],
+        description="Hourly drift job (EventBridge Scheduler -> processing job) comparing captured "
+                    "traffic with the baseline; its CloudWatch metrics drive the retrain alarm.",
+        inputs=[s3_input("deploy", step_deploy.properties.ProcessingOutputConfig.Outputs["deploy"].S3Output.S3Uri,
+                         "deploy")],
         outputs=[s3_output("schedule", f.s3("ScheduleMonitor", "schedule"), "schedule")],
         arguments=["--endpoint-name", p.endpoint_name,
-                   "--deploy-info", step_deploy.properties.ProcessingOutputConfig.Outputs["deploy"].S3Output.S3Uri,
+                   "--schedule-name", Join(on="", values=[p.endpoint_name, "-drift"]),
+                   "--baseline-uri", baseline,
                    "--capture-uri", capture_uri,
-                   "--drift-threshold", p.drift_threshold.to_string(),
-                   "--schedule-expression", DRIFT_SCHEDULE,
+                   "--output-uri", f"s3://{bucket}/{pipeline_name}/drift",
                    "--image-uri", p.processing_image_uri,
                    "--role-arn", role,
-                   "--kms-key-id", p.kms_key_id,
-                   "--output-dir", "/opt/ml/processing/output/schedule"],
+                   "--scheduler-role-arn", scheduler_role_arn or role,
+                   "--output", "/opt/ml/processing/output/schedule"],
         instance_type="ml.t3.medium", isolated=False, cache=False, max_runtime=1800)
 
     # --- CheckMetrics: quality gate; on a miss, Fail naming the metric(s) ------------------
@@ -257,10 +270,12 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
 
     step_gate_f1 = ConditionStep(
         name="GateExtractionF1", display_name="Which metric missed (extraction)", conditions=[f1_ok],
+        description="Gate failed and ihm_auroc missed: did entity_f1 miss too?",
         if_steps=[fail("FailIhmAuroc", ihm_text, f1_text)],
         else_steps=[fail("FailIhmAurocAndExtractionF1", [*ihm_text, ", ", *f1_text], [])])
     step_gate_ihm = ConditionStep(
         name="GateIhmAuroc", display_name="Which metric missed (outcomes)", conditions=[ihm_ok],
+        description="Gate failed: did ihm_auroc pass (then entity_f1 missed)?",
         if_steps=[fail("FailExtractionF1", f1_text, ihm_text)], else_steps=[step_gate_f1])
     step_check = ConditionStep(
         name="CheckMetrics", display_name="Quality gate",
@@ -274,7 +289,7 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
         name="CheckGuard", display_name="Proceed?",
         description="Runs the pipeline unless the storm guard decided to skip this execution.",
         conditions=[ConditionEquals(left=JsonGet(step_name=step_guard.name, property_file=guard_report,
-                                                 json_path="decision"), right="proceed")],
+                                                 json_path="proceed"), right=True)],
         if_steps=[step_tasks, step_notes, step_train_outcomes, step_train_extractor,
                   step_eval_outcomes, step_eval_extractor, step_check],
         else_steps=[])
@@ -298,6 +313,8 @@ def settings_from_env(env: os._Environ | dict = os.environ) -> dict:
            "subnets": split(env.get("SUBNET_IDS")), "security_group_ids": split(env.get("SECURITY_GROUP_IDS"))}
     if env.get("KMS_KEY_ID"):
         out["kms_key_id"] = env["KMS_KEY_ID"]
+    if env.get("SCHEDULER_ROLE_ARN"):
+        out["scheduler_role_arn"] = env["SCHEDULER_ROLE_ARN"]
     if env.get("ENDPOINT_NAME"):
         out["endpoint_name"] = env["ENDPOINT_NAME"]
     return out

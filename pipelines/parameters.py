@@ -42,12 +42,13 @@ class Parameters:
     data_window_start: ParameterString
     data_window_end: ParameterString
     input_data_uri: ParameterString
-    input_distribution: ParameterString
     processing_instance_type: ParameterString
     processing_instance_count: ParameterInteger
     training_instance_type: ParameterString
     extractor_instance_type: ParameterString
+    extractor_kind: ParameterString
     extractor_base_model: ParameterString
+    extractor_max_train_docs: ParameterInteger
     endpoint_instance_type: ParameterString
     min_ihm_auroc: ParameterFloat
     min_extraction_f1: ParameterFloat
@@ -74,17 +75,19 @@ def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: 
     img = lambda family: image_uri(family, account, region)  # noqa: E731
     return Parameters(
         trigger=ParameterString("Trigger", default_value="manual", enum_values=list(TRIGGERS)),
-        data_window_start=ParameterString("DataWindowStart", default_value=""),
-        data_window_end=ParameterString("DataWindowEnd", default_value=""),
+        # recorded on the registered model versions; "none" unless a drift trigger sets them
+        data_window_start=ParameterString("DataWindowStart", default_value="none"),
+        data_window_end=ParameterString("DataWindowEnd", default_value="none"),
         input_data_uri=ParameterString("InputDataUri", default_value=f"s3://{default_bucket}/mimic-iii/"),
-        input_distribution=ParameterString(
-            "InputDistribution", default_value="FullyReplicated",
-            enum_values=["FullyReplicated", "ShardedByS3Key"]),
         processing_instance_type=ParameterString("ProcessingInstanceType", default_value="ml.m5.xlarge"),
         processing_instance_count=ParameterInteger("ProcessingInstanceCount", default_value=1),
         training_instance_type=ParameterString("TrainingInstanceType", default_value="ml.m5.2xlarge"),
         extractor_instance_type=ParameterString("ExtractorTrainingInstanceType", default_value="ml.g5.2xlarge"),
-        extractor_base_model=ParameterString("ExtractorBaseModel", default_value="smollm2"),
+        extractor_kind=ParameterString("ExtractorKind", default_value="encoder",
+                                       enum_values=["encoder", "generative", "rules"]),
+        # "" = the kind's default base (minilm for encoder, smollm2 for generative), baked in the image
+        extractor_base_model=ParameterString("ExtractorBaseModel", default_value=""),
+        extractor_max_train_docs=ParameterInteger("ExtractorMaxTrainDocs", default_value=600),
         endpoint_instance_type=ParameterString("EndpointInstanceType", default_value="ml.m5.large"),
         min_ihm_auroc=ParameterFloat("MinIhmAuroc", default_value=0.70),
         min_extraction_f1=ParameterFloat("MinExtractionF1", default_value=0.70),
@@ -92,7 +95,8 @@ def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: 
             "ModelApprovalStatus", default_value="PendingManualApproval", enum_values=list(APPROVAL_STATUSES)),
         endpoint_name=ParameterString("EndpointName", default_value=endpoint_name),
         challenger_weight=ParameterFloat("ChallengerWeight", default_value=0.1),
-        drift_threshold=ParameterFloat("DriftThreshold", default_value=0.2),
+        # per-feature baseline drift distance above which a feature violates (constraints.json)
+        drift_threshold=ParameterFloat("DriftThreshold", default_value=0.1),
         kms_key_id=ParameterString("KmsKeyId", default_value=kms_key_id),
         subnet_ids=ParameterString("SubnetIds", default_value=subnet_ids),
         security_group_ids=ParameterString("SecurityGroupIds", default_value=security_group_ids),
