@@ -140,3 +140,13 @@ def localize(uri: str) -> str:
     if backend() == "local" and root and uri.startswith("s3://"):
         return str(Path(root) / uri[len("s3://"):])
     return uri
+
+
+def processing_dir() -> str:
+    """Root of the SageMaker processing contract for argparse defaults.
+
+    ``/opt/ml/processing`` inside a container; the step's folder in the run under the local
+    runner, which sets ``CLINICAL_ML_PROCESSING_DIR`` (there is no /opt/ml on a laptop).
+    Use as ``PROC = processing_dir()`` then ``default=f"{PROC}/input/mimic"``.
+    """
+    return os.environ.get("CLINICAL_ML_PROCESSING_DIR", "/opt/ml/processing")
