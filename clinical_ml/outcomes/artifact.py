@@ -18,7 +18,6 @@ import pandas as pd
 import xgboost as xgb
 
 from clinical_ml.io import DataError, read_json, write_json
-from clinical_ml.outcomes import gru as gru_mod
 from clinical_ml.outcomes import models as M
 from clinical_ml.outcomes.data import feature_matrix
 
@@ -61,6 +60,8 @@ def save_lr(model, model_dir: Path, task: str) -> Path:
 
 
 def save_gru(bundle: dict, model_dir: Path, task: str) -> Path:
+    from clinical_ml.outcomes import gru as gru_mod  # torch only when a GRU is involved
+
     path = model_dir / task / MODEL_FILES["gru"]
     path.parent.mkdir(parents=True, exist_ok=True)
     gru_mod.save(bundle, path)
@@ -89,6 +90,8 @@ class OutcomeModel:
         self.spec = read_json(self.dir / "feature_spec.json")
         self.features: list[str] = list(self.spec["features"])
         self._cache: dict[tuple[str, str], object] = {}
+        # the thread count training used; more threads than cores stall OpenMP on busy hosts
+        self.nthread = int(self.metadata.get("hyperparameters", {}).get("nthread") or 0) or None
 
     @cached_property
     def tasks(self) -> list[str]:
@@ -121,6 +124,8 @@ class OutcomeModel:
             elif model == "lr":
                 self._cache[key] = joblib.load(path)
             else:
+                from clinical_ml.outcomes import gru as gru_mod
+
                 self._cache[key] = gru_mod.load(path)
         return self._cache[key]
 
@@ -137,11 +142,13 @@ class OutcomeModel:
             if timeseries is None:
                 raise DataError(f"{where}: the gru model needs the hourly timeseries frame "
                                 "(pass timeseries=read_timeseries(split_dir))")
+            from clinical_ml.outcomes import gru as gru_mod
+
             net, cfg = self._get(task, model)
             return gru_mod.predict(net, cfg, features_df, timeseries)
         X = feature_matrix(features_df, self.features, where)
         if model == "xgboost":
-            return M.predict_xgboost(kind, self._get(task, model), X)
+            return M.predict_xgboost(kind, self._get(task, model), X, self.nthread)
         if model == "lr":
             return M.predict_lr(kind, self._get(task, model), X)
         raise DataError(f"unknown model {model!r}; expected one of {', '.join(MODEL_FILES)}")

@@ -130,7 +130,7 @@ def fit(train: pd.DataFrame, train_ts: pd.DataFrame, val: pd.DataFrame, val_ts: 
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
-            total += float(loss) * len(ri)
+            total += float(loss.detach()) * len(ri)
             count += len(ri)
         p_va = _predict_prepared(net, pva, len(val), device, batch_size)
         val_auroc = metrics.auroc(y_va, p_va)

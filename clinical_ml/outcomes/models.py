@@ -62,6 +62,8 @@ def fit_xgboost(kind: str, X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray,
 
 def predict_xgboost(kind: str, booster: xgb.Booster, X: np.ndarray, nthread: int | None = None) -> np.ndarray:
     d = xgb.DMatrix(X, missing=np.nan, nthread=nthread or -1)
+    if nthread:
+        booster.set_param({"nthread": nthread})
     p = booster.predict(d).astype(float)
     return np.expm1(p) if kind == "regression" else p
 

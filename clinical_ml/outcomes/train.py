@@ -14,7 +14,6 @@ from pathlib import Path
 from clinical_ml.io import DataError, read_json
 from clinical_ml.logs import get_logger
 from clinical_ml.outcomes import artifact
-from clinical_ml.outcomes import gru as gru_mod
 from clinical_ml.outcomes import models as M
 from clinical_ml.outcomes.data import (TASK_TYPES, check_labels, feature_matrix, labels, load_task,
                                        manifest_digest, present_tasks, train_features)
@@ -106,6 +105,8 @@ def train_task(task: str, train_dir: Path, val_dir: Path, stage: Path, models: l
             for split in (train_dir, val_dir):
                 if split not in ts_cache:
                     ts_cache[split] = read_timeseries(split)
+            from clinical_ml.outcomes import gru as gru_mod  # torch only when a GRU is trained
+
             t0 = time.perf_counter()
             bundle, info = gru_mod.fit(tr, ts_cache[train_dir], va, ts_cache[val_dir], task,
                                        seed=hp.seed, epochs=hp.gru_epochs, hidden=hp.gru_hidden,
