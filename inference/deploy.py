@@ -1,0 +1,110 @@
+"""Deploy step (processing contract): registered model packages -> an A/B endpoint.
+
+Variants (docs/serving.md, "Deploy"):
+
+- ``champion``: the newest *other* Approved package of the group (what served before this run),
+  weight ``1 - challenger_weight``;
+- ``challenger``: ``--model-package-arn`` (the package this run registered), weight
+  ``challenger_weight``.
+
+When the group has no other Approved package (first deploy), or the newest one is this very
+package, the endpoint has one variant, ``champion``, serving the new package with all traffic.
+So a new model always starts on a share of traffic, and becomes the champion when the next
+one is deployed; variant names stay stable, so capture paths and drift schedules do too.
+
+Backends: ``sagemaker`` (boto3: create_model from the package, endpoint config with the
+variants and DataCaptureConfig under KMS, create_endpoint or update_endpoint) and ``local``
+(packages from ``clinical_ml.registry.LocalRegistry``, ``clinical-ml serve`` started detached,
+replacing a running local endpoint of the same name). Both write ``endpoint.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from clinical_ml.io import DataError, backend, write_json
+from clinical_ml.logs import get_logger
+
+log = get_logger(__name__)
+OUTPUT = "/opt/ml/processing/output/deploy"
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="inference/deploy.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-package-arn", help="the package to deploy (the challenger)")
+    p.add_argument("--model-package-group", help="group to find the champion in (default: the package's)")
+    p.add_argument("--endpoint-name", default=os.environ.get("CLINICAL_ML_ENDPOINT", "clinical-ml-outcomes"))
+    p.add_argument("--instance-type", default="ml.m5.large")
+    p.add_argument("--instance-count", type=int, default=1)
+    p.add_argument("--challenger-weight", type=float, default=0.2,
+                   help="share of traffic for the new package when a champion exists (0..1)")
+    p.add_argument("--capture-percent", type=float, default=100.0)
+    p.add_argument("--capture-uri", help="s3:// prefix (local backend: localized path) for capture")
+    p.add_argument("--kms-key-id", help="KMS key for captured data and endpoint volumes")
+    p.add_argument("--role-arn", default=os.environ.get("ROLE_ARN"))
+    p.add_argument("--image-uri", help="serving image; default: the image in the model package")
+    p.add_argument("--backend", choices=["sagemaker", "local"], default=backend())
+    p.add_argument("--require-approval", choices=["true", "false"], default="true",
+                   help="refuse a package whose status is not Approved")
+    p.add_argument("--wait", action="store_true", help="sagemaker: wait until InService")
+    p.add_argument("--output-dir", default=OUTPUT)
+    p.add_argument("--host", default="127.0.0.1", help="local backend: bind address")
+    p.add_argument("--port", type=int, default=0, help="local backend: port (0: keep/pick one)")
+    p.add_argument("--state-dir", help="local backend: endpoints folder (default: beside the registry)")
+    p.add_argument("--delete", action="store_true", help="local backend: stop the named endpoint")
+    a = p.parse_args(argv)
+    if not a.delete and not a.model_package_arn:
+        p.error("--model-package-arn is required")
+    if not 0 <= a.challenger_weight <= 1:
+        p.error("--challenger-weight must be within 0..1")
+    if not 0 <= a.capture_percent <= 100:
+        p.error("--capture-percent must be within 0..100")
+    if a.instance_count < 1:
+        p.error("--instance-count must be >= 1")
+    return a
+
+
+def plan_variants(new_arn: str, champion_arn: str | None, challenger_weight: float) -> list[dict[str, Any]]:
+    """Production variants for the new package and the previous champion (module docstring)."""
+    if champion_arn is None or champion_arn == new_arn:
+        return [{"name": CHAMPION, "model_package_arn": new_arn, "weight": 1.0}]
+    return [{"name": CHAMPION, "model_package_arn": champion_arn, "weight": round(1.0 - challenger_weight, 6)},
+            {"name": CHALLENGER, "model_package_arn": new_arn, "weight": round(challenger_weight, 6)}]
+
+
+def previous_approved(summaries: list[dict[str, Any]], new_arn: str) -> str | None:
+    """The newest Approved package other than ``new_arn`` (summaries: newest first)."""
+    for s in summaries:
+        if s.get("ModelApprovalStatus", "Approved") == "Approved" and s["ModelPackageArn"] != new_arn:
+            return s["ModelPackageArn"]
+    return None
+
+
+def check_package(desc: dict[str, Any], require_approval: bool) -> None:
+    status = desc.get("ModelApprovalStatus")
+    if status == "Rejected" or (require_approval and status != "Approved"):
+        raise DataError(f"model package {desc.get('ModelPackageArn')} is {status}; approve it "
+                        "(update_model_package) or pass --require-approval false")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.backend == "local":
+        from inference import deploy_local as impl  # noqa: PLC0415
+    else:
+        from inference import deploy_sagemaker as impl  # noqa: PLC0415
+    if args.delete:
+        impl.delete(args)
+        return 0
+    info = impl.deploy(args)
+    out = write_json(os.path.join(args.output_dir, "endpoint.json"), info)
+    log.info("endpoint %s %s with %d variant(s); wrote %s", info["endpoint_name"], info["action"],
+             len(info["variants"]), out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
