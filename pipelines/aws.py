@@ -54,8 +54,8 @@ def _exists(call: Callable[[], Any]) -> bool:
     except ClientError as e:
         code = e.response.get("Error", {}).get("Code", "")
         message = e.response.get("Error", {}).get("Message", "")
-        if code in ("ResourceNotFound", "ValidationException", "ResourceNotFoundException") and (
-                code != "ValidationException" or "does not exist" in message or "not found" in message.lower()):
+        missing = any(m in message.lower() for m in ("does not exist", "not found", "could not find"))
+        if code in ("ResourceNotFound", "ResourceNotFoundException") or (code == "ValidationException" and missing):
             return False
         raise
 

@@ -17,6 +17,7 @@ DAG (steps inside a condition run only on its branch)::
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 from pipelines.parameters import account_from_role, make_parameters
@@ -185,7 +186,7 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
     def register(name: str, display: str, model_data, group: str, metrics_uri, content_types: list[str],
                  instances: list[str], drift_baselines: DriftCheckBaselines | None = None) -> ModelStep:
         builder = ModelBuilder(s3_model_data_url=model_data, image_uri=p.inference_image_uri,
-                               role_arn=role, sagemaker_session=session)
+                               role_arn=role, sagemaker_session=session, log_level=logging.WARNING)
         step_args = builder.register(
             model_package_group_name=group, content_types=content_types,
             response_types=["application/json"], inference_instances=instances,
