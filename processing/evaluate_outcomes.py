@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clinical_ml.io import resolve_model_dir, write_json, write_text
+from clinical_ml.io import processing_dir, resolve_model_dir, write_json, write_text
 from clinical_ml.logs import get_logger
 from clinical_ml.outcomes import model_metrics, report
 from clinical_ml.outcomes.artifact import load
@@ -25,7 +25,7 @@ from clinical_ml.outcomes.bootstrap import DEFAULT_RESAMPLES
 from clinical_ml.outcomes.evaluation import MIN_GROUP, evaluate
 
 log = get_logger("evaluate_outcomes")
-BASE = "/opt/ml/processing"
+BASE = processing_dir()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
