@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from clinical_ml.synth.cohort import Admission
-from clinical_ml.synth.vocab import COMMON_DRUGS, CONDITIONS, DRUGS
+from clinical_ml.synth.vocab import COMMON_DRUGS, CONDITIONS, DRUGS, background_codes
 
 DOSE_VARIANTS = {"metoprolol": ("12.5", "25", "50"), "furosemide": ("20", "40", "80"),
                  "lisinopril": ("5", "10", "20"), "vancomycin": ("1000", "1250", "1500"),
@@ -83,7 +83,10 @@ def code_admission(rng, adm: Admission, summary: dict) -> None:
         if code not in codes:
             codes.append(code)
             dx_keys.append("htn" if k == "htn_ckd" else k)
-    adm.diagnoses, adm.dx_keys = codes, dx_keys
+    bg, p = background_codes()  # frequent codes outside the phenotypes: realistic code counts
+    k = min(int(rng.poisson(6 + 2 * len(adm.chronic))), len(bg))
+    extra = [bg[i] for i in rng.choice(len(bg), size=k, replace=False, p=p)] if k else []
+    adm.diagnoses, adm.dx_keys = codes + [c for c in extra if c not in codes], dx_keys
     procs = []
     for k in adm.acute:
         for p in CONDITIONS[k].procedures:

@@ -199,7 +199,7 @@ def make_admission(rng, ids: Ids, pt: Patient, admit: int, age: float, prev: Adm
         s0 = severity if j == 0 else severity * 0.7 + 0.3
         median_days = np.exp(0.55 + 0.38 * s0 + (0.4 if "resp_failure" in acute else 0.0)
                              - (0.5 if elective else 0.0))
-        los = float(np.clip(rng.lognormal(np.log(median_days), 0.7), 0.15, 120)) * DAY
+        los = float(np.clip(rng.lognormal(np.log(median_days), 0.85), 0.15, 120)) * DAY
         last = j == n_stays - 1
         die_here = dies and last and rng.random() < 0.82
         unit = cond.careunit if not (j and rng.random() < 0.5) else "MICU"

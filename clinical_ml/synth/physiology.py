@@ -253,21 +253,21 @@ def inputs_stay(rng, pt: Patient, adm: Admission, stay: Stay, base: dict, out: R
     """MetaVision infusions (INPUTEVENTS_MV): fluids, pressors, sedation, insulin in 4 h blocks."""
     if stay.dbsource != "metavision":
         return
-    drips = ["ns"] + (["norepinephrine"] if ("sepsis" in adm.acute and stay.s0 > 0.3) else []) \
+    drips = ["ns", "d5w"] + (["norepinephrine"] if ("sepsis" in adm.acute and stay.s0 > 0.3) else []) \
         + (["propofol", "fentanyl"] if stay.intubated else []) + (["insulin"] if "dka" in adm.acute else [])
     for name in drips:
-        step = 4 * HOUR
+        # drips are charted at every rate change (about hourly); fluids every few hours
+        step = {"ns": 2, "d5w": 4}.get(name, 1) * HOUR
         starts = np.arange(stay.intime + HOUR, stay.outtime - HOUR, step, dtype=np.int64)
-        if name == "ns":
-            starts = starts[:3]
         if not len(starts):
             continue
         ends = np.minimum(starts + step, stay.outtime)
         hours = (ends - starts) / HOUR
-        rate = {"ns": 250.0, "norepinephrine": 0.08, "propofol": 30.0, "insulin": 5.0, "fentanyl": 50.0}[name]
+        rate = {"ns": 100.0, "d5w": 20.0, "norepinephrine": 0.08, "propofol": 30.0, "insulin": 5.0,
+                "fentanyl": 50.0}[name]
         rate = np.round(rate * np.exp(rng.normal(0, 0.3, starts.shape)), 3)
-        per_h = {"ns": 1.0, "norepinephrine": 60 * base["weight"] / 1000, "propofol": 60 * base["weight"] / 1000,
-                 "insulin": 1.0, "fentanyl": 1 / 1000}[name]
+        per_h = {"ns": 1.0, "d5w": 1.0, "norepinephrine": 60 * base["weight"] / 1000,
+                 "propofol": 60 * base["weight"] / 1000, "insulin": 1.0, "fentanyl": 1 / 1000}[name]
         out.add(SUBJECT_ID=pt.subject_id, HADM_ID=adm.hadm_id, ICUSTAY_ID=stay.icustay_id, STARTTIME=starts,
                 ENDTIME=ends, ITEMID=INPUT_ITEMS[name][0], AMOUNT=np.round(rate * per_h * hours, 4),
                 RATE=rate, WEIGHT=round(base["weight"], 1))

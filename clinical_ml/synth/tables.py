@@ -142,12 +142,15 @@ def prescriptions(pts: list[Patient], rng) -> dict:
             los_days = max((a.dischtime - a.admittime) / DAY, 0.5)
             for key, dose in a.drugs:
                 d = DRUGS[key]
-                start = day(a.admittime + int(rng.uniform(0, min(2.0, los_days)) * DAY))
-                end = start + int(rng.integers(1, max(2, int(los_days) + 2))) * DAY
-                icu = next((s.icustay_id for s in a.stays if day(s.intime) <= start <= s.outtime), None)
-                rows.append((p.subject_id, a.hadm_id, icu, start, end, d.drug_type, d.drug, d.drug,
-                             d.generic or None, d.code, d.gsn or None, d.ndc, d.strength, dose, d.unit,
-                             d.form_val, d.form_unit, d.route))
+                # real orders are re-written often (dose changes, renewals): several rows per drug
+                for _ in range(1 + min(int(rng.poisson(0.6 * los_days)), 12)):
+                    start = day(a.admittime + int(rng.uniform(0, los_days) * DAY))
+                    end = start + int(rng.integers(1, max(2, int(los_days) + 2))) * DAY
+                    icu = next((s.icustay_id for s in a.stays if day(s.intime) <= start <= s.outtime), None)
+                    rows.append((
+                        p.subject_id, a.hadm_id, icu, start, end, d.drug_type, d.drug, d.drug,
+                        d.generic or None, d.code, d.gsn or None, d.ndc, d.strength, dose, d.unit,
+                        d.form_val, d.form_unit, d.route))
     c = columns(rows, ("SUBJECT_ID", "HADM_ID", "ICUSTAY_ID", "STARTDATE", "ENDDATE", "DRUG_TYPE", "DRUG",
                        "DRUG_NAME_POE", "DRUG_NAME_GENERIC", "FORMULARY_DRUG_CD", "GSN", "NDC", "PROD_STRENGTH",
                        "DOSE_VAL_RX", "DOSE_UNIT_RX", "FORM_VAL_DISP", "FORM_UNIT_DISP", "ROUTE"))

@@ -301,6 +301,16 @@ def dictionary(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@lru_cache(maxsize=None)
+def background_codes() -> tuple[tuple[str, ...], "np.ndarray"]:
+    """Frequent MIMIC-III codes outside the benchmark phenotypes and their sampling weights."""
+    import numpy as np
+
+    rows = dictionary("dx_background")
+    w = np.array([float(r["WEIGHT"]) for r in rows])
+    return tuple(r["ICD9_CODE"] for r in rows), w / w.sum()
+
+
 def all_diagnosis_codes() -> list[str]:
     return sorted({code for c in CONDITIONS.values() for code in c.codes})
 
