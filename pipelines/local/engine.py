@@ -307,7 +307,7 @@ class Execution:
         if name in branch:
             cond, outcome = branch[name]
             res = self.results[cond]
-            if res.status not in ("Succeeded", "Reused") or res.properties.get("Outcome") != str(outcome):
+            if res.status in ("Succeeded", "Reused") and res.properties.get("Outcome") != str(outcome):
                 return f"branch {'if' if outcome else 'else'} of {cond} not taken"
         for d in deps[name]:
             if self.results[d].status == "NotExecuted":

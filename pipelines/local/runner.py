@@ -83,7 +83,8 @@ def point_latest(root: Path, target: Path) -> None:
 
 def execution_summary(ex: Execution, trigger: str, started: float) -> dict[str, Any]:
     return {
-        "execution_id": ex.execution_id, "trigger": trigger, "run_dir": str(ex.run_dir),
+        "execution_id": ex.execution_id, "execution_arn": execution_arn(ex.pipeline_name, ex.execution_id),
+        "trigger": trigger, "run_dir": str(ex.run_dir),
         "status": "Failed" if ex.failure else "Succeeded",
         "failure": ({"step": ex.failure.step, "message": ex.failure.message, "log": str(ex.failure.log or "")}
                     if ex.failure else None),
@@ -125,14 +126,34 @@ def run_execution(definition: dict[str, Any], root: Path, params: dict[str, str]
     ex.progress = Progress(stream, total=len(flatten_steps(definition)[0]))
     started = time.monotonic()
     (stream or sys.stderr).write(f"execution {ex_id} (trigger={trigger}) -> {run_dir}\n")
+    ledger = _ledger(root)
+    arn = execution_arn(ex.pipeline_name, ex_id)
+    if ledger is not None:  # the storm guard's view of executions in flight
+        ledger.record(arn, str(values.get("Trigger", trigger)))
     try:
         ex.run()
     finally:
+        if ledger is not None:
+            ledger.finish(arn, "Failed" if (ex.failure or sys.exc_info()[0]) else "Succeeded")
         summary = execution_summary(ex, trigger, started)
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "execution.json", summary)
         point_latest(root, run_dir)
     return ex, summary
+
+
+def execution_arn(pipeline: str, execution_id: str) -> str:
+    return f"arn:aws:sagemaker:local:000000000000:pipeline/{pipeline}/execution/{execution_id}"
+
+
+def _ledger(root: Path):
+    """runs/guard/executions.json (clinical_ml.monitor.guard), shared with the DriftGuard step."""
+    try:
+        from clinical_ml.monitor.guard import LocalLedger
+        from clinical_ml.monitor.loop import default_ledger
+    except ImportError:
+        return None
+    return LocalLedger(default_ledger(root))
 
 
 def parse_params(items: list[str]) -> dict[str, str]:

@@ -1,0 +1,296 @@
+"""``make demo`` (``clinical-ml run-local --demo``): the whole loop on one machine.
+
+1. synthetic MIMIC-III with notes (``clinical-ml synth``), unless ``--data DIR``;
+2. execution 1 (Trigger=manual) of the pipeline definition: tasks, notes, training,
+   evaluation gate, registry, drift baseline, deploy (the local endpoint), drift schedule;
+3. normal traffic, then shifted traffic (``clinical-ml drift-scenarios``) to the endpoint;
+4. the drift job (from the schedule the pipeline wrote) over each traffic window;
+5. the drift alarms evaluated on the drift metrics (``clinical_ml.monitor.loop``): ALARM ->
+   storm guard -> execution 2 with Trigger=drift and the drift window;
+6. ``summary.json`` + ``report.html`` in the demo folder, ``runs/latest`` pointing at it.
+
+A piece that is missing or fails stops the demo with a message naming it; nothing is faked.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from clinical_ml.io import DataError, read_json
+from clinical_ml.registry import LocalRegistry, to_json
+
+from pipelines.local.entrypoints import REPO_ROOT
+from pipelines.local.report import write_report
+from pipelines.local.runner import DATA_PARAMETER, build_definition, parse_params, point_latest, run_execution
+
+DEMO_PATIENTS = int(os.environ.get("CLINICAL_ML_DEMO_PATIENTS", "300"))
+TRAFFIC_ROWS = int(os.environ.get("CLINICAL_ML_DEMO_ROWS", "300"))
+SHIFT_SCENARIO = os.environ.get("CLINICAL_ML_DEMO_SCENARIO", "units")
+
+# what the demo needs from the other parts of the project (path -> what it is)
+REQUIRED = {
+    "clinical_ml/synth/generate.py": "synthetic MIMIC-III generator (clinical-ml synth)",
+    "pipelines/commands.py": "pipeline definition builder (build_definition)",
+    "inference/deploy.py": "deploy step script (local backend starts clinical-ml serve)",
+    "inference/serve.py": "local endpoint (clinical-ml serve)",
+    "monitoring/scenarios.py": "traffic generator (clinical-ml drift-scenarios)",
+    "monitoring/drift_job.py": "drift job",
+    "clinical_ml/monitor/loop.py": "local alarm evaluation + storm guard",
+}
+
+
+class DemoError(Exception):
+    pass
+
+
+def missing_pieces() -> list[str]:
+    return [f"{p} ({what})" for p, what in REQUIRED.items() if not (REPO_ROOT / p).is_file()]
+
+
+def _say(msg: str) -> None:
+    print(f"==> {msg}", file=sys.stderr, flush=True)
+
+
+def _cli(args: list[str], log: Path) -> None:
+    """Run a clinical-ml subcommand as a subprocess, output to ``log``; raise naming it on failure."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CLINICAL_ML_BACKEND": "local"}
+    with open(log, "ab") as f:
+        rc = subprocess.run([sys.executable, "-m", "clinical_ml.cli", *args], stdout=f, stderr=subprocess.STDOUT,
+                            env=env, cwd=REPO_ROOT).returncode
+    if rc != 0:
+        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+        raise DemoError(f"clinical-ml {args[0]} failed (exit {rc}): {tail}\n  log: {log}")
+
+
+def synth_data(root: Path, patients: int) -> Path:
+    out = root / "demo-data" / f"mimic-synth-{patients}"
+    if (out / "synth_manifest.json").is_file():
+        _say(f"synthetic MIMIC-III: reusing {out}")
+        return out
+    _say(f"synthetic MIMIC-III: {patients} patients -> {out}")
+    _cli(["synth", "--out", str(out), "--patients", str(patients), "--seed", "0"], root / "demo-data" / "synth.log")
+    return out
+
+
+def endpoint_info(run_dir: Path) -> dict[str, Any]:
+    f = run_dir / "steps" / "Deploy" / "output" / "deploy" / "endpoint.json"
+    if not f.is_file():
+        raise DemoError(f"the Deploy step wrote no endpoint.json ({f})")
+    return read_json(f)
+
+
+def endpoint_url(info: dict[str, Any]) -> str:
+    for k in ("url", "endpoint_url", "EndpointUrl", "Url"):
+        if info.get(k):
+            return str(info[k]).rstrip("/")
+    raise DemoError(f"endpoint.json has no url field (keys: {sorted(info)})")
+
+
+def send_traffic(url: str, payloads: Path, log: Path) -> dict[str, int]:
+    """POST every payload line (one request body each) to /invocations."""
+    import httpx
+
+    files = sorted(payloads.rglob("*.jsonl")) if payloads.is_dir() else [payloads]
+    ok = bad = 0
+    with httpx.Client(timeout=30) as c, open(log, "a") as lf:
+        for f in files:
+            for line in f.read_text().splitlines():
+                if not line.strip():
+                    continue
+                r = c.post(f"{url}/invocations", content=line, headers={"Content-Type": "application/json"})
+                if r.status_code == 200:
+                    ok += 1
+                else:
+                    bad += 1
+                    lf.write(f"{r.status_code} {r.text[:200]}\n")
+    if ok == 0:
+        raise DemoError(f"the endpoint {url} answered no request successfully ({bad} failed; log {log})")
+    return {"ok": ok, "failed": bad}
+
+
+def run_drift_job(schedule: dict[str, Any], capture_root: Path, out: Path, metrics_file: Path,
+                  start: dt.datetime, end: dt.datetime, log: Path) -> dict[str, Any]:
+    job = schedule.get("drift_job", {})
+    args = ["drift", *map(str, job.get("arguments", [])), "--capture", str(capture_root),
+            "--baseline", str(schedule["baseline_uri"]), "--output", str(out),
+            "--metrics-file", str(metrics_file),
+            "--window-start", start.isoformat().replace("+00:00", "Z"),
+            "--window-end", end.isoformat().replace("+00:00", "Z")]
+    _cli(args, log)
+    summary = out / "drift_summary.json"
+    return read_json(summary) if summary.is_file() else {"status": "unknown", "output": str(out)}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def registered_versions(root: Path) -> list[dict[str, Any]]:
+    reg = LocalRegistry(root / "registry")
+    rows = []
+    for group in reg.list_model_package_groups():
+        for s in reg.list_model_packages(group):
+            d = reg.describe_model_package(s["ModelPackageArn"])
+            metrics_file = d.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri")
+            metrics = {}
+            if metrics_file and Path(metrics_file).is_file():
+                try:
+                    metrics = json.loads(Path(metrics_file).read_text())
+                except json.JSONDecodeError:
+                    metrics = {}
+            rows.append({"group": group, "version": d["ModelPackageVersion"], "arn": d["ModelPackageArn"],
+                         "approval": d["ModelApprovalStatus"], "created": d["CreationTime"],
+                         "execution_id": d["CustomerMetadataProperties"].get("pipeline_execution_id", ""),
+                         "trigger": d["CustomerMetadataProperties"].get("trigger", ""), "metrics": metrics})
+    return rows
+
+
+def stop_endpoint(info: dict[str, Any] | None) -> str:
+    pid = (info or {}).get("pid")
+    if not pid:
+        return "left running (endpoint.json names no pid)"
+    try:
+        os.kill(int(pid), 15)
+        return f"stopped (pid {pid})"
+    except (ProcessLookupError, PermissionError, ValueError):
+        return f"not running (pid {pid})"
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    root = args.run_dir.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    demo_dir = root / ("demo-" + _now().strftime("%Y%m%dT%H%M%S"))
+    demo_dir.mkdir(parents=True)
+    point_latest(root, demo_dir)
+    summary: dict[str, Any] = {"demo_dir": str(demo_dir), "executions": [], "registered": [], "endpoint": None,
+                               "drift": None, "missing": [], "timings_s": {}}
+    info = None
+    t_start = time.monotonic()
+    try:
+        missing = missing_pieces()
+        if missing:
+            summary["missing"] = missing
+            raise DemoError("missing pieces: " + "; ".join(missing))
+        user = parse_params(args.param)
+        t = time.monotonic()
+        data = args.data.resolve() if args.data else synth_data(root, DEMO_PATIENTS)
+        summary["timings_s"]["data"] = round(time.monotonic() - t, 1)
+        definition = build_definition()
+        declared = {p["Name"] for p in definition.get("Parameters", [])}
+        base = {DATA_PARAMETER: str(data), **({"ModelApprovalStatus": "Approved"} if "ModelApprovalStatus" in declared else {}),
+                **user}
+
+        _say("execution 1 (trigger=manual)")
+        ex1, s1 = run_execution(definition, root, base, trigger="manual", use_cache=not args.no_cache)
+        summary["executions"].append(s1)
+        if ex1.failure:
+            raise DemoError(f"execution 1: step {ex1.failure.step} failed: {ex1.failure.message}\n  log: {ex1.failure.log}")
+        point_latest(root, demo_dir)
+
+        info = endpoint_info(ex1.run_dir)
+        url = endpoint_url(info)
+        summary["endpoint"] = {**info, "url": url}
+        sched_file = ex1.run_dir / "steps" / "ScheduleMonitor" / "output" / "schedule" / "schedule.json"
+        if not sched_file.is_file():
+            raise DemoError(f"the ScheduleMonitor step wrote no schedule.json ({sched_file})")
+        schedule = read_json(sched_file)
+        capture_root = Path(ex1.localize(str(schedule["capture_uri"]))) / schedule["endpoint_name"]
+        test_split = ex1.run_dir / "steps" / "BuildTasks" / "output" / "test"
+
+        traffic = {}
+        windows = {}
+        for name, scenario in (("normal", "none"), ("shifted", SHIFT_SCENARIO)):
+            _say(f"{name} traffic ({scenario}, {TRAFFIC_ROWS} rows) -> {url}")
+            payloads = demo_dir / "traffic" / name
+            _cli(["drift-scenarios", "--reference", str(test_split), "--scenario", scenario, "--rows", str(TRAFFIC_ROWS),
+                  "--format", "payloads", "--out", str(payloads), "--seed", "1" if name == "normal" else "2"],
+                 demo_dir / "logs" / f"traffic-{name}.log")
+            t0 = _now()
+            traffic[name] = send_traffic(url, payloads, demo_dir / "logs" / f"send-{name}.log")
+            time.sleep(2.0)  # data capture is written in the background
+            windows[name] = (t0 - dt.timedelta(seconds=1), _now() + dt.timedelta(seconds=1))
+            if name == "normal":
+                time.sleep(1.5)  # the two windows must not overlap
+        metrics_file = demo_dir / "metrics" / "drift_metrics.jsonl"
+        drift = {}
+        for name, (w0, w1) in windows.items():
+            _say(f"drift job over the {name} window")
+            drift[name] = run_drift_job(schedule, capture_root, demo_dir / "drift" / name, metrics_file, w0, w1,
+                                        demo_dir / "logs" / f"drift-{name}.log")
+        summary["drift"] = {"traffic": traffic, "windows": drift}
+
+        _say("drift alarms -> storm guard -> retraining")
+        from clinical_ml.monitor.loop import default_ledger, evaluate_and_trigger
+
+        second: dict[str, Any] = {}
+
+        def start_execution(params: dict[str, str]) -> dict[str, Any]:
+            params = {_window_param(k, declared): v for k, v in params.items()}
+            ex2, s2 = run_execution(definition, root, {**base, **params}, trigger=params.get("Trigger", "drift"),
+                                    use_cache=not args.no_cache)
+            second.update(ex=ex2, summary=s2)
+            return {"id": s2["execution_arn"], "status": s2["status"]}
+
+        loop = evaluate_and_trigger(metrics_file, schedule["endpoint_name"], schedule["schedule_name"], start_execution,
+                                    default_ledger(root), window=windows["shifted"])
+        summary["drift"]["alarm"] = loop
+        if "summary" in second:
+            summary["executions"].append(second["summary"])
+        point_latest(root, demo_dir)
+        if loop.get("composite") != "ALARM":
+            raise DemoError(f"the drift alarm did not fire (composite state {loop.get('composite')}); see {demo_dir}/drift")
+        if not loop.get("started"):
+            raise DemoError(f"the storm guard did not start a retraining: {loop.get('decision')}")
+        ex2 = second["ex"]
+        if ex2.failure:
+            raise DemoError(f"execution 2: step {ex2.failure.step} failed: {ex2.failure.message}\n  log: {ex2.failure.log}")
+        try:
+            summary["endpoint"] = {**endpoint_info(ex2.run_dir), "url": url}
+            info = summary["endpoint"]
+        except DemoError:
+            pass
+        rc = 0
+    except (DemoError, DataError) as e:
+        summary["error"] = str(e)
+        print(f"run-local --demo: FAILED: {e}", file=sys.stderr)
+        rc = 1
+    finally:
+        summary["registered"] = registered_versions(root)
+        summary["endpoint_stop"] = stop_endpoint(info)
+        summary["timings_s"]["total"] = round(time.monotonic() - t_start, 1)
+        write_report(demo_dir, to_json(summary))
+        point_latest(root, demo_dir)
+    _print_summary(summary, demo_dir)
+    return rc
+
+
+def _window_param(name: str, declared: set[str]) -> str:
+    """The alarm loop names the window DriftWindowStart/End; the definition may call it DataWindow*."""
+    if name in declared:
+        return name
+    alt = name.replace("DriftWindow", "DataWindow")
+    return alt if alt in declared else name
+
+
+def _print_summary(summary: dict[str, Any], demo_dir: Path) -> None:
+    lines = ["", "clinical-ml demo summary"]
+    for ex in summary["executions"]:
+        lines.append(f"  execution {ex['execution_id']}  trigger={ex['trigger']}  {ex['status']}  {ex['duration_s']:.0f}s")
+    for r in summary["registered"]:
+        lines.append(f"  registered {r['group']} v{r['version']} ({r['approval']}, execution {r['execution_id']})")
+    if summary.get("endpoint"):
+        lines.append(f"  endpoint {summary['endpoint'].get('url')}  ({summary.get('endpoint_stop')})")
+    for name, d in ((summary.get("drift") or {}).get("windows") or {}).items():
+        lines.append(f"  drift {name}: status={d.get('status')} score={d.get('drift_score')}")
+    if summary.get("error"):
+        lines.append(f"  FAILED: {summary['error']}")
+    lines.append(f"  run folder: {demo_dir}  (runs/latest; summary.json, report.html)")
+    print("\n".join(lines))
