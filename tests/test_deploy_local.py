@@ -1,0 +1,83 @@
+"""Deploy step, local backend: registry -> detached `clinical-ml serve`, replaced on update."""
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+
+import orjson
+import pytest
+
+from clinical_ml.io import make_model_tarball
+from clinical_ml.registry import LocalRegistry
+from inference import deploy, deploy_local
+from inference.demo_model import write_demo_outcome_model
+
+
+def _post(url, body, headers):
+    req = urllib.request.Request(f"{url}/invocations", data=body, method="POST",
+                                 headers={"Content-Type": "application/json", **headers})
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 (loopback test server)
+        return r.status, dict(r.headers), json.loads(r.read())
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    root = tmp_path / "runs" / "registry"
+    monkeypatch.setenv("CLINICAL_ML_REGISTRY", str(root))
+    monkeypatch.setenv("CLINICAL_ML_BACKEND", "local")
+    monkeypatch.setenv("CLINICAL_ML_S3_ROOT", str(tmp_path / "runs" / "s3"))
+    reg = LocalRegistry(root)
+    reg.create_model_package_group("outcomes")
+    return reg
+
+
+def test_local_deploy_create_update_delete(registry, tmp_path):
+    a = write_demo_outcome_model(tmp_path / "a", n_features=4, n_pheno=2, n_rows=80, n_trees=2, seed=0)
+    b = write_demo_outcome_model(tmp_path / "b", n_features=4, n_pheno=2, n_rows=80, n_trees=2, seed=1)
+    first = registry.create_model_package("outcomes", make_model_tarball(a, tmp_path / "a.tar.gz"),
+                                          approval_status="Approved")
+    out = tmp_path / "out"
+    common = ["--endpoint-name", "ep", "--output-dir", str(out), "--capture-uri",
+              "s3://bucket/capture", "--challenger-weight", "0.3"]
+    state = tmp_path / "runs" / "endpoints" / "ep"
+    try:
+        assert deploy.main(["--model-package-arn", first, *common]) == 0
+        info = json.loads((out / "endpoint.json").read_text())
+        assert info["backend"] == "local" and info["action"] == "create"
+        assert [v["name"] for v in info["variants"]] == ["champion"]
+        assert os.path.isfile(state / "server.pid") and info["url"].startswith("http://127.0.0.1:")
+        body = orjson.dumps({"instances": [[0.1, 0.2, None, 0.4]]})
+        status, headers, doc = _post(info["url"], body, {})
+        assert status == 200 and headers["x-amzn-invoked-production-variant"] == "champion"
+        first_pid, port = info["pid"], info["port"]
+
+        second = registry.create_model_package("outcomes", b, approval_status="Approved")
+        assert deploy.main(["--model-package-arn", second, *common]) == 0
+        info = json.loads((out / "endpoint.json").read_text())
+        assert info["action"] == "update" and info["port"] == port and info["pid"] != first_pid
+        assert not deploy_local._alive(first_pid)
+        weights = {v["name"]: (v["model_package_arn"], v["weight"]) for v in info["variants"]}
+        assert weights == {"champion": (first, 0.7), "challenger": (second, 0.3)}
+        _, headers, doc_b = _post(info["url"], body, {"X-Amzn-SageMaker-Target-Variant": "challenger"})
+        assert headers["x-amzn-invoked-production-variant"] == "challenger"
+        _, _, doc_a = _post(info["url"], body, {"X-Amzn-SageMaker-Target-Variant": "champion"})
+        assert doc_a["model_version"] == doc["model_version"] != doc_b["model_version"]
+    finally:
+        deploy.main(["--delete", "--endpoint-name", "ep", "--backend", "local"])
+    assert not (state / "server.pid").exists()
+    # capture went to the localized s3:// URI, in SageMaker's layout, published on shutdown
+    cap = tmp_path / "runs" / "s3" / "bucket" / "capture" / "ep"
+    files = list(cap.rglob("*.jsonl"))
+    assert {f.relative_to(cap).parts[0] for f in files} == {"champion", "challenger"}
+    assert sum(len(f.read_text().splitlines()) for f in files) == 3
+
+
+def test_local_deploy_of_missing_model_data_fails_clearly(registry, tmp_path):
+    from clinical_ml.io import DataError
+
+    arn = registry.create_model_package("outcomes", "s3://bucket/none/model.tar.gz",
+                                        approval_status="Approved")
+    with pytest.raises(DataError, match="not found"):
+        deploy.main(["--model-package-arn", arn, "--endpoint-name", "ep2", "--output-dir",
+                     str(tmp_path / "out")])
