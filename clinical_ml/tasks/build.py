@@ -62,6 +62,12 @@ def _connect(cfg: BuildConfig, tmp: str) -> duckdb.DuckDBPyConnection:
     con.execute(f"SET threads={int(cfg.threads)}")
     con.execute(f"SET temp_directory='{tmp}'")
     con.execute("SET preserve_insertion_order=false")
+    # DuckDB 2.0's "type_pushdown" turns TRY_CAST over a CSV column into a strict typed read,
+    # so one bad timestamp would abort the scan instead of becoming a counted NULL.
+    try:
+        con.execute("SET disabled_optimizers='type_pushdown'")
+    except duckdb.Error:  # older DuckDB: no such optimizer, nothing to disable
+        pass
     return con
 
 
@@ -193,7 +199,7 @@ def build(cfg: BuildConfig) -> dict:
         labels.build_pheno(con); built.append("t_pheno")
     if "readmit" in cfg.tasks:
         m["readmit"] = labels.build_readmit(con); built.append("t_readmit")
-    m["feature_points"] = features.build_features(con, built)
+    m["feature_points"] = features.build_features(con, built, tmp_root)
     m["features"] = features.feature_names()
     files: dict[str, dict] = {}
     m["tasks"] = {}

@@ -36,9 +36,10 @@ def load_var_map(con: duckdb.DuckDBPyConnection) -> None:
     rows = ", ".join(f"({i}, {_q(v)}, {_q(lbl)})" for i, v, lbl, _ in itemid_map())
     con.execute(f"CREATE OR REPLACE TEMP TABLE var_map AS SELECT * FROM (VALUES {rows}) "
                 "t(itemid, variable, label)")
-    cats = ", ".join(f"({_q(c.variable)}, {str(c.categorical).upper()}, {_q(c.name)})" for c in channels())
+    cats = ", ".join(f"({i}, {_q(c.variable)}, {str(c.categorical).upper()}, {_q(c.name)})"
+                     for i, c in enumerate(channels()))
     con.execute(f"CREATE OR REPLACE TEMP TABLE channels AS SELECT * FROM (VALUES {cats}) "
-                "t(variable, categorical, name)")
+                "t(vi, variable, categorical, name)")
 
 
 def load_events(con: duckdb.DuckDBPyConnection, src: str, num_shards: int, shard_index: int) -> dict:
