@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from clinical_ml.synth.cohort import Admission
-from clinical_ml.synth.vocab import COMMON_DRUGS, CONDITIONS, DRUGS, background_codes
+from clinical_ml.synth.vocab import COMMON_DRUGS, CONDITIONS, DRUGS, HTN_CKD_CODE, background_codes
 
 DOSE_VARIANTS = {"metoprolol": ("12.5", "25", "50"), "furosemide": ("20", "40", "80"),
                  "lisinopril": ("5", "10", "20"), "vancomycin": ("1000", "1250", "1500"),
@@ -77,7 +77,7 @@ def code_admission(rng, adm: Admission, summary: dict) -> None:
     keys += [chronic[i] for i in order]
     codes, dx_keys = [], []
     for k in keys:
-        code = "40390" if k == "htn_ckd" else _code(rng, k)
+        code = HTN_CKD_CODE if k == "htn_ckd" else _code(rng, k)
         if k == "dm" and "dka" in adm.acute:
             continue
         if code not in codes:

@@ -311,8 +311,11 @@ def background_codes() -> tuple[tuple[str, ...], "np.ndarray"]:
     return tuple(r["ICD9_CODE"] for r in rows), w / w.sum()
 
 
+HTN_CKD_CODE = "40390"  # hypertension + CKD is coded as hypertensive CKD (HTN with complications)
+
+
 def all_diagnosis_codes() -> list[str]:
-    return sorted({code for c in CONDITIONS.values() for code in c.codes})
+    return sorted({code for c in CONDITIONS.values() for code in c.codes} | {HTN_CKD_CODE})
 
 
 def all_procedure_codes() -> list[str]:
