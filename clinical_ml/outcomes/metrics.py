@@ -108,23 +108,35 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _newton_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray, offset: np.ndarray,
-                     iters: int = 50) -> np.ndarray:
-    """Unpenalised weighted logistic regression by Newton-Raphson (a few O(n) steps)."""
-    beta = np.zeros(X.shape[1])
+def _newton_logistic(x: np.ndarray | None, y: np.ndarray, w: np.ndarray, offset: np.ndarray,
+                     iters: int = 50) -> tuple[float, float]:
+    """Unpenalised weighted logistic fit of y on (1, x) with an offset, by Newton-Raphson.
+
+    ``x=None`` fits the intercept only (slope fixed at 0). Written with explicit sums rather
+    than matrix products: for one or two parameters that is several times faster and avoids
+    BLAS threads, which matters inside a 1,000-resample bootstrap.
+    """
+    a, b = 0.0, (1.0 if x is not None else 0.0)  # start at "calibrated": fewer steps
     for _ in range(iters):
-        eta = offset + X @ beta
-        mu = 1 / (1 + np.exp(-eta))
-        grad = X.T @ (w * (y - mu))
-        hess = (X * (w * mu * (1 - mu))[:, None]).T @ X
-        try:
-            step = np.linalg.solve(hess + 1e-10 * np.eye(len(beta)), grad)
-        except np.linalg.LinAlgError:
-            return np.full(X.shape[1], np.nan)
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-10:
+        eta = offset + a + (b * x if x is not None else 0.0)
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        r = w * (y - mu)
+        v = w * mu * (1.0 - mu)
+        g0, h00 = r.sum(), v.sum()
+        if x is None:
+            if h00 <= 0:
+                return float("nan"), float("nan")
+            da, db = g0 / h00, 0.0
+        else:
+            g1, h01, h11 = (r * x).sum(), (v * x).sum(), (v * x * x).sum()
+            det = h00 * h11 - h01 * h01
+            if det <= 0:
+                return float("nan"), float("nan")
+            da, db = (h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det
+        a, b = a + da, b + db
+        if max(abs(da), abs(db)) < 1e-10:
             break
-    return beta
+    return a, b
 
 
 def calibration_slope(y, p, w=None) -> float:
@@ -132,8 +144,7 @@ def calibration_slope(y, p, w=None) -> float:
     ww = _weights(len(y), w)
     if ww[y == 1].sum() <= 0 or ww[y == 0].sum() <= 0:
         return float("nan")
-    X = np.c_[np.ones(len(y)), _logit(p)]
-    return float(_newton_logistic(X, y, ww, np.zeros(len(y)))[1])
+    return float(_newton_logistic(_logit(p), y, ww, np.zeros(len(y)))[1])
 
 
 def calibration_intercept(y, p, w=None) -> float:
@@ -141,7 +152,7 @@ def calibration_intercept(y, p, w=None) -> float:
     ww = _weights(len(y), w)
     if ww[y == 1].sum() <= 0 or ww[y == 0].sum() <= 0:
         return float("nan")
-    return float(_newton_logistic(np.ones((len(y), 1)), y, ww, _logit(p))[0])
+    return float(_newton_logistic(None, y, ww, _logit(p))[0])
 
 
 def ece_bins(p) -> np.ndarray:
