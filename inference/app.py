@@ -168,7 +168,7 @@ class ServingApp:
             ctype = codecs.media_type(ctype_header)
             accept = codecs.accept_type(_header(scope, "accept"), ctype)
             model = variant.model
-            if model.kind == "outcomes" and len(body) <= INLINE_BYTES:
+            if model.kind == "outcomes" and len(body) <= INLINE_BYTES and b'"series"' not in body[:256]:
                 out, out_type = handlers.transform(model, body, ctype, accept)
             else:  # slow work (notes, big batches) off the loop, so /ping stays answered
                 out, out_type = await asyncio.get_running_loop().run_in_executor(

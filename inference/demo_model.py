@@ -15,7 +15,8 @@ import numpy as np
 
 from clinical_ml.io import atomic_path, write_json
 
-# mimic3-benchmarks' handcrafted features: 17 channels x 7 sub-windows x 6 statistics = 714.
+# mimic3-benchmarks' handcrafted features: 17 channels x 7 sub-windows x 6 statistics = 714
+# (used only when the task builder, clinical_ml.tasks.features, is not importable).
 CHANNELS = ("capillary_refill_rate", "diastolic_blood_pressure", "fraction_inspired_oxygen",
             "glascow_coma_scale_eye_opening", "glascow_coma_scale_motor_response",
             "glascow_coma_scale_total", "glascow_coma_scale_verbal_response", "glucose",
@@ -26,11 +27,16 @@ STATS = ("min", "max", "mean", "std", "skew", "len")
 
 
 def feature_names(n: int | None = None) -> list[str]:
-    names = [f"f_{c}_{s}_{w}" for c in CHANNELS for w in WINDOWS for s in STATS]
+    """The task builder's feature names (what a trained model has), else the 714 reference ones."""
+    try:
+        from clinical_ml.tasks.features import feature_names as builder_names  # noqa: PLC0415
+        names = builder_names()
+    except ImportError:
+        names = [f"f_{c}_{s}_{w}" for c in CHANNELS for w in WINDOWS for s in STATS]
     return names if n is None else names[:n]
 
 
-def write_demo_outcome_model(out: str | os.PathLike, n_features: int = 714, n_rows: int = 400,
+def write_demo_outcome_model(out: str | os.PathLike, n_features: int | None = None, n_rows: int = 400,
                              n_trees: int = 20, n_pheno: int = 25, seed: int = 0) -> Path:
     """Train and save a tiny five-task outcome model under ``out``; returns the path."""
     import xgboost as xgb  # noqa: PLC0415

@@ -38,16 +38,13 @@ def _load_artifact(model_dir: Path):
 
 
 def _series_featurizer() -> Callable | None:
-    """The task builder's feature function for an hourly series (one stay), if present."""
+    """``inference.series.features_from_series`` when the task builder's code is importable."""
     try:
-        from clinical_ml.tasks import features  # noqa: PLC0415
+        from clinical_ml.tasks import features  # noqa: F401, PLC0415
+        from inference.series import features_from_series  # noqa: PLC0415
     except ImportError:
         return None
-    for name in ("features_from_series", "series_features", "stay_features"):
-        fn = getattr(features, name, None)
-        if callable(fn):
-            return fn
-    return None
+    return features_from_series
 
 
 class OutcomeModel:
@@ -227,9 +224,8 @@ class OutcomeModel:
                                     "features); send prepared features as 'instances'")
         if not stays:
             raise RequestError(400, "series: empty; send the stay's hourly rows")
-        self._check_count(len(stays))
-        import pandas as pd  # noqa: PLC0415
-
+        if len(stays) > 32:
+            raise RequestError(413, f"{len(stays)} stays in one series request; the limit is 32")
         out = []
         for i, rows in enumerate(stays):
             at = f"series[{i}]" if len(stays) > 1 else "series"
@@ -238,21 +234,7 @@ class OutcomeModel:
                                         "'heart_rate': .., ...}}")
             if len(rows) > self.max_hours:
                 raise RequestError(413, f"{at}: {len(rows)} hourly rows, limit {self.max_hours}")
-            allowed = {"hour", *self.channels}
-            for j, r in enumerate(rows):
-                bad = [k for k in r if k not in allowed]
-                if bad:
-                    raise RequestError(400, f"{at}[{j}]: unknown channel(s) {bad[:5]}")
-                h = r.get("hour")
-                if type(h) not in _NUM or not math.isfinite(h):
-                    raise RequestError(400, f"{at}[{j}]: 'hour' must be a finite number")
-            try:
-                feats = self.featurize(pd.DataFrame(rows))
-            except (ValueError, TypeError, KeyError, DataError) as e:
-                raise RequestError(400, f"{at}: cannot compute features ({type(e).__name__}: "
-                                        f"{str(e)[:200]})") from None
-            vec = feats.reindex(self.features) if hasattr(feats, "reindex") else feats
-            out.append(np.asarray(vec, dtype=np.float32).reshape(-1))
+            out.append(self.featurize(rows, self.features, at))
         return np.vstack(out)
 
     def _check_count(self, n: int) -> None:

@@ -182,14 +182,38 @@ def test_model_fn_reads_tarball(model_dir, tmp_path, rows):
     assert m.kind == "outcomes" and m.features and set(m.tasks) == {"ihm", "decomp", "los", "pheno", "readmit"}
 
 
-def test_series_input_without_featurizer_is_4xx_not_5xx(model):
-    model_no_feat = model
-    if model_no_feat.featurize is not None:
-        pytest.skip("the task builder's featurizer is present; covered by the series test")
-    with pytest.raises(RequestError) as e:
-        handlers.transform(model, b'{"series": [{"hour": 1.0, "heart_rate": 80}]}',
-                           "application/json", None)
-    assert 400 <= e.value.status < 500
+SERIES = [{"hour": h + 0.5, "heart_rate": 80 + h, "glascow_coma_scale_total": "15" if h % 2 else None}
+          for h in range(30)]
+
+
+def test_series_features_come_from_the_task_builder(tmp_path):
+    pytest.importorskip("clinical_ml.tasks.features")
+    from inference.series import features_from_series
+
+    names = ["f_heart_rate_all_mean", "f_heart_rate_all_count", "f_heart_rate_12h_mean",
+             "f_heart_rate_12h_count", "f_hours"]
+    x = features_from_series(SERIES, names)
+    assert x.tolist() == pytest.approx([94.5, 30, 103.5, 12, 30])
+
+
+def test_series_request_equals_the_same_features_as_instances(tmp_path):
+    pytest.importorskip("clinical_ml.tasks.features")
+    m = handlers.model_fn(write_demo_outcome_model(tmp_path / "m", n_features=60, n_pheno=2,
+                                                   n_rows=100, n_trees=3))
+    assert m.featurize is not None
+    a = json.loads(handlers.transform(m, orjson.dumps({"series": SERIES}), "application/json", None)[0])
+    x = m.featurize(SERIES, m.features)
+    inst = [None if np.isnan(v) else float(v) for v in x]
+    b = json.loads(handlers.transform(m, orjson.dumps({"instances": [inst]}), "application/json", None)[0])
+    assert a["predictions"] == b["predictions"]
+    two = json.loads(handlers.transform(m, orjson.dumps({"series": [SERIES, SERIES[:5]]}),
+                                        "application/json", None)[0])
+    assert len(two["predictions"]) == 2 and two["predictions"][0] == a["predictions"][0]
+    for bad in ([{"hour": -1, "heart_rate": 80}], [{"hour": 1, "pulse": 80}],
+                [{"hour": 1, "heart_rate": "fast"}], [{"hour": 1, "glascow_coma_scale_total": "x"}]):
+        with pytest.raises(RequestError) as e:
+            handlers.transform(m, orjson.dumps({"series": bad}), "application/json", None)
+        assert e.value.status == 400
 
 
 # -- extractor --------------------------------------------------------------------------------
