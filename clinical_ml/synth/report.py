@@ -135,6 +135,56 @@ def compare(synthetic: str, reference: str) -> list[Row]:
     return rows
 
 
+VITALS = {211: "hr", 220045: "hr", 646: "spo2", 220277: "spo2", 618: "rr", 220210: "rr",
+          52: "map", 456: "map", 220052: "map", 220181: "map"}
+
+
+def mortality_features(src: str, hours: float = 24.0) -> pd.DataFrame:
+    """Per admission: min/max/mean of HR, SpO2, RR, MAP over the first ``hours`` of the first
+    ICU stay, age, and HOSPITAL_EXPIRE_FLAG; a quick probe of whether outcomes are learnable."""
+    adm = read_table(src, "ADMISSIONS", ["SUBJECT_ID", "HADM_ID", "ADMITTIME", "HOSPITAL_EXPIRE_FLAG"])
+    pts = read_table(src, "PATIENTS", ["SUBJECT_ID", "DOB"])
+    icu = read_table(src, "ICUSTAYS", ["HADM_ID", "ICUSTAY_ID", "INTIME"]).sort_values("INTIME")
+    first = icu.groupby("HADM_ID", as_index=False).first()
+    parts = []
+    for ce in _iter_chart(src):
+        ce = ce[ce["ITEMID"].isin(list(VITALS)) & ce["VALUENUM"].between(1, 299)].merge(first, on="ICUSTAY_ID")
+        parts.append(ce[(ce["CHARTTIME"] - ce["INTIME"]) <= pd.Timedelta(hours=hours)])
+    ce = pd.concat(parts, ignore_index=True)
+    ce["var"] = ce["ITEMID"].map(VITALS)
+    feats = ce.pivot_table(index="HADM_ID", columns="var", values="VALUENUM", aggfunc=["min", "max", "mean"])
+    feats.columns = [f"{a}_{b}" for a, b in feats.columns]
+    df = adm.merge(pts, on="SUBJECT_ID").merge(feats.reset_index(), on="HADM_ID")
+    df["age"] = age_years(df["DOB"], df["ADMITTIME"])
+    return df.fillna(df.median(numeric_only=True))
+
+
+def _iter_chart(src: str):
+    from clinical_ml.mimic.loader import iter_table
+
+    yield from iter_table(src, "CHARTEVENTS", ["ICUSTAY_ID", "ITEMID", "CHARTTIME", "VALUENUM"])
+
+
+def learnability(src: str) -> dict:
+    """Cross-validated AUROC for in-hospital mortality: vitals+age (good) vs age alone (weak)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import cross_val_predict
+
+    df = mortality_features(src)
+    y = df["HOSPITAL_EXPIRE_FLAG"].astype(int).to_numpy()
+
+    def auroc(cols):
+        X = df[cols].to_numpy(dtype=float)
+        X = (X - X.mean(0)) / (X.std(0) + 1e-9)
+        p = cross_val_predict(LogisticRegression(max_iter=2000), X, y, cv=5, method="predict_proba")[:, 1]
+        return float(roc_auc_score(y, p))
+
+    phys = [c for c in df.columns if c.split("_")[0] in ("min", "max", "mean")] + ["age"]
+    return {"admissions": int(len(df)), "mortality": float(y.mean()),
+            "auroc_vitals_age": auroc(phys), "auroc_age_only": auroc(["age"])}
+
+
 def format_rows(rows: list[Row]) -> str:
     header = ("metric", "synthetic", "reference", "source", "tolerance", "result")
     table = [header] + [(r.metric, str(r.synthetic), "-" if r.reference is None else str(r.reference), r.source,
