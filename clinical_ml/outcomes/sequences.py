@@ -41,8 +41,11 @@ CHANNELS: dict[str, tuple[bool, float]] = {
     "ph": (False, 7.4),
 }
 
-# GCS text without a leading score -> score (eye 1-4, verbal 1-5, motor 1-6)
+# text without a leading number -> score (GCS eye 1-4, verbal 1-5, motor 1-6; capillary refill
+# 0 normal / 1 abnormal, as mimic3-benchmarks' preprocessing maps the raw MIMIC strings)
 _GCS_WORDS: dict[str, dict[str, float]] = {
+    "capillary_refill_rate": {"normal <3 secs": 0, "normal": 0, "brisk": 0,
+                              "abnormal >3 secs": 1, "abnormal": 1, "delayed": 1},
     "glascow_coma_scale_eye_opening": {"none": 1, "no response": 1, "to pain": 2,
                                        "to speech": 3, "spontaneously": 4},
     "glascow_coma_scale_verbal_response": {"no response": 1, "no response-ett": 1, "et/trach": 1,
