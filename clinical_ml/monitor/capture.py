@@ -32,6 +32,7 @@ import pandas as pd
 
 from clinical_ml.io import DataError, atomic_path
 
+CHUNK = 5000  # rows decoded into a frame at a time
 _HOUR_DIR = re.compile(r"(\d{4})/(\d{2})/(\d{2})/(\d{2})$")
 
 
@@ -178,6 +179,21 @@ def read_window(root: str | os.PathLike, feature_names: Sequence[str], start: da
     row_in_event: list[int] = []
     win = CaptureWindow(pd.DataFrame(), np.empty(0), [], np.empty(0, dtype=np.int64), files=len(files))
     pos = 0
+    names = list(feature_names)
+    frames: list[pd.DataFrame] = []
+
+    def flush() -> None:
+        # rows become columns every CHUNK rows: Python objects for a whole window would not fit
+        if dict_rows:
+            frames.append(pd.DataFrame.from_records(dict_rows, index=dict_pos))
+        if list_rows:
+            arr = [r[: len(names)] + [None] * (len(names) - len(r)) for r in list_rows]
+            frames.append(pd.DataFrame(arr, columns=names, index=list_pos))
+        if csv_lines:
+            frames.append(_read_csv_lines(csv_lines, names, csv_pos, string_columns))
+        for buf in (dict_rows, dict_pos, list_rows, list_pos, csv_lines, csv_pos):
+            buf.clear()
+
     for path in files:
         with open(path, "rb") as fh:
             for line in fh:
@@ -213,15 +229,9 @@ def read_window(root: str | os.PathLike, feature_names: Sequence[str], start: da
                     row_in_event.append(i)
                     pos += 1
                 preds.append(decode_output(cap.get("endpointOutput"), len(rows)))
-    frames = []
-    names = list(feature_names)
-    if dict_rows:
-        frames.append(pd.DataFrame.from_records(dict_rows, index=dict_pos))
-    if list_rows:
-        arr = [r[: len(names)] + [None] * (len(names) - len(r)) for r in list_rows]
-        frames.append(pd.DataFrame(arr, columns=names, index=list_pos))
-    if csv_lines:
-        frames.append(_read_csv_lines(csv_lines, names, csv_pos, string_columns))
+                if len(dict_rows) + len(list_rows) + len(csv_lines) >= CHUNK:
+                    flush()
+    flush()
     frame = pd.concat(frames).sort_index() if len(frames) > 1 else (frames[0] if frames else pd.DataFrame(columns=names))
     win.frame = frame.reset_index(drop=True)
     win.predictions = np.concatenate(preds) if preds else np.empty(0)

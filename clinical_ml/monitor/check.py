@@ -58,8 +58,18 @@ def _window_statistics(frame: pd.DataFrame, baseline_types: dict[str, str], with
     return {"version": 0.0, "dataset": {"item_count": int(len(frame))}, "features": feats}
 
 
+def prepare_baseline(statistics: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Baseline sketches as arrays, once: reuse across windows (``run_checks(prepared=...)``)."""
+    out = {}
+    for f in statistics["features"]:
+        ns = f.get("numerical_statistics")
+        if ns:
+            out[f["name"]] = sketch_values(ns["distribution"]["kll"]["sketch"])
+    return out
+
+
 def run_checks(statistics: dict, constraints: dict, frame: pd.DataFrame,
-               with_statistics: bool = True) -> WindowReport:
+               with_statistics: bool = True, prepared: dict | None = None) -> WindowReport:
     """All checks of ``constraints`` on ``frame``; ``statistics`` supplies the baseline distributions."""
     m = int(len(frame))
     if m == 0:
@@ -71,6 +81,12 @@ def run_checks(statistics: dict, constraints: dict, frame: pd.DataFrame,
     n_checks = 2 * max(len(cons), 1)
     alpha = float(mc["family_alpha"]) / n_checks
     report = WindowReport("ok", m, 0.0)
+    prepared = prepared if prepared is not None else prepare_baseline(statistics)
+    # numeric columns that arrived as numbers: one 2-D array instead of a Series per feature
+    fast = [n for n, c in cons.items() if c["inferred_type"] in NUMERIC_TYPES and n in frame.columns
+            and pd.api.types.is_numeric_dtype(frame[n])]
+    block = frame[fast].to_numpy(dtype="float64", na_value=np.nan) if fast else np.empty((m, 0))
+    arrays = {n: block[:, i] for i, n in enumerate(fast)}
     for col in frame.columns:
         if col not in cons:
             report.violations.append(violation(str(col), "extra_column_check",
@@ -80,8 +96,8 @@ def run_checks(statistics: dict, constraints: dict, frame: pd.DataFrame,
             report.violations.append(violation(name, "missing_column_check",
                                                f"Baseline column {name} is absent from the window"))
             continue
-        fres = _check_feature(name, c, base_stats.get(name, {}), frame[name], m, mc, dc, alpha,
-                              report.violations)
+        fres = _check_feature(name, c, base_stats.get(name, {}), arrays.get(name), frame[name], m, mc, dc,
+                              alpha, report.violations, prepared.get(name))
         report.features[name] = fres
     report.integrity_violations = sum(v["constraint_check_type"] not in DRIFT_CHECKS
                                       for v in report.violations)
@@ -93,11 +109,11 @@ def run_checks(statistics: dict, constraints: dict, frame: pd.DataFrame,
     return report
 
 
-def _check_feature(name: str, c: dict, base: dict, col: pd.Series, m: int, mc: dict, dc: dict,
-                   alpha: float, out: list[dict]) -> dict:
+def _check_feature(name: str, c: dict, base: dict, arr: np.ndarray | None, col: pd.Series, m: int,
+                   mc: dict, dc: dict, alpha: float, out: list[dict],
+                   sketch: tuple[np.ndarray, np.ndarray] | None) -> dict:
     btype = c["inferred_type"]
-    present_mask = col.notna().to_numpy()
-    n_present = int(present_mask.sum())
+    n_present = int(np.isfinite(arr).sum()) if arr is not None else int(col.notna().sum())
     res: dict[str, Any] = {"completeness": n_present / m}
     # completeness
     c0 = float(c.get("completeness", 1.0))
@@ -111,9 +127,8 @@ def _check_feature(name: str, c: dict, base: dict, col: pd.Series, m: int, mc: d
                              completeness=res["completeness"], baseline_completeness=c0))
     scores = [comp_score]
     if btype in NUMERIC_TYPES:
-        if pd.api.types.is_numeric_dtype(col):
-            values = col.to_numpy(dtype="float64", na_value=np.nan)
-            wrong = 0
+        if arr is not None:
+            values, wrong = arr, 0
         else:
             parsed = pd.to_numeric(col, errors="coerce")
             values = parsed.to_numpy(dtype="float64", na_value=np.nan)
@@ -121,7 +136,7 @@ def _check_feature(name: str, c: dict, base: dict, col: pd.Series, m: int, mc: d
         _type_check(name, btype, wrong, n_present, mc, out)
         ns = base.get("numerical_statistics")
         if ns and dc["perform_comparison"] == "Enabled":
-            bx, bw = sketch_values(ns["distribution"]["kll"]["sketch"])
+            bx, bw = sketch if sketch is not None else sketch_values(ns["distribution"]["kll"]["sketch"])
             dist = D.cdf_linf(bx, bw, values)
             m_num = int(np.isfinite(values).sum())
             thr = D.numeric_threshold(dc["comparison_method"], float(dc["comparison_threshold"]),

@@ -18,10 +18,17 @@ large windows are held to the practical threshold.
 """
 from __future__ import annotations
 
+import functools
 import math
+from statistics import NormalDist
 
 import numpy as np
 from scipy import stats as _st
+
+
+@functools.lru_cache(maxsize=64)
+def _z(alpha: float) -> float:
+    return NormalDist().inv_cdf(1.0 - alpha)
 
 
 def ks_constant(alpha: float) -> float:
@@ -101,8 +108,9 @@ def chi_square_pvalue(base_counts: dict[str, int], cur_counts: dict[str, int],
 
 
 def completeness_bound(c0: float, m: float, alpha: float, tolerance: float) -> float:
-    """Completeness may fall this far below the baseline's before it is a violation."""
+    """Completeness may fall this far below the baseline's before it is a violation
+    (one-sided z-test of a proportion at level ``alpha``, never below ``tolerance``)."""
     if m <= 0:
         return math.inf
-    z = float(_st.norm.isf(alpha))
+    z = _z(alpha)
     return max(tolerance, z * math.sqrt(max(c0 * (1.0 - c0), 1e-12) / m))

@@ -89,8 +89,18 @@ def reference_frame(rows: int = 20000, prevalence: float = 0.13, seed: int = 0,
 
 
 def _cols(df: pd.DataFrame, pattern: re.Pattern, stat: re.Pattern | None = None) -> list[str]:
-    return [c for c in df.columns if str(c).startswith("f_") and pattern.search(str(c))
-            and (stat is None or stat.search(str(c)))]
+    """``f_*`` columns of a channel matching ``pattern`` whose statistic matches ``stat``.
+
+    The statistic is looked for in the name *without* the channel part, so the channel
+    ``mean_blood_pressure`` does not make its ``std``/``count`` features look like means.
+    """
+    out = []
+    for c in map(str, df.columns):
+        if c.startswith("f_") and pattern.search(c):
+            rest = pattern.sub("", c)
+            if stat is None or stat.search(rest):
+                out.append(c)
+    return out
 
 
 def _sample(ref: pd.DataFrame, rows: int, rng: np.random.Generator) -> pd.DataFrame:
