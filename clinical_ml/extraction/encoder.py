@@ -8,6 +8,7 @@ decided by the shared NegEx rules (clinical_ml.extraction.negation).
 """
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import time
@@ -25,6 +26,7 @@ from clinical_ml.notes.schema import ATTRIBUTE_RELATIONS, record_from_annotation
 log = get_logger(__name__)
 DIST_BUCKETS = 10
 LORA_TARGETS = ["query", "key", "value", "dense"]
+MAX_MEDS_PER_ATTRIBUTE = 4  # candidate medications per dose/route/frequency, nearest first
 
 
 @dataclass
@@ -65,11 +67,15 @@ class EncoderExtractorModel(nn.Module):
         """pairs: (n, 6) = window, head start, head end, tail start, tail end (token idx), dist bucket."""
         if pairs.numel() == 0:
             return h.new_zeros(0)
-        reps = []
-        for w, hs, he, ts, te, _ in pairs.tolist():
-            reps.append((h[w, hs:he].mean(0), h[w, ts:te].mean(0)))
-        hh = torch.stack([a for a, _ in reps])
-        tt = torch.stack([b for _, b in reps])
+        # span means from prefix sums: one gather instead of a Python loop per pair
+        cs = nn.functional.pad(h.cumsum(1), (0, 0, 1, 0))
+        w = pairs[:, 0]
+
+        def span_mean(s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+            return (cs[w, e] - cs[w, s]) / (e - s).clamp(min=1).unsqueeze(-1).to(h.dtype)
+
+        hh = span_mean(pairs[:, 1], pairs[:, 2])
+        tt = span_mean(pairs[:, 3], pairs[:, 4])
         feats = torch.cat([hh, tt, hh * tt, self.heads.dist(pairs[:, 5])], dim=-1)
         return self.heads.rel(feats).squeeze(-1)
 
@@ -99,34 +105,55 @@ def encode_document(tokenizer, text: str, cfg: EncoderConfig) -> dict[str, Any]:
             "windows": windows(len(enc["input_ids"]), cfg.max_length - 2, cfg.overlap)}
 
 
-def _token_span(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
-    idx = [i for i, (s, e) in enumerate(offsets) if e > s and s < end and start < e]
+def _token_span(offsets: list[tuple[int, int]], start: int, end: int,
+                starts: list[int] | None = None) -> tuple[int, int] | None:
+    """Token index range [a, b) of the tokens overlapping the character span (bisect: long
+    notes have tens of thousands of tokens)."""
+    starts = starts if starts is not None else [s for s, _ in offsets]
+    i = max(0, bisect.bisect_right(starts, start) - 1)
+    idx = []
+    while i < len(offsets) and offsets[i][0] < end:
+        s, e = offsets[i]
+        if e > s and start < e:
+            idx.append(i)
+        i += 1
     return (idx[0], idx[-1] + 1) if idx else None
 
 
-def training_examples(tokenizer, doc: dict, cfg: EncoderConfig, rng: random.Random) -> list[dict]:
+def _candidate_pairs(ents: list[dict], spans: list, max_tokens: int) -> list[tuple[int, int, int]]:
+    """(attribute index, medication index, token distance) pairs within ``max_tokens``."""
+    meds = sorted((spans[j][0], j) for j, e in enumerate(ents) if e["label"] == "MEDICATION" and spans[j])
+    med_starts = [s for s, _ in meds]
+    out = []
+    for i, e in enumerate(ents):
+        if e["label"] not in ATTRIBUTE_RELATIONS or not spans[i]:
+            continue
+        lo = bisect.bisect_left(med_starts, spans[i][0] - max_tokens)
+        hi = bisect.bisect_right(med_starts, spans[i][0] + max_tokens)
+        near = sorted(meds[lo:hi], key=lambda m: abs(m[0] - spans[i][0]))[:MAX_MEDS_PER_ATTRIBUTE]
+        out += [(i, j, s - spans[i][0]) for s, j in near]
+    return out
+
+
+def training_examples(tokenizer, doc: dict, cfg: EncoderConfig, rng: random.Random | None = None) -> list[dict]:
     """One example per window: ids, BIO tag ids, relation pairs with 0/1 labels, category."""
     enc = encode_document(tokenizer, doc["text"], cfg)
     tags = [LABEL2ID[t] for t in tags_for_offsets(enc["offsets"], doc["entities"])]
-    spans = [_token_span(enc["offsets"], e["start"], e["end"]) for e in doc["entities"]]
+    starts = [s for s, _ in enc["offsets"]]
+    spans = [_token_span(enc["offsets"], e["start"], e["end"], starts) for e in doc["entities"]]
     gold_rel = {(r["head"], r["tail"]) for r in doc["relations"]}
     cat = cfg.categories.index(doc["category"]) if doc.get("category") in cfg.categories else -100
+    cands = _candidate_pairs(doc["entities"], spans, cfg.max_pair_tokens)
     out = []
     for ws, we, _, _ in enc["windows"]:
         pairs, labels = [], []
-        inside = [i for i, sp in enumerate(spans) if sp and sp[0] >= ws and sp[1] <= we]
-        meds = [i for i in inside if doc["entities"][i]["label"] == "MEDICATION"]
-        for i in inside:
-            if doc["entities"][i]["label"] not in ATTRIBUTE_RELATIONS:
+        for i, j, d in cands:
+            if not (min(spans[i][0], spans[j][0]) >= ws and max(spans[i][1], spans[j][1]) <= we):
                 continue
-            for j in meds:
-                d = spans[j][0] - spans[i][0]
-                if abs(d) > cfg.max_pair_tokens:
-                    continue
-                # +1 for [CLS]
-                pairs.append([spans[i][0] - ws + 1, spans[i][1] - ws + 1, spans[j][0] - ws + 1,
-                              spans[j][1] - ws + 1, _bucket(d) + (DIST_BUCKETS if d < 0 else 0)])
-                labels.append(1.0 if (i, j) in gold_rel else 0.0)
+            # +1 for [CLS]
+            pairs.append([spans[i][0] - ws + 1, spans[i][1] - ws + 1, spans[j][0] - ws + 1,
+                          spans[j][1] - ws + 1, _bucket(d) + (DIST_BUCKETS if d < 0 else 0)])
+            labels.append(1.0 if (i, j) in gold_rel else 0.0)
         out.append({"ids": [tokenizer.cls_token_id] + enc["ids"][ws:we] + [tokenizer.sep_token_id],
                     "tags": [-100] + tags[ws:we] + [-100], "pairs": pairs, "pair_labels": labels,
                     "category": cat})
@@ -217,24 +244,21 @@ class EncoderExtractor:
                 "category": category}
 
     def _relations(self, h: torch.Tensor, enc: dict, ents: list[dict]) -> list[dict]:
-        spans = [_token_span(enc["offsets"], e["start"], e["end"]) for e in ents]
-        meds = [j for j, e in enumerate(ents) if e["label"] == "MEDICATION" and spans[j]]
+        starts = [s for s, _ in enc["offsets"]]
+        spans = [_token_span(enc["offsets"], e["start"], e["end"], starts) for e in ents]
+        win_starts = [ws for ws, _, _, _ in enc["windows"]]
         pairs, keys = [], []
-        for i, e in enumerate(ents):
-            if e["label"] not in ATTRIBUTE_RELATIONS or not spans[i]:
+        for i, j, d in _candidate_pairs(ents, spans, self.cfg.max_pair_tokens):
+            lo, hi = min(spans[i][0], spans[j][0]), max(spans[i][1], spans[j][1])
+            k = max(0, bisect.bisect_right(win_starts, lo) - 1)
+            w = next((k2 for k2 in (k - 1, k) if 0 <= k2 < len(enc["windows"])
+                      and enc["windows"][k2][0] <= lo and hi <= enc["windows"][k2][1]), None)
+            if w is None:
                 continue
-            for j in meds:
-                d = spans[j][0] - spans[i][0]
-                if abs(d) > self.cfg.max_pair_tokens:
-                    continue
-                lo, hi = min(spans[i][0], spans[j][0]), max(spans[i][1], spans[j][1])
-                w = next((k for k, (ws, we, _, _) in enumerate(enc["windows"]) if ws <= lo and hi <= we), None)
-                if w is None:
-                    continue
-                ws = enc["windows"][w][0]
-                pairs.append([w, spans[i][0] - ws + 1, spans[i][1] - ws + 1, spans[j][0] - ws + 1,
-                              spans[j][1] - ws + 1, _bucket(d) + (DIST_BUCKETS if d < 0 else 0)])
-                keys.append((i, j))
+            ws = enc["windows"][w][0]
+            pairs.append([w, spans[i][0] - ws + 1, spans[i][1] - ws + 1, spans[j][0] - ws + 1,
+                          spans[j][1] - ws + 1, _bucket(d) + (DIST_BUCKETS if d < 0 else 0)])
+            keys.append((i, j))
         if not pairs:
             return []
         scores = torch.sigmoid(self.model.pair_logits(h, torch.tensor(pairs, dtype=torch.long))).tolist()
