@@ -76,6 +76,11 @@ def _text(body: bytes) -> str:
         raise RequestError(400, f"request body is not UTF-8 (byte {e.start})") from None
 
 
+def check_text(body: bytes) -> None:
+    """Raise the 400 for an empty or non-UTF-8 body."""
+    _text(body)
+
+
 def parse_json(body: bytes) -> Any:
     _text(body)
     try:

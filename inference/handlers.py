@@ -36,7 +36,13 @@ class Payload:
     """A decoded request body: content type plus the JSON value / JSON lines / CSV rows."""
 
     content_type: str
-    data: Any
+    data: Any  # for text/csv: None until a handler needs the rows (``raw`` holds the body)
+    raw: bytes = b""
+
+    def csv_rows(self) -> list[list[str]]:
+        if self.data is None:
+            self.data = codecs.parse_csv(self.raw)
+        return self.data
 
 
 @dataclass
@@ -62,12 +68,15 @@ def input_fn(request_body: bytes | str, request_content_type: str | None, contex
     """Decode the body by content type; malformed bodies raise ``RequestError`` (4xx)."""
     body = request_body.encode() if isinstance(request_body, str) else bytes(request_body or b"")
     ctype = codecs.media_type(request_content_type)
+    if ctype == codecs.CSV:  # numeric CSV is parsed straight to a matrix by the outcome model
+        codecs.check_text(body)
+        return Payload(ctype, None, body)
     return Payload(ctype, codecs.parse(body, ctype))
 
 
 def _outcome_matrix(p: Payload, model: OutcomeModel) -> tuple[Any, list | None]:
     if p.content_type == codecs.CSV:
-        return model.matrix_from_csv(p.data), None
+        return model.matrix_from_csv_bytes(p.raw), None
     if p.content_type == codecs.TEXT:
         raise RequestError(415, "the outcome model takes application/json, "
                                 "application/jsonlines or text/csv")
@@ -94,6 +103,7 @@ def _extractor_items(p: Payload) -> list[Any]:
     if p.content_type == codecs.TEXT:
         return [d]
     if p.content_type == codecs.CSV:
+        d = p.csv_rows()
         if any(len(r) not in (1, 2) for r in d):
             raise RequestError(400, "CSV for the extractor: one column (text) or two (id,text) per row")
         return [{"text": r[0]} if len(r) == 1 else {"id": r[0], "text": r[1]} for r in d]
