@@ -173,6 +173,17 @@ def build_tiny() -> Tiny:
     t.admission(900014, 100014, 0, 80.0, disch_loc="HOME")
     t.icustay(900014, 100014, 200022, 1.0, 3.0)
     t.hr_series(900014, 100014, 200022, 1.0, 1.0, 70.0)
+    # 15: an episode whose admission has no diagnosis: the reference's label file is empty,
+    # so no task uses it
+    t.patient(900015)
+    t.admission(900015, 100015, 0, 100)
+    t.icustay(900015, 100015, 200023, 1.0, 3.0)
+    t.hr_series(900015, 100015, 200023, 1.0, 1.0, 70.0)
+    # every other admission has a (non-phenotype) diagnosis, as in MIMIC-III
+    with_dx = {r["HADM_ID"] for r in t.rows["DIAGNOSES_ICD"]}
+    for r in list(t.rows["ADMISSIONS"]):
+        if r["HADM_ID"] not in with_dx and r["SUBJECT_ID"] != 900015:
+            t.diagnosis(r["SUBJECT_ID"], r["HADM_ID"], 1, "V1582")
     return t
 
 

@@ -27,12 +27,16 @@ def _all(out, task):
 def test_cohort_filter_counts(tree):
     m = read_json(tree / "manifest.json")
     c = m["cohort"]
-    assert c["start"] == {"icustays": 16, "admissions": 14, "subjects": 14}
-    assert c["remove_icu_transfers"]["icustays"] == 14           # 200003 and 200007 (care unit change)
-    assert c["remove_multiple_stays_per_admission"]["icustays"] == 12  # 200004 + 200005; 200006 kept
-    assert c["remove_age_under_18"]["icustays"] == 11            # 200008 (age 16)
+    assert c["start"] == {"icustays": 17, "admissions": 15, "subjects": 15}
+    assert c["remove_icu_transfers"]["icustays"] == 15           # 200003 and 200007 (care unit change)
+    assert c["remove_multiple_stays_per_admission"]["icustays"] == 13  # 200004 + 200005; 200006 kept
+    assert c["remove_age_under_18"]["icustays"] == 12            # 200008 (age 16)
     e = m["episodes"]
-    assert e["episodes"] == 10 and e["stays_without_events"] == 1 and e["episodes_no_events_in_icu"] == 1
+    assert e["episodes"] == 11 and e["stays_without_events"] == 1 and e["episodes_no_events_in_icu"] == 1
+    assert e["episodes_without_diagnoses"] == 1                  # 200023: in no task
+    for split in SPLITS:
+        for task in ("ihm", "decomp", "los", "pheno", "readmit"):
+            assert 200023 not in set(read_split(tree / split, task).icustay_id)
 
 
 def test_data_quality_counted(tree):

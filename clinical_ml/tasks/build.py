@@ -108,12 +108,16 @@ def _load_diagnoses(con: duckdb.DuckDBPyConnection, src: str) -> dict:
         note["restricted_to_d_icd_diagnoses"] = True  # the reference's inner merge
     except DataError:
         note["restricted_to_d_icd_diagnoses"] = False
-    sources.run(con, f"""CREATE OR REPLACE TEMP TABLE diag_pheno AS
+    sources.run(con, f"""CREATE OR REPLACE TEMP TABLE diag AS
         SELECT DISTINCT TRY_CAST(d.SUBJECT_ID AS BIGINT) AS subject_id,
-               TRY_CAST(d.HADM_ID AS BIGINT) AS hadm_id, c.phenotype
-        FROM {rel} d JOIN ph_codes c ON d.ICD9_CODE = c.icd9_code
+               TRY_CAST(d.HADM_ID AS BIGINT) AS hadm_id, d.ICD9_CODE AS icd9_code
+        FROM {rel} d
         WHERE TRY_CAST(d.SUBJECT_ID AS BIGINT) IN (SELECT subject_id FROM stays) {known}""",
                 "DIAGNOSES_ICD")
+    con.execute("""CREATE OR REPLACE TEMP TABLE diag_pheno AS
+        SELECT DISTINCT d.subject_id, d.hadm_id, c.phenotype FROM diag d JOIN ph_codes c USING (icd9_code)""")
+    con.execute("CREATE OR REPLACE TEMP TABLE diag_adm AS SELECT DISTINCT subject_id, hadm_id FROM diag")
+    con.execute("DROP TABLE diag")
     return note
 
 
@@ -146,7 +150,7 @@ def _timeseries_query(split: str) -> str:
         cols.append(f"max({val}) FILTER (WHERE variable = '{c.variable}') AS {c.name}")
     return f"""SELECT e.icustay_id, e.hours AS hour, {', '.join(cols)}
         FROM ep e JOIN stays_ep s USING (icustay_id) JOIN subj_split p USING (subject_id)
-        WHERE p.split = '{split}' AND s.los_h IS NOT NULL AND s.n_window > 0
+        WHERE p.split = '{split}' AND s.los_h IS NOT NULL AND s.n_window > 0 AND s.has_diagnoses
           AND e.hours > -{events.EPS} AND e.hours < s.los_h + {events.EPS}
         GROUP BY e.icustay_id, e.hours ORDER BY e.icustay_id, e.hours"""
 
@@ -154,14 +158,19 @@ def _timeseries_query(split: str) -> str:
 def _prevalence(con: duckdb.DuckDBPyConnection, task: str, split: str) -> dict:
     where = f"FROM t_{task} JOIN subj_split USING (subject_id) WHERE split = '{split}'"
     if task == "pheno":
-        sums = ", ".join(f"avg({c})" for c in PHENOTYPE_COLUMNS)
+        sums = ", ".join(f"sum({c})" for c in PHENOTYPE_COLUMNS)
         row = con.execute(f"SELECT count(*), {sums} {where}").fetchall()[0]
-        return {"rows": int(row[0]), "prevalence": {c: (round(float(v), 6) if v is not None else None)
-                                                     for c, v in zip(PHENOTYPE_COLUMNS, row[1:])}}
-    row = con.execute(f"SELECT count(*), avg(y), count(DISTINCT icustay_id) {where}").fetchall()[0]
-    key = "mean_y" if task == "los" else "prevalence"
-    return {"rows": int(row[0]), "stays": int(row[2]),
-            key: round(float(row[1]), 6) if row[1] is not None else None}
+        n = int(row[0])
+        pos = {c: int(v or 0) for c, v in zip(PHENOTYPE_COLUMNS, row[1:])}
+        return {"rows": n, "positives": pos,
+                "prevalence": {c: round(v / n, 6) if n else None for c, v in pos.items()}}
+    row = con.execute(f"SELECT count(*), sum(y), count(DISTINCT icustay_id) {where}").fetchall()[0]
+    n, total = int(row[0]), float(row[1] or 0)
+    if task == "los":
+        return {"rows": n, "stays": int(row[2]), "sum_y": round(total, 6),
+                "mean_y": round(total / n, 6) if n else None}
+    return {"rows": n, "stays": int(row[2]), "positives": int(total),
+            "prevalence": round(total / n, 6) if n else None}
 
 
 def build(cfg: BuildConfig) -> dict:
@@ -181,20 +190,20 @@ def build(cfg: BuildConfig) -> dict:
     m["events"] = events.load_events(con, cfg.mimic, cfg.num_shards, cfg.shard_index)
     m["events"].update(events.validate_events(con))
     m["cleaning"] = events.clean_events(con)
+    m["diagnoses"] = _load_diagnoses(con, cfg.mimic)
     m["episodes"] = events.build_episodes(con)
     m["splits"] = _load_splits(con, cfg.split_source)
     log.info("cohort: %d stays, %d episodes", m["cohort"]["remove_age_under_18"]["icustays"],
              m["episodes"]["episodes"])
-    if "pheno" in cfg.tasks:
-        m["phenotype_source"] = _load_diagnoses(con, cfg.mimic)
     built = []
     if "ihm" in cfg.tasks:
         labels.build_ihm(con); built.append("t_ihm")
     if "decomp" in cfg.tasks or "los" in cfg.tasks:
         labels.build_hourly(con, _every_sql(cfg))
         built += [f"t_{t}" for t in ("decomp", "los") if t in cfg.tasks]
-        hc = con.execute("SELECT split, decomp, los FROM hourly_counts").fetchall()
-        m["hourly_samples_reference"] = {s: {"decomp": int(d), "los": int(l)} for s, d, l in hc}
+        hc = con.execute("SELECT split, decomp, decomp_pos, los FROM hourly_counts").fetchall()
+        m["hourly_samples_reference"] = {s: {"decomp": int(d), "decomp_positives": int(dp), "los": int(l)}
+                                         for s, d, dp, l in hc}
     if "pheno" in cfg.tasks:
         labels.build_pheno(con); built.append("t_pheno")
     if "readmit" in cfg.tasks:

@@ -13,7 +13,10 @@ Mirrors, in this order, mimic3-benchmarks':
 - ``convert_events_to_timeseries``: one value per (chart time, variable): the largest value
   (the reference sorts by value and keeps the last);
 - ``get_events_for_stay``: an observation belongs to a stay when its ICUSTAY_ID is the stay's
-  or its chart time lies within [INTIME, OUTTIME]; hours are counted from INTIME.
+  or its chart time lies within [INTIME, OUTTIME]; hours are counted from INTIME;
+- ``assemble_episodic_data``: the episode's label file is empty (so every task skips the
+  stay) when its admission has no diagnosis row (with a code known to D_ICD_DIAGNOSES):
+  ``has_diagnoses``.
 
 Rows with an unreadable CHARTTIME or SUBJECT_ID are dropped and counted.
 """
@@ -147,9 +150,13 @@ def build_episodes(con: duckdb.DuckDBPyConnection) -> dict:
                    count(*) FILTER (WHERE hours > -{EPS} AND hours < 48 + {EPS}) AS n_first48
             FROM ep JOIN (SELECT icustay_id, los_h FROM stays) USING (icustay_id)
             GROUP BY icustay_id)
-        SELECT s.*, e.n_window, e.first_t, e.n_first48 FROM stays s JOIN e USING (icustay_id)""")
+        SELECT s.*, e.n_window, e.first_t, e.n_first48,
+               (s.subject_id, s.hadm_id) IN (SELECT (subject_id, hadm_id) FROM diag_adm) AS has_diagnoses
+        FROM stays s JOIN e USING (icustay_id)""")
     n = con.execute("""SELECT count(*), count(*) FILTER (WHERE los_h IS NULL),
-                       count(*) FILTER (WHERE los_h IS NOT NULL AND n_window = 0) FROM stays_ep""").fetchall()[0]
+                       count(*) FILTER (WHERE los_h IS NOT NULL AND n_window = 0),
+                       count(*) FILTER (WHERE NOT has_diagnoses) FROM stays_ep""").fetchall()[0]
     none = con.execute("SELECT count(*) FROM stays WHERE icustay_id NOT IN (SELECT icustay_id FROM stays_ep)").fetchall()[0][0]
     return {"episodes": int(n[0]), "stays_without_events": int(none),
-            "episodes_missing_los": int(n[1]), "episodes_no_events_in_icu": int(n[2])}
+            "episodes_missing_los": int(n[1]), "episodes_no_events_in_icu": int(n[2]),
+            "episodes_without_diagnoses": int(n[3])}

@@ -3,7 +3,8 @@
 Each ``t_<task>`` temp table has ``subject_id, hadm_id, icustay_id, prediction_hour`` (hours
 since ICU admission), ``tb`` (the integer hour bin that ends the feature window) and labels.
 A stay takes part only if its episode has an observation inside the stay window
-(-eps, LOS + eps) ("no events in ICU" in the reference) and LOS is known.
+(-eps, LOS + eps) ("no events in ICU" in the reference), LOS is known and its admission has a
+diagnosis (else the reference's episode label file is empty).
 
 - ihm: LOS >= 48 h - eps and an observation in (-eps, 48 + eps); y = in-hospital mortality.
 - decomp / los: sample times t = 0, 1, 2, ... h up to min(LOS, time of death) (decomp) or
@@ -30,13 +31,14 @@ def _q(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-_BASE = f"los_h IS NOT NULL AND n_window > 0"
+_BASE = "los_h IS NOT NULL AND n_window > 0 AND has_diagnoses"
 
 
 def build_ihm(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"""CREATE OR REPLACE TEMP TABLE t_ihm AS
         SELECT subject_id, hadm_id, icustay_id, 48.0 AS prediction_hour, 48 AS tb, mortality AS y
-        FROM stays_ep WHERE los_h IS NOT NULL AND los_h >= 48 - {EPS} AND n_first48 > 0""")
+        FROM stays_ep WHERE los_h IS NOT NULL AND los_h >= 48 - {EPS} AND n_first48 > 0
+          AND has_diagnoses""")
 
 
 def build_hourly(con: duckdb.DuckDBPyConnection, every_sql: str) -> None:
@@ -50,7 +52,9 @@ def build_hourly(con: duckdb.DuckDBPyConnection, every_sql: str) -> None:
         SELECT *, t < least(los_h, lived_h) + {EPS} AS in_decomp FROM g
         WHERE t > 4 AND t > first_t""")
     con.execute("""CREATE OR REPLACE TEMP TABLE hourly_counts AS
-        SELECT split, count(*) FILTER (WHERE in_decomp) AS decomp, count(*) AS los
+        SELECT split, count(*) FILTER (WHERE in_decomp) AS decomp,
+               count(*) FILTER (WHERE in_decomp AND mortality = 1 AND lived_h - t < 24.0) AS decomp_pos,
+               count(*) AS los
         FROM hourly GROUP BY split""")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE t_decomp AS
         SELECT subject_id, hadm_id, icustay_id, CAST(t AS DOUBLE) AS prediction_hour, t AS tb,
@@ -70,7 +74,7 @@ def build_pheno(con: duckdb.DuckDBPyConnection) -> None:
         SELECT s.subject_id, s.hadm_id, s.icustay_id, s.los_h AS prediction_hour,
                CAST(ceil(s.los_h) AS BIGINT) AS tb, {cols}
         FROM stays_ep s LEFT JOIN diag_pheno d USING (subject_id, hadm_id)
-        WHERE {_BASE.replace('los_h', 's.los_h').replace('n_window', 's.n_window')}
+        WHERE s.los_h IS NOT NULL AND s.n_window > 0 AND s.has_diagnoses
         GROUP BY s.subject_id, s.hadm_id, s.icustay_id, s.los_h""")
 
 
