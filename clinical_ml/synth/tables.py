@@ -65,12 +65,17 @@ def icustays(pts: list[Patient]) -> dict:
         for a in p.admissions:
             for s in a.stays:
                 rows.append((p.subject_id, a.hadm_id, s.icustay_id, s.dbsource, s.first_careunit, s.last_careunit,
-                             ICU_WARDS[s.first_careunit][0], ICU_WARDS[s.last_careunit][-1], s.intime, s.outtime,
+                             ICU_WARDS[s.first_careunit][0], _last_ward(s), s.intime, s.outtime,
                              round((s.outtime - s.intime) / DAY, 4)))
     c = columns(rows, ("SUBJECT_ID", "HADM_ID", "ICUSTAY_ID", "DBSOURCE", "FIRST_CAREUNIT", "LAST_CAREUNIT",
                        "FIRST_WARDID", "LAST_WARDID", "INTIME", "OUTTIME", "LOS"))
     c["INTIME"], c["OUTTIME"] = dt(c["INTIME"]), dt(c["OUTTIME"])
     return c
+
+
+def _last_ward(s) -> int:
+    """A stay without a transfer ends in the ward it started in (as in TRANSFERS)."""
+    return ICU_WARDS[s.last_careunit][-1] if s.transfer_at else ICU_WARDS[s.first_careunit][0]
 
 
 def _segments(a: Admission, rng) -> list[tuple]:
