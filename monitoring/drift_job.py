@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [f["name"] for f in constraints["features"]]
     endpoint = args.endpoint or infer_endpoint(args.capture)
     text = [f["name"] for f in constraints["features"] if f["inferred_type"] == "String"]
-    win = read_window(args.capture, names, start, end, string_columns=text) if Path(args.capture).exists() else None
+    win = read_window(args.capture, names, start, end, string_columns=text, task=args.task) if Path(args.capture).exists() else None
     if win is None:
         log.warning("drift: capture folder %s does not exist yet: treating the window as empty", args.capture)
         win = CaptureWindow(pd.DataFrame(columns=names), np.empty(0), [], np.empty(0, dtype=np.int64))

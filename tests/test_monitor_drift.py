@@ -201,3 +201,21 @@ def test_unknown_scenario_is_a_data_error(ref):
         S.generate(ref, "gremlins", 10)
     with pytest.raises(DataError, match="label"):
         S.generate(ref.drop(columns=["y"]), "prevalence", 10)
+
+
+def test_reads_the_serving_capture_writer_records(tmp_path):
+    """Records written by inference.capture (the endpoint's writer) decode here, ids dropped."""
+    cap = pytest.importorskip("inference.capture")
+    t = datetime(2026, 1, 1, 0, 30, tzinfo=timezone.utc)
+    body = orjson.dumps({"instances": [{"f_a": 1.5, "f_b": None, "id": "r1"}, {"f_a": 2.5, "f_b": 3.0}]})
+    out = orjson.dumps({"model_version": "v1", "predictions": [{"ihm": 0.25, "decomp": 0.1, "id": "r1"},
+                                                                {"ihm": 0.75, "decomp": 0.2}]})
+    csv_body = b"4.5,\n5.5,6.0\n"
+    recs = [cap.record(cap.Event("AllTraffic", t, "inf-1", "application/json", body, "application/json", out)),
+            cap.record(cap.Event("AllTraffic", t, None, "text/csv", csv_body, "text/csv", b"0.5,0.1\n0.6,0.2\n"))]
+    write_capture(tmp_path, "ep", "AllTraffic", recs)
+    win = read_window(tmp_path, ["f_a", "f_b"], T0, T0 + timedelta(hours=1))
+    assert list(win.frame.columns) == ["f_a", "f_b"] and win.undecodable == 0
+    np.testing.assert_allclose(win.frame["f_a"].astype(float), [1.5, 2.5, 4.5, 5.5])
+    assert win.frame["f_b"].isna().tolist() == [True, False, True, False]
+    np.testing.assert_allclose(win.predictions, [0.25, 0.75, 0.5, 0.6])

@@ -33,6 +33,7 @@ import pandas as pd
 from clinical_ml.io import DataError, atomic_path
 
 CHUNK = 5000  # rows decoded into a frame at a time
+IGNORED_KEYS = ("id",)  # request fields that are not features (the serving contract's row id)
 _HOUR_DIR = re.compile(r"(\d{4})/(\d{2})/(\d{2})/(\d{2})$")
 
 
@@ -99,6 +100,8 @@ def _json_rows(data: Any, jsonlines: bool) -> list:
         return [orjson.loads(line) for line in data.splitlines() if line.strip()]
     obj = orjson.loads(data) if isinstance(data, (str, bytes)) else data
     if isinstance(obj, dict):
+        if "series" in obj and "instances" not in obj:
+            raise ValueError("hourly-series request: features are computed inside the endpoint")
         if "instances" in obj:
             obj = obj["instances"]
         elif "features" in obj and isinstance(obj["features"], list):
@@ -122,8 +125,12 @@ def decode_input(part: dict) -> tuple[list, list[str]]:
     return rows, ["json"] * len(rows)
 
 
-def decode_output(part: dict | None, n_rows: int) -> np.ndarray:
-    """One score per row from the endpoint's response (NaN when absent or not understood)."""
+def decode_output(part: dict | None, n_rows: int, task: str = "ihm") -> np.ndarray:
+    """One score per row from the endpoint's response (NaN when absent or not understood).
+
+    JSON responses ``{"predictions": [{"ihm": 0.2, "decomp": ...}, ...]}`` give the ``task``
+    output; bare numbers, ``probability``/``score`` keys and CSV's first column are also read.
+    """
     out = np.full(n_rows, np.nan)
     if not part:
         return out
@@ -135,7 +142,7 @@ def decode_output(part: dict | None, n_rows: int) -> np.ndarray:
             obj = _json_rows(data, jsonlines="jsonlines" in ctype) if not isinstance(data, (int, float)) else [data]
             if len(obj) == 1 and isinstance(obj[0], dict) and "predictions" in obj[0]:
                 obj = obj[0]["predictions"]
-            vals = [_score(v) for v in obj]
+            vals = [_score(v[task] if isinstance(v, dict) and task in v else v) for v in obj]
         if len(vals) == n_rows:
             out[:] = vals
     except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
@@ -160,7 +167,7 @@ def _score(v: Any) -> float:
 
 def read_window(root: str | os.PathLike, feature_names: Sequence[str], start: datetime | None = None,
                 end: datetime | None = None, max_errors: int = 5,
-                string_columns: Sequence[str] = ()) -> CaptureWindow:
+                string_columns: Sequence[str] = (), task: str = "ihm") -> CaptureWindow:
     """All captured instances with ``start <= inferenceTime < end`` under ``root``.
 
     ``string_columns`` are read from CSV as text (so code "250.00" is not turned into 250.0).
@@ -228,12 +235,13 @@ def read_window(root: str | os.PathLike, feature_names: Sequence[str], start: da
                     event_ids.append(str(meta.get("eventId", "")))
                     row_in_event.append(i)
                     pos += 1
-                preds.append(decode_output(cap.get("endpointOutput"), len(rows)))
+                preds.append(decode_output(cap.get("endpointOutput"), len(rows), task))
                 if len(dict_rows) + len(list_rows) + len(csv_lines) >= CHUNK:
                     flush()
     flush()
     frame = pd.concat(frames).sort_index() if len(frames) > 1 else (frames[0] if frames else pd.DataFrame(columns=names))
-    win.frame = frame.reset_index(drop=True)
+    win.frame = frame.reset_index(drop=True).drop(columns=[k for k in IGNORED_KEYS if k in frame.columns
+                                                           and k not in names])
     win.predictions = np.concatenate(preds) if preds else np.empty(0)
     win.event_ids = event_ids
     win.row_in_event = np.asarray(row_in_event, dtype=np.int64)
