@@ -13,9 +13,10 @@ One JSON object per captured request (docs/contracts.md, "Endpoint")::
 Files: ``<root>/<endpoint>/<variant>/yyyy/mm/dd/hh/<uuid>.jsonl`` (UTC hour of the inference).
 A request only samples and enqueues (microseconds); a daemon thread encodes and appends. The
 queue is bounded: when it is full the record is dropped and counted (``dropped``), because a
-slow disk must never slow or fail a clinical request. A file is written under a hidden
-``.<uuid>.jsonl.partial`` name and renamed into place when it is rolled (new hour, age above
-``roll_seconds``, or shutdown), so readers (the drift job) only ever see complete files.
+slow disk must never slow or fail a clinical request. Records become visible within about a
+second: the writer appends whole lines (one ``write`` and ``flush`` per batch) to the hour's
+file, so a reader (the drift job) sees complete records, at worst missing the batch being
+written; a file is rolled at the hour, after ``roll_seconds``, and on shutdown.
 """
 from __future__ import annotations
 
@@ -77,24 +78,21 @@ def record(ev: Event) -> dict:
 class _File:
     def __init__(self, folder: Path, hour: str):
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"{uuid.uuid4()}.jsonl"
-        self.final = folder / name
-        self.tmp = folder / f".{name}.partial"
+        self.path = folder / f"{uuid.uuid4()}.jsonl"
         self.hour = hour
         self.opened = dt.datetime.now(dt.timezone.utc)
-        self.fh: IO[bytes] = open(self.tmp, "ab")
+        self.fh: IO[bytes] = open(self.path, "ab")
 
     def close(self) -> Path:
         self.fh.close()
-        os.replace(self.tmp, self.final)
-        return self.final
+        return self.path
 
 
 class CaptureWriter:
     """Sampled, bounded, non-blocking capture to hourly JSONL files."""
 
     def __init__(self, root: str | os.PathLike, endpoint: str, percent: float = 100.0,
-                 max_queue: int = 10_000, roll_seconds: float = 300.0, seed: int | None = None):
+                 max_queue: int = 10_000, roll_seconds: float = 3600.0, seed: int | None = None):
         if not 0 <= percent <= 100:
             raise ValueError(f"capture percent {percent} is not within 0..100")
         self.root, self.endpoint = Path(root), endpoint
@@ -192,7 +190,7 @@ class CaptureWriter:
         return out
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, close and publish the open files."""
+        """Write what is queued and close the open files."""
         if self._thread.is_alive():
             self.queue.put(_STOP)
             self._thread.join(timeout)

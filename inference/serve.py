@@ -4,9 +4,9 @@
                       [--host 127.0.0.1] [--capture-dir D --capture-percent 100]
 
 Runs the ASGI app (``inference/app.py``) under uvicorn with httptools and uvloop. Inside a
-SageMaker container (``serve`` entry point) the model is ``/opt/ml/model`` and the port 8080,
-bound on all interfaces; everywhere else the default host is 127.0.0.1 so a laptop never
-exposes patient-level predictions to its network by accident.
+SageMaker container (``serve`` entry point) the model is ``/opt/ml/model`` and the port 8080;
+the image sets ``CLINICAL_ML_SERVE_HOST=0.0.0.0``. Everywhere else the default host is
+127.0.0.1, so a laptop never exposes patient-level predictions to its network by accident.
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ log = get_logger(__name__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    in_container = os.path.isdir("/opt/ml/model") and os.environ.get("SAGEMAKER_PROGRAM") is not None
     p = argparse.ArgumentParser(prog="clinical-ml serve", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"),
                    help="model directory or model.tar.gz (variant A)")
@@ -32,7 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--name-a", default="A", help="production variant name of --model")
     p.add_argument("--name-b", default="B", help="production variant name of --model-b")
     p.add_argument("--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", 8080)))
-    p.add_argument("--host", default="0.0.0.0" if in_container else "127.0.0.1")  # noqa: S104
+    p.add_argument("--host", default=os.environ.get("CLINICAL_ML_SERVE_HOST", "127.0.0.1"),
+                   help="bind address (the serving image sets CLINICAL_ML_SERVE_HOST=0.0.0.0)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (each loads the models)")
     p.add_argument("--endpoint-name", default=os.environ.get("CLINICAL_ML_ENDPOINT", "local"))
     p.add_argument("--capture-dir", help="write SageMaker-format data capture under this folder")
