@@ -25,7 +25,7 @@ def _outcome_schemas(model) -> dict[str, Any]:
                               for c in model.channels}}}
     return {
         "Features": {"type": "object", "required": list(model.features), "properties": {
-            **props, "id": {"type": "string"}}, "additionalProperties": False},
+            **props, "id": {"type": "string"}}, "additionalProperties": True},
         "FeatureArray": {"type": "array", "items": _NUM_OR_NULL,
                          "minItems": len(model.features), "maxItems": len(model.features)},
         "OutcomeRequest": {"oneOf": [

@@ -64,7 +64,6 @@ class OutcomeModel:
         self.tasks: dict[str, dict[str, Any]] = dict(spec.get("tasks") or {})
         if not self.features or not self.tasks:
             raise DataError(f"{self.dir}/feature_spec.json: needs non-empty 'features' and 'tasks'")
-        self.allowed_keys = {*self.features, "id"}
         self.getter = operator.itemgetter(*self.features) if len(self.features) > 1 else (
             lambda d: (d[self.features[0]],))
         self.max_rows, self.max_hours = max_rows, max_hours
@@ -133,10 +132,9 @@ class OutcomeModel:
 
     # -- requests -> matrix ------------------------------------------------------------------
     def _row_from_dict(self, d: dict, where: str) -> tuple:
-        unknown = d.keys() - self.allowed_keys
-        if unknown:
-            raise RequestError(400, f"{where}: unknown field(s) {sorted(unknown)[:5]}; send the "
-                                    "model's features (GET /openapi.json lists them)")
+        """The row in feature order. Other keys (an ``id``, context such as diagnosis codes that
+        the drift monitor reads from capture) are ignored; a misspelt feature still fails, as
+        the real name is then missing."""
         try:
             return self.getter(d)
         except KeyError:

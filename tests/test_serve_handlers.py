@@ -102,6 +102,14 @@ def test_csv_output_has_one_line_per_row_in_column_order(model, rows):
         assert float(line[pheno0]) == pytest.approx(next(iter(rec["pheno"].values())))
 
 
+def test_context_fields_are_ignored(model, rows):
+    d = _as_dicts(model, rows[:1])[0]
+    plain = handlers.transform(model, orjson.dumps({"instances": [d]}), "application/json", None)[0]
+    extra = handlers.transform(model, orjson.dumps({"instances": [{**d, "icd9_code": "4280"}]}),
+                               "application/json", None)[0]
+    assert plain == extra
+
+
 def test_ids_are_echoed_in_json(model, rows):
     dicts = _as_dicts(model, rows[:2])
     dicts[0]["id"] = "stay-1"
@@ -112,7 +120,7 @@ def test_ids_are_echoed_in_json(model, rows):
 
 @pytest.mark.parametrize("mutate, status, words", [
     (lambda d, f: d.pop(f[0]), 400, "missing feature"),
-    (lambda d, f: d.update({"f_typo": 1.0}), 400, "unknown field"),
+    (lambda d, f: d.update({"f_typo": d.pop(f[2])}), 400, "missing feature"),
     (lambda d, f: d.update({f[1]: "12"}), 400, "must be a number"),
     (lambda d, f: d.update({f[1]: True}), 400, "must be a number"),
     (lambda d, f: d.update({f[1]: [1.0]}), 400, "must be a number"),
