@@ -38,6 +38,15 @@ def test_same_seed_same_bytes_different_seed_differs(synth, tmp_path):
     assert not a[["GENDER", "DOB"]].equals(b[["GENDER", "DOB"]])
 
 
+def test_output_does_not_depend_on_workers(tmp_path):
+    a, b = tmp_path / "one", tmp_path / "two"
+    gen.generate(a, patients=25, seed=4, chunk=10, workers=1)
+    gen.generate(b, patients=25, seed=4, chunk=10, workers=2)
+    for p in sorted(a.rglob("*")):
+        if p.is_file():
+            assert p.read_bytes() == (b / p.relative_to(a)).read_bytes(), p.name
+
+
 def test_gzip_header_has_no_name_or_mtime(synth):
     raw = (synth / "PATIENTS.csv.gz").read_bytes()
     assert raw[:3] == b"\x1f\x8b\x08" and raw[3] & 0x08 == 0  # FNAME flag unset
@@ -136,7 +145,7 @@ def test_failed_run_writes_nothing(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr(gen, "write_notes", boom)
+    monkeypatch.setattr(gen, "note_rows", boom)
     with pytest.raises(RuntimeError):
         gen.generate(tmp_path / "out", patients=5, seed=1)
     assert not (tmp_path / "out").exists()

@@ -112,23 +112,30 @@ class Patient:
 
 
 class Ids:
-    """Global id counters; chunks are generated in order so ids never collide."""
+    """Id counters. Each chunk draws from its own reserved ranges (``for_chunk``), so chunks can
+    be simulated in any process and order and still get the same, non-colliding ids."""
 
-    def __init__(self) -> None:
-        self.subject = 0
-        self.hadm = 100000
-        self.icustay = 200000
+    PER_PATIENT = {"subject": 3, "hadm": 8 * 3, "icustay": 16 * 3, "order": 16 * 400}
+
+    def __init__(self, subject: int = 0, hadm: int = 100000, icustay: int = 200000, order: int = 1000000):
+        self.subject, self.hadm, self.icustay, self.order = subject, hadm, icustay, order
+
+    @classmethod
+    def for_chunk(cls, ci: int, chunk: int) -> "Ids":
+        k = ci * chunk
+        p = cls.PER_PATIENT
+        return cls(k * p["subject"], 100000 + k * p["hadm"], 200000 + k * p["icustay"], 1000000 + k * p["order"])
 
     def next_subject(self, rng) -> int:
         self.subject += int(rng.integers(1, 4))
         return self.subject
 
     def next_hadm(self, rng) -> int:
-        self.hadm += int(rng.integers(1, 8))
+        self.hadm += int(rng.integers(1, 4))
         return self.hadm
 
     def next_icustay(self, rng) -> int:
-        self.icustay += int(rng.integers(1, 6))
+        self.icustay += int(rng.integers(1, 4))
         return self.icustay
 
 

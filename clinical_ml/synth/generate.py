@@ -13,12 +13,15 @@ in only when everything succeeded.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import multiprocessing
 import os
 import random
 import shutil
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,7 @@ from clinical_ml.mimic.schema import SYNTH_TABLES, table
 from clinical_ml.synth import cohort, coding, notes, physiology, tables
 from clinical_ml.synth.cohort import DAY, HOUR, Ids
 from clinical_ml.synth.vocab import dictionary
-from clinical_ml.synth.writer import TableWriter
+from clinical_ml.synth.writer import TableWriter, to_arrow
 
 log = get_logger(__name__)
 GOLD = Path("annotations") / "notes_gold.jsonl"
@@ -44,26 +47,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--patients", type=int, default=1000, help="number of patients (default 1000)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (same seed -> same bytes)")
     ap.add_argument("--chunk", type=int, default=500, help="patients simulated per chunk (memory knob)")
-    ap.add_argument("--compresslevel", type=int, default=4, help="gzip level 1-9 (default 4)")
+    ap.add_argument("--compresslevel", type=int, default=2, help="gzip level 1-9 (default 2)")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                    help="processes simulating chunks (output does not depend on it)")
     return ap.parse_args(argv)
 
 
 class Sink:
-    """The open writers of one run plus global ROW_ID counters."""
+    """The open writers of one run; ROW_IDs are numbered here, in chunk order."""
 
     def __init__(self, root: Path, compresslevel: int):
         self.writers = {t: TableWriter(root / f"{t}.csv.gz", table(t), compresslevel) for t in SYNTH_TABLES}
         (root / GOLD.parent).mkdir(parents=True, exist_ok=True)
         self.gold = open(root / GOLD, "w", encoding="utf-8")
-        self.order_id = 1000000
 
-    def write(self, name: str, cols: dict) -> None:
-        if not cols:
-            return
-        w = self.writers[name]
-        n = len(next(iter(cols.values())))
-        if n:
-            w.write({"ROW_ID": np.arange(w.rows + 1, w.rows + 1 + n), **cols})
+    def write_chunk(self, tables_: dict, gold: list[str]) -> None:
+        first_note = self.writers["NOTEEVENTS"].rows + 1
+        for name, tab in tables_.items():
+            self.writers[name].write(tab)
+        for i, rest in enumerate(gold):  # gold ids are the NOTEEVENTS ROW_IDs just assigned
+            rid = first_note + i
+            self.gold.write(f'{{"id":{rid},"row_id":{rid},{rest[1:]}\n')
 
     def close(self) -> dict[str, int]:
         for w in self.writers.values():
@@ -73,7 +77,7 @@ class Sink:
 
 
 def simulate_chunk(rng: np.random.Generator, ids: Ids, n: int):
-    """Patients of one chunk with their admissions, events and notes (row buffers)."""
+    """Patients of one chunk with their admissions, events and codes (row buffers)."""
     chart = physiology.Rows(*physiology.CHART_COLS)
     labs = physiology.Rows(*physiology.LAB_COLS)
     outs = physiology.Rows(*physiology.OUTPUT_COLS)
@@ -96,11 +100,10 @@ def simulate_chunk(rng: np.random.Generator, ids: Ids, n: int):
     return pts, chart, labs, outs, ins
 
 
-def write_notes(rng, pts, sink: Sink) -> None:
+def note_rows(rng, pts) -> tuple[dict, list[str]]:
+    """NOTEEVENTS columns (no ROW_ID) and, in the same order, gold lines without their ids."""
     rng = random.Random(int(rng.integers(2 ** 62)))  # scalar draws: Python's generator is faster
     rows, gold = [], []
-    w = sink.writers["NOTEEVENTS"]
-    row_id = w.rows
     for pt in pts:
         for adm in pt.admissions:
             docs = []
@@ -116,51 +119,77 @@ def write_notes(rng, pts, sink: Sink) -> None:
             text, ents, rels = notes.discharge_summary(rng, pt, adm)
             docs.append((tables.day(adm.dischtime), None, None, "Discharge summary", "Report", None, text, ents, rels))
             for cdate, ctime, stime, cat, desc, cg, text, ents, rels in docs:
-                row_id += 1
                 rows.append((pt.subject_id, adm.hadm_id, cdate, ctime, stime, cat, desc, cg, None, text))
-                gold.append(notes.gold_line(row_id, pt.subject_id, adm.hadm_id, cat, ents, rels))
+                g = notes.gold_line(0, pt.subject_id, adm.hadm_id, cat, ents, rels)
+                del g["id"], g["row_id"]
+                gold.append(json.dumps(g, separators=(",", ":"), ensure_ascii=False))
     cols = tables.columns(rows, ("SUBJECT_ID", "HADM_ID", "CHARTDATE", "CHARTTIME", "STORETIME", "CATEGORY",
                                  "DESCRIPTION", "CGID", "ISERROR", "TEXT"))
     for k in ("CHARTDATE", "CHARTTIME", "STORETIME"):
         cols[k] = tables.dt(cols[k])
     cols["CGID"] = np.array([np.nan if v is None else v for v in cols["CGID"]], dtype=float)
-    sink.write("NOTEEVENTS", cols)
-    for g in gold:
-        sink.gold.write(json.dumps(g, separators=(",", ":"), ensure_ascii=False) + "\n")
+    return cols, gold
 
 
-def write_chunk(rng, pts, chart, labs, outs, ins, sink: Sink) -> None:
-    sink.write("PATIENTS", tables.patients(pts, rng))
-    sink.write("ADMISSIONS", tables.admissions(pts, rng))
-    sink.write("ICUSTAYS", tables.icustays(pts))
-    sink.write("TRANSFERS", tables.transfers(pts, rng))
-    sink.write("SERVICES", tables.services(pts, rng))
-    sink.write("DIAGNOSES_ICD", tables.diagnoses(pts))
-    sink.write("PROCEDURES_ICD", tables.procedures(pts))
-    sink.write("PRESCRIPTIONS", tables.prescriptions(pts, rng))
-    sink.write("CHARTEVENTS", tables.chartevents(chart.arrays(), rng))
-    sink.write("LABEVENTS", tables.labevents(labs.arrays()))
-    sink.write("OUTPUTEVENTS", tables.outputevents(outs.arrays(), rng))
+def build_chunk(seed: int, ci: int, n: int, chunk: int) -> tuple[dict, list[str]]:
+    """Everything one chunk writes, as Arrow tables without ROW_IDs (picklable: runs in workers).
+
+    The chunk's random stream is (seed, ci) and its ids come from ranges reserved for chunk
+    ``ci``, so the result does not depend on which process builds it or in which order."""
+    rng = np.random.default_rng([seed, ci])
+    ids = Ids.for_chunk(ci, chunk)
+    pts, chart, labs, outs, ins = simulate_chunk(rng, ids, n)
+    cols = {
+        "PATIENTS": tables.patients(pts, rng), "ADMISSIONS": tables.admissions(pts, rng),
+        "ICUSTAYS": tables.icustays(pts), "TRANSFERS": tables.transfers(pts, rng),
+        "SERVICES": tables.services(pts, rng), "DIAGNOSES_ICD": tables.diagnoses(pts),
+        "PROCEDURES_ICD": tables.procedures(pts), "PRESCRIPTIONS": tables.prescriptions(pts, rng),
+        "CHARTEVENTS": tables.chartevents(chart.arrays(), rng), "LABEVENTS": tables.labevents(labs.arrays()),
+        "OUTPUTEVENTS": tables.outputevents(outs.arrays(), rng),
+    }
     in_arr = ins.arrays()
     if len(in_arr["ITEMID"]):
-        sink.write("INPUTEVENTS_MV", tables.inputevents_mv(in_arr, rng, sink.order_id))
-        sink.order_id += len(in_arr["ITEMID"])
-    write_notes(rng, pts, sink)
+        cols["INPUTEVENTS_MV"] = tables.inputevents_mv(in_arr, rng, ids.order)
+    cols["NOTEEVENTS"], gold = note_rows(rng, pts)
+    out = {name: to_arrow(table(name), c) for name, c in cols.items() if c}
+    return {k: v for k, v in out.items() if v is not None}, gold
 
 
-def write_dictionaries(sink: Sink) -> None:
+def dictionary_tables() -> dict:
+    out = {}
     for t, name in _DICTS.items():
         rows = dictionary(name)
         cols = {c: [r[c] or None for r in rows] for c in rows[0]}
         for c in table(t).columns:
             if c.type == "int" and c.name in cols:
                 cols[c.name] = np.array([np.nan if v is None else float(v) for v in cols[c.name]])
-        sink.write(t, cols)
+        out[t] = to_arrow(table(t), cols)
+    return out
+
+
+def iter_chunks(seed: int, patients: int, chunk: int, workers: int):
+    """Built chunks in order; with workers > 1 at most ``workers + 1`` are in flight (flat memory)."""
+    specs = [(seed, ci, min(chunk, patients - first), chunk) for ci, first in enumerate(range(0, patients, chunk))]
+    if workers <= 1 or len(specs) == 1:
+        for spec in specs:
+            yield build_chunk(*spec)
+        return
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        todo = iter(specs)
+        pending = deque(pool.apply_async(build_chunk, s) for s in itertools.islice(todo, workers + 1))
+        while pending:
+            result = pending.popleft().get()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.apply_async(build_chunk, nxt))
+            yield result
 
 
 def generate(out: str | os.PathLike, patients: int, seed: int = 0, chunk: int = 500,
-             compresslevel: int = 4) -> dict:
-    """Write the synthetic dataset to ``out``; returns the manifest (counts per table)."""
+             compresslevel: int = 2, workers: int = 1) -> dict:
+    """Write the synthetic dataset to ``out``; returns the manifest (counts per table).
+
+    Output bytes depend on (patients, seed, chunk) only, not on ``workers``."""
     if patients < 1:
         raise ValueError("--patients must be >= 1")
     out = Path(out)
@@ -171,14 +200,10 @@ def generate(out: str | os.PathLike, patients: int, seed: int = 0, chunk: int = 
     started = time.time()
     try:
         sink = Sink(tmp, compresslevel)
-        ids = Ids()
-        write_dictionaries(sink)
-        for ci, first in enumerate(range(0, patients, chunk)):
-            rng = np.random.default_rng([seed, ci])
-            n = min(chunk, patients - first)
-            pts, chart, labs, outs, ins = simulate_chunk(rng, ids, n)
-            write_chunk(rng, pts, chart, labs, outs, ins, sink)
-            log.info("chunk %d: %d patients simulated", ci, n)
+        sink.write_chunk(dictionary_tables(), [])
+        for ci, (tabs, gold) in enumerate(iter_chunks(seed, patients, chunk, workers)):
+            sink.write_chunk(tabs, gold)
+            log.info("chunk %d written", ci)
         counts = sink.close()
         manifest = {"generator": "clinical_ml.synth", "seed": seed, "patients": patients, "chunk": chunk,
                     "tables": counts, "gold": str(GOLD)}
@@ -196,7 +221,7 @@ def generate(out: str | os.PathLike, patients: int, seed: int = 0, chunk: int = 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    manifest = generate(args.out, args.patients, args.seed, args.chunk, args.compresslevel)
+    manifest = generate(args.out, args.patients, args.seed, args.chunk, args.compresslevel, args.workers)
     width = max(map(len, manifest["tables"]))
     for t, n in manifest["tables"].items():
         print(f"{t.ljust(width)}  {n:>10,d} rows")

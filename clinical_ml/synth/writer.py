@@ -59,6 +59,19 @@ def numbers_as_text(values: np.ndarray) -> pa.Array:
     return pc.cast(pa.array(arr, mask=np.isnan(arr)), pa.string())
 
 
+def to_arrow(schema: TableSchema, columns: dict[str, Any]) -> pa.Table | None:
+    """Columns (release names; ROW_ID optional) -> an Arrow table in release order, or None."""
+    unknown = set(columns) - set(schema.names)
+    if unknown:
+        raise KeyError(f"{schema.name}: not release columns: {sorted(unknown)}")
+    n = next((len(v) for v in columns.values() if v is not None), 0)
+    if n == 0:
+        return None
+    cols = [c for c in schema.columns if c.name != "ROW_ID" or "ROW_ID" in columns]
+    arrays = [_column(columns.get(c.name), c.type, n) for c in cols]
+    return pa.Table.from_arrays(arrays, schema=pa.schema([pa.field(c.name, _ARROW[c.type]) for c in cols]))
+
+
 class TableWriter:
     """Append chunks of rows (dict column -> values) to ``path`` as gzip-compressed CSV."""
 
@@ -72,15 +85,15 @@ class TableWriter:
         header = ",".join(f'"{c}"' for c in schema.names) + "\n"
         self._gz.write(header.encode())
 
-    def write(self, columns: dict[str, Any]) -> int:
-        unknown = set(columns) - set(self.schema.names)
-        if unknown:
-            raise KeyError(f"{self.schema.name}: not release columns: {sorted(unknown)}")
-        n = next((len(v) for v in columns.values() if v is not None), 0)
-        if n == 0:
+    def write(self, columns: dict[str, Any] | pa.Table | None) -> int:
+        """Append rows; ROW_ID is numbered here (1, 2, ... across chunks) when absent."""
+        table = columns if isinstance(columns, pa.Table) or columns is None else to_arrow(self.schema, columns)
+        if table is None or table.num_rows == 0:
             return 0
-        arrays = [_column(columns.get(c.name), c.type, n) for c in self.schema.columns]
-        table = pa.Table.from_arrays(arrays, schema=arrow_schema(self.schema))
+        n = table.num_rows
+        if "ROW_ID" not in table.column_names:
+            table = table.add_column(0, "ROW_ID", pa.array(np.arange(self.rows + 1, self.rows + 1 + n)))
+        table = table.select(self.schema.names).cast(arrow_schema(self.schema))
         buf = io.BytesIO()
         pacsv.write_csv(table, buf, _OPTS)
         self._gz.write(buf.getbuffer())
