@@ -72,7 +72,7 @@ run-pipeline: install
 	$(CLI) run-pipeline $(PARAMS) $(if $(WAIT),--wait)
 
 moto-server: install
-	$(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT)
+	$(PY) -m pipelines.moto_server --host 127.0.0.1 --port $(MOTO_PORT)
 
 image: install
 	$(PY) -m pipelines.images $(if $(PUSH),--push)

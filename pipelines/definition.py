@@ -12,7 +12,8 @@ DAG (steps inside a condition run only on its branch)::
       BuildTasks -> TrainOutcomes  -> EvaluateOutcomes  --+
       BuildNotes -> TrainExtractor -> EvaluateExtractor --+-> CheckMetrics --no--> Gate*/Fail*
                                                               | yes
-                 DriftBaseline -> RegisterOutcomes, RegisterExtractor -> Deploy -> ScheduleMonitor
+      DriftBaseline -> RegisterOutcomes, RegisterExtractor -> CheckApproval --approved--> Deploy
+                                                                          -> ScheduleMonitor
 """
 from __future__ import annotations
 
@@ -60,9 +61,7 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
                  sagemaker_session=None) -> Pipeline:
     """Build the pipeline (offline: no network, no credentials).
 
-    ``subnets``/``security_group_ids`` put every job in your VPC (they are also the defaults of
-    the SubnetIds/SecurityGroupIds parameters that the deploy and monitor steps pass on to
-    the endpoint). ``scheduler_role_arn``: the role EventBridge Scheduler assumes to start the
+    ``subnets``/``security_group_ids`` put every processing and training job in your VPC. ``scheduler_role_arn``: the role EventBridge Scheduler assumes to start the
     hourly drift job (default: ``role``, which must then trust scheduler.amazonaws.com). A job's VPC is fixed when the pipeline is upserted: the
     service takes a list of subnet ids there, which a pipeline parameter cannot expand into.
     """
@@ -71,8 +70,7 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
     bucket = default_bucket or default_bucket_name(role, region)
     session = sagemaker_session or pipeline_session(region, bucket)
     subnets, security_group_ids = list(subnets or []), list(security_group_ids or [])
-    p = make_parameters(region, role, bucket, kms_key_id=kms_key_id, endpoint_name=endpoint_name,
-                        subnet_ids=",".join(subnets), security_group_ids=",".join(security_group_ids))
+    p = make_parameters(region, role, bucket, kms_key_id=kms_key_id, endpoint_name=endpoint_name)
     f = StepFactory(session=session, role=role, bucket=bucket, pipeline_name=pipeline_name, params=p,
                     subnets=subnets, security_group_ids=security_group_ids)
     groups = model_package_groups(pipeline_name)
@@ -216,19 +214,19 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
     step_deploy = f.processing(
         "Deploy", "inference/deploy.py",
         display_name="Deploy A/B endpoint",
-        description="Endpoint config with champion and challenger production variants and data "
+        description="Endpoint config with two production variants (previous approved champion "
+                    "and this run's challenger at ChallengerWeight) and KMS-encrypted data "
                     "capture; creates the endpoint or updates it in place.",
         outputs=[s3_output("deploy", f.s3("Deploy", "deploy"), "deploy")],
-        arguments=["--endpoint-name", p.endpoint_name,
-                   "--outcomes-model-package-arn", step_register_outcomes.properties.ModelPackageArn,
-                   "--extractor-model-package-arn", step_register_extractor.properties.ModelPackageArn,
-                   "--challenger-weight", p.challenger_weight.to_string(),
+        arguments=["--model-package-arn", step_register_outcomes.properties.ModelPackageArn,
+                   "--model-package-group", groups["outcomes"],
+                   "--endpoint-name", p.endpoint_name,
                    "--instance-type", p.endpoint_instance_type,
-                   "--data-capture-uri", capture_uri,
+                   "--challenger-weight", p.challenger_weight.to_string(),
+                   "--capture-uri", capture_uri,
                    "--kms-key-id", p.kms_key_id,
                    "--role-arn", role,
-                   "--subnet-ids", p.subnet_ids,
-                   "--security-group-ids", p.security_group_ids,
+                   "--require-approval", "true",
                    "--output-dir", "/opt/ml/processing/output/deploy"],
         instance_type="ml.t3.medium", isolated=False, cache=False, max_runtime=3600)
 
@@ -251,6 +249,15 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
                    "--scheduler-role-arn", scheduler_role_arn or role,
                    "--output", "/opt/ml/processing/output/schedule"],
         instance_type="ml.t3.medium", isolated=False, cache=False, max_runtime=1800)
+
+    # --- CheckApproval: deploy only approved models; otherwise end after registration -------
+    step_check_approval = ConditionStep(
+        name="CheckApproval", display_name="Approved?",
+        description="Deploys when ModelApprovalStatus is Approved; with PendingManualApproval the "
+                    "execution ends after registration, awaiting a reviewer in the registry.",
+        conditions=[ConditionEquals(left=p.model_approval_status, right="Approved")],
+        depends_on=[step_register_outcomes, step_register_extractor],
+        if_steps=[step_deploy, step_schedule], else_steps=[])
 
     # --- CheckMetrics: quality gate; on a miss, Fail naming the metric(s) ------------------
     ihm_auroc = JsonGet(step_name=step_eval_outcomes.name, property_file=evaluation_report,
@@ -282,7 +289,7 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
         name="CheckMetrics", display_name="Quality gate",
         description="ihm_auroc >= MinIhmAuroc and entity_f1 >= MinExtractionF1.",
         conditions=[ihm_ok, f1_ok],
-        if_steps=[step_baseline, step_register_outcomes, step_register_extractor, step_deploy, step_schedule],
+        if_steps=[step_baseline, step_register_outcomes, step_register_extractor, step_check_approval],
         else_steps=[step_gate_ihm])
 
     # --- CheckGuard: end early (success, nothing run) when the guard says skip --------------

@@ -57,8 +57,6 @@ class Parameters:
     challenger_weight: ParameterFloat
     drift_threshold: ParameterFloat
     kms_key_id: ParameterString
-    subnet_ids: ParameterString
-    security_group_ids: ParameterString
     processing_image_uri: ParameterString
     training_image_uri: ParameterString
     training_gpu_image_uri: ParameterString
@@ -69,8 +67,7 @@ class Parameters:
 
 
 def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: str = "alias/clinical-ml",
-                    endpoint_name: str = "clinical-ml", subnet_ids: str = "",
-                    security_group_ids: str = "") -> Parameters:
+                    endpoint_name: str = "clinical-ml") -> Parameters:
     account = account_from_role(role)
     img = lambda family: image_uri(family, account, region)  # noqa: E731
     return Parameters(
@@ -98,8 +95,6 @@ def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: 
         # per-feature baseline drift distance above which a feature violates (constraints.json)
         drift_threshold=ParameterFloat("DriftThreshold", default_value=0.1),
         kms_key_id=ParameterString("KmsKeyId", default_value=kms_key_id),
-        subnet_ids=ParameterString("SubnetIds", default_value=subnet_ids),
-        security_group_ids=ParameterString("SecurityGroupIds", default_value=security_group_ids),
         processing_image_uri=ParameterString("ProcessingImageUri", default_value=img("processing")),
         training_image_uri=ParameterString("TrainingImageUri", default_value=img("training-cpu")),
         training_gpu_image_uri=ParameterString("TrainingGpuImageUri", default_value=img("training-gpu")),

@@ -16,23 +16,13 @@ ROLE = "arn:aws:iam::123456789012:role/clinical-ml-sagemaker-execution"
 EVENTS_ROLE = "arn:aws:iam::123456789012:role/clinical-ml-events"
 
 
-def _put_composite_alarm(self):
-    """moto 5.2.5 stores composite alarms (describe_alarms returns them) but has no
-    put_composite_alarm action; this fills that gap the way its backend expects (rule=...)."""
-    from moto.core.responses import EmptyResult
-
-    self.cloudwatch_backend.put_metric_alarm(
-        name=self._get_param("AlarmName"), namespace=None, metric_name=None, comparison_operator=None,
-        evaluation_periods=None, period=None, threshold=None, statistic=None,
-        description=self._get_param("AlarmDescription"), dimensions=[],
-        alarm_actions=self._get_param("AlarmActions", []), rule=self._get_param("AlarmRule"))
-    return EmptyResult()
-
-
 @pytest.fixture
 def aws_env(monkeypatch):
     from moto.cloudwatch.responses import CloudWatchResponse
 
+    from pipelines.moto_server import _put_composite_alarm
+
+    # moto 5.2.5 has no PutCompositeAlarm action (see pipelines/moto_server.py)
     if not hasattr(CloudWatchResponse, "put_composite_alarm"):
         monkeypatch.setattr(CloudWatchResponse, "put_composite_alarm", _put_composite_alarm, raising=False)
     for k in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "BUCKET", "ENDPOINT_NAME", "SUBNET_IDS", "SECURITY_GROUP_IDS"):

@@ -213,7 +213,7 @@ def test_security_defaults(definition):
     assert open_steps == {"DriftGuard", "Deploy", "ScheduleMonitor"}
 
 
-def test_vpc_is_optional_and_applied_to_every_job(monkeypatch):
+def test_vpc_is_optional_and_applied_to_every_job(definition):
     from pipelines.definition import definition_json
 
     d = definition_json(role=ROLE, default_bucket="b", subnets=["subnet-1", "subnet-2"],
@@ -226,7 +226,8 @@ def test_vpc_is_optional_and_applied_to_every_job(monkeypatch):
         else:
             continue
         assert vpc == {"Subnets": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-1"]}, name
-    assert parameter_defaults(d)["SubnetIds"] == "subnet-1,subnet-2"
+    for step in all_steps(definition).values():  # built without subnets: no VPC anywhere
+        assert "VpcConfig" not in step["Arguments"] and "VpcConfig" not in step["Arguments"].get("NetworkConfig", {})
 
 
 def test_retry_and_cache_policies(definition):
@@ -299,6 +300,16 @@ def test_guard_runs_first_and_can_end_the_execution(definition):
     assert check["Arguments"]["ElseSteps"] == []
     inside = {s["Name"] for s, _, _ in iter_steps(check["Arguments"]["IfSteps"])}
     assert inside == set(all_steps(definition)) - {"DriftGuard", "CheckGuard"}
+
+
+def test_only_approved_models_are_deployed(definition):
+    steps = all_steps(definition)
+    (cond,) = steps["CheckApproval"]["Arguments"]["Conditions"]
+    assert cond == {"Type": "Equals", "LeftValue": {"Get": "Parameters.ModelApprovalStatus"}, "RightValue": "Approved"}
+    assert [s["Name"] for s in steps["CheckApproval"]["Arguments"]["IfSteps"]] == ["Deploy", "ScheduleMonitor"]
+    assert steps["CheckApproval"]["Arguments"]["ElseSteps"] == []
+    deploy_args = steps["Deploy"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert deploy_args[deploy_args.index("--model-package-arn") + 1] == {"Get": "Steps.RegisterOutcomes.ModelPackageArn"}
 
 
 class _Parsed(Exception):
