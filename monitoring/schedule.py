@@ -37,8 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--schedule-name", default=None, help="default: <endpoint>-drift")
     p.add_argument("--cron", "--schedule-expression", dest="cron", default=DEFAULT_CRON)
     p.add_argument("--baseline-uri", default=None,
-                   help="s3:// prefix of the baseline the scheduled job reads (local: the baseline folder; "
-                        "default /opt/ml/processing/input/baseline)")
+                   help="s3:// prefix of the baseline the scheduled job reads (default: the S3 URI of this "
+                        "step's 'baseline' input; local backend: /opt/ml/processing/input/baseline)")
     p.add_argument("--drift-threshold", type=float, default=None,
                    help="comparison_threshold override passed to the drift job (practical L-inf floor)")
     p.add_argument("--kms-key-id", default="", help="KMS key for the drift job's volume and outputs")
@@ -68,6 +68,17 @@ def _deploy_doc(deploy_info: str) -> dict | None:
     p = Path(uri)
     p = p if p.suffix == ".json" else p / "endpoint.json"
     return read_json(p) if p.is_file() else None
+
+
+def processing_input_uri(name: str, config: str = "/opt/ml/config/processingjobconfig.json") -> str | None:
+    """The S3 URI a processing input came from: SageMaker writes the job's request to
+    ``/opt/ml/config/processingjobconfig.json`` inside every processing container."""
+    p = Path(config)
+    if p.is_file():
+        for inp in read_json(p).get("ProcessingInputs", []):
+            if inp.get("InputName") == name and "S3Input" in inp:
+                return inp["S3Input"]["S3Uri"]
+    return None
 
 
 def endpoint_name(args: argparse.Namespace) -> str:
@@ -151,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             doc["baseline_uri"] = str(dst.resolve())
     if backend() != "local":
         import boto3
+        args.baseline_uri = args.baseline_uri or processing_input_uri("baseline")
         request = processing_job_request(args, endpoint, schedule)
         target = {"Arn": TARGET_ARN, "RoleArn": args.scheduler_role_arn or args.role_arn,
                   "Input": json.dumps(request), "RetryPolicy": {"MaximumRetryAttempts": 2}}

@@ -220,3 +220,13 @@ def test_decide_cooldown_ignores_skipped_executions():
     assert G.decide([went, skipped], now, cooldown_s=3600)["proceed"] is True   # skips don't extend it
     assert G.decide([E("m", "Executing", now, "manual")], now)["reason"] == "in_flight"
     assert G.decide([E("m", "Failed", now - timedelta(minutes=1), "manual")], now)["proceed"] is True
+
+
+def test_baseline_uri_falls_back_to_the_processing_input(tmp_path):
+    cfg = tmp_path / "processingjobconfig.json"
+    cfg.write_text(json.dumps({"ProcessingInputs": [
+        {"InputName": "code", "S3Input": {"S3Uri": "s3://b/code"}},
+        {"InputName": "baseline", "S3Input": {"S3Uri": "s3://b/p/DriftBaseline/baseline"}}]}))
+    assert schedule.processing_input_uri("baseline", str(cfg)) == "s3://b/p/DriftBaseline/baseline"
+    assert schedule.processing_input_uri("nope", str(cfg)) is None
+    assert schedule.processing_input_uri("baseline", str(tmp_path / "absent.json")) is None
