@@ -184,3 +184,26 @@ def test_capture_rolls_files_by_age(tmp_path):
     cap.close()
     files, recs = _read_capture(tmp_path)
     assert len(files) == 2 and len(recs) == 2  # one file per roll
+
+
+def test_serve_config_builds_the_same_app_in_every_worker(models, tmp_path, monkeypatch):
+    import orjson as _orjson
+
+    from inference import app as app_mod
+    from inference import serve
+
+    args = serve.parse_args(["--model", str(models[0].dir), "--model-b", str(models[1].dir),
+                             "--weight-b", "0.3", "--name-a", "champion", "--name-b", "challenger",
+                             "--capture-dir", str(tmp_path), "--capture-percent", "10"])
+    assert args.host == "127.0.0.1"
+    monkeypatch.setenv(app_mod.ENV_CONFIG, _orjson.dumps(serve.config(args)).decode())
+    app = app_mod.app_from_env()
+    try:
+        assert {n: v.weight for n, v in app.variants.items()} == {"champion": 0.7, "challenger": 0.3}
+        assert app.capture is not None and app.capture.percent == 10
+    finally:
+        app.close()
+    for bad in (["--weight-b", "1.5"], ["--capture-percent", "-1"],
+                ["--model-b", "x", "--name-a", "A", "--name-b", "A"]):
+        with pytest.raises(SystemExit):
+            serve.parse_args(["--model", "m", *bad])
