@@ -26,7 +26,12 @@ ROUTE_WORDS = {"PO": ("PO", "by mouth", "orally", "p.o."), "IV": ("IV", "intrave
                "IH": ("inhaled", "nebulized", "IH"), "PR": ("PR", "rectally")}
 FREQ_EXPLAIN = {"BID": "2 times a day", "TID": "3 times a day", "daily": "once a day", "q6h": "every 6 hours",
                 "q8h": "every 8 hours", "q12h": "every 12 hours", "q24h": "every 24 hours", "QID": "4 times a day"}
+FORMS = {"TAB": "Tablet", "CAP": "Capsule"}
 NUMBER_WORDS = {"1": "One (1)", "2": "Two (2)", "3": "Three (3)", "0.5": "One half (0.5)"}
+
+
+SERVICE_NAMES = {"MED": ("MEDICINE",), "CMED": ("MEDICINE", "CARDIOLOGY"), "NSURG": ("NEUROSURGERY", "NEUROLOGY"),
+                 "CSURG": ("CARDIOTHORACIC",), "SURG": ("SURGERY",)}
 
 
 def _date(ts: int) -> datetime:
@@ -74,18 +79,20 @@ class NoteBuilder:
 
     def med(self, key: str, dose: str, style: int | None = None) -> None:
         d = DRUGS[key]
-        style = self.rng.randrange(5) if style is None else style
+        style = self.rng.randrange(4) if style is None else style  # 4 ("Sig:") only when asked
         name = d.drug if self.rng.random() < 0.5 or not d.note_names else self.choice(d.note_names)
         unit = d.unit if not (d.unit == "gm" and self.rng.random() < 0.5) else "g"
-        dose_txt = f"{dose} {unit}" if self.rng.random() < 0.7 or not unit.isalpha() else f"{dose}{unit}"
+        tight = unit in ("mg", "g", "mcg") and self.rng.random() < 0.3
+        dose_txt = f"{dose}{unit}" if tight else f"{dose} {unit}"
         has_dose = dose not in ("0", "")
         route = self.choice(ROUTE_WORDS.get(d.route, (d.route,)))
         freq = self.choice(d.freq)
         m = self.e(name, "MEDICATION")
-        if style == 4 and has_dose and d.route in ("PO", "IV", "SC"):  # MIMIC discharge "Sig:" style
+        form = FORMS.get(d.form_unit)
+        if style == 4 and has_dose and form and d.route == "PO":  # MIMIC discharge "Sig:" style
             self.t(" ")
             self.rel("DOSE_OF", self.e(dose_txt, "DOSE"), m)
-            self.t(f" {d.form_unit.title()} Sig: {NUMBER_WORDS.get(d.form_val, d.form_val)} {d.form_unit.title()} ")
+            self.t(f" {form} Sig: {NUMBER_WORDS.get(d.form_val, d.form_val)} {form} ")
             self.rel("ROUTE_OF", self.e(d.route, "ROUTE"), m)
             self.t(" ")
             f = self.e(d.freq[0], "FREQUENCY")
@@ -134,7 +141,7 @@ def _negations(b: NoteBuilder, positives: set[str], k: int) -> None:
     picks = [pool[i] for i in b.rng.sample(range(len(pool)), min(k, len(pool)))]
     style = b.rng.randrange(4)
     if style == 0:
-        b.t(b.choice(("Denies ", "She denies ", "He denies ", "Pt denies ")))
+        b.t(b.choice(("Denies ", "Pt denies ", "Patient denies ")))
         b.join(picks, lambda s: b.e(s, "PROBLEM", True))
         b.t(". ")
     elif style == 1:
@@ -173,7 +180,7 @@ def discharge_summary(rng, pt: Patient, adm: Admission) -> tuple[str, list[dict]
     sex = pt.gender
     b.t(f"Admission Date:  {deid_date(adm.admittime)}              Discharge Date:   {deid_date(adm.dischtime)}\n\n")
     b.t(f"Date of Birth:  {deid_date(pt.dob)}             Sex:   {sex}\n\n")
-    b.t(f"Service: {b.choice(('MEDICINE', 'MEDICINE', 'SURGERY', 'CARDIOTHORACIC', 'NEUROLOGY')) if adm.service != 'CSURG' else 'CARDIOTHORACIC'}\n\n")
+    b.t(f"Service: {b.choice(SERVICE_NAMES.get(adm.service, ('MEDICINE',)))}\n\n")
     b.t(b.choice(("Allergies:\nNo Known Allergies / Adverse Drug Reactions\n\n",
                   "Allergies:\nPatient recorded as having No Known Allergies to Drugs\n\n")))
     pos = _positive_symptoms(adm)
@@ -202,9 +209,10 @@ def discharge_summary(rng, pt: Patient, adm: Admission) -> tuple[str, list[dict]
     _course(b, adm)
     home = [(k, d) for k, d in adm.drugs if any(k in CONDITIONS[c].drugs for c in adm.chronic)]
     b.t(b.choice(("Medications on Admission:\n", "Home Medications:\n", "Meds on admission:\n")))
+    numbered = rng.random() < 0.6
     if home:
         for i, (k, d) in enumerate(home, 1):
-            b.t(f"{i}. " if rng.random() < 0.6 else "- ")
+            b.t(f"{i}. " if numbered else "- ")
             b.med(k, d)
             b.t("\n")
     else:
@@ -277,7 +285,7 @@ def _hpi(b: NoteBuilder, pt: Patient, adm: Admission, pos: list[str]) -> None:
     tests = [t for k in adm.acute for t in CONDITIONS[k].tests if t not in ("lactate", "troponin")]
     if tests:
         b.e(tests[0], "TEST")
-        b.t(b.choice((" was obtained. ", " was performed. ", " done in the ED. ")))
+        b.t(b.choice((" obtained. ", " was done in the ED. ", ": see below. ")))
     if "resp_failure" not in adm.acute and "intubation" not in adm.procedures and rng.random() < 0.3:
         b.t("Did not require ")
         b.procedure("intubation", negated=True)
