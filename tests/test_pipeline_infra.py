@@ -57,9 +57,12 @@ def _statements(role: dict) -> list[dict]:
 def test_roles_are_least_privilege(template):
     res = template["Resources"]
     # actions that AWS only grants on "*" (or that we condition): nothing else may use "*"
-    star_ok = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
-    for name in ("SageMakerExecutionRole", "EventsRole", "SchedulerRole"):
-        for st in _statements(res[name]):
+    star_ok = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "sts:GetCallerIdentity",
+               "sagemaker:ListModelPackageGroups"}
+    operator = res["OperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    for name, statements in [(n, _statements(res[n])) for n in ("SageMakerExecutionRole", "EventsRole", "SchedulerRole")
+                             ] + [("OperatorPolicy", operator)]:
+        for st in statements:
             actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
             assert all(a != "*" and not a.endswith(":*") for a in actions), (name, actions)
             if st.get("Resource") == "*":
@@ -70,6 +73,9 @@ def test_roles_are_least_privilege(template):
              for name in ("SageMakerExecutionRole", "EventsRole", "SchedulerRole")}
     assert trust == {"SageMakerExecutionRole": "sagemaker.amazonaws.com", "EventsRole": "events.amazonaws.com",
                      "SchedulerRole": "scheduler.amazonaws.com"}
+    # the operator may pass exactly our two roles, nothing else
+    (pass_role,) = [s for s in operator if s["Action"] == "iam:PassRole"]
+    assert pass_role["Resource"] == [{"GetAtt": "SageMakerExecutionRole.Arn"}, {"GetAtt": "EventsRole.Arn"}]
     (events_stmt,) = _statements(res["EventsRole"])
     assert events_stmt["Action"] == "sagemaker:StartPipelineExecution"
 
