@@ -110,3 +110,19 @@ def test_demo_tables_read_unchanged(shared_data, tmp_path):
     assert stats.quirks["PRESCRIPTIONS"]["duplicate_rows"] > 0
     shutil.copy(demo / "PATIENTS.csv", tmp_path / "PATIENTS.csv")
     assert len(loader.read_table(str(tmp_path), "patients")) == 100
+
+
+def test_reads_from_s3_like_local(synth, monkeypatch):
+    boto3 = pytest.importorskip("boto3")
+    moto = pytest.importorskip("moto")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with moto.mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="mimic-bkt")
+        for name in ("PATIENTS", "CHARTEVENTS"):
+            s3.upload_file(str(synth / f"{name}.csv.gz"), "mimic-bkt", f"synth/{name}.csv.gz")
+        for name in ("PATIENTS", "CHARTEVENTS"):
+            remote = loader.read_table("s3://mimic-bkt/synth", name)
+            pd.testing.assert_frame_equal(remote, loader.read_table(str(synth), name))
