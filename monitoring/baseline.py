@@ -19,6 +19,7 @@ import pandas as pd
 
 from clinical_ml.io import DataError
 from clinical_ml.logs import get_logger
+from clinical_ml.monitor.env import processing_path
 from clinical_ml.monitor import formats, stats
 
 log = get_logger("monitoring.baseline")
@@ -26,10 +27,10 @@ log = get_logger("monitoring.baseline")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="clinical-ml baseline", description=__doc__.splitlines()[0])
-    p.add_argument("--train", default=os.environ.get("SM_CHANNEL_TRAIN", "/opt/ml/processing/input/train"),
+    p.add_argument("--train", default=os.environ.get("SM_CHANNEL_TRAIN", processing_path("input/train")),
                    help="task split folder (or Parquet folder/file) of the training data")
     p.add_argument("--task", default="ihm", help="task whose features the endpoint serves (default ihm)")
-    p.add_argument("--output", default="/opt/ml/processing/output/baseline")
+    p.add_argument("--output", default=processing_path("output/baseline"))
     p.add_argument("--features", default=r"^f_", help="regex of monitored numeric columns")
     p.add_argument("--categorical", default="icd9_code",
                    help="comma list of categorical columns to monitor when present")

@@ -22,6 +22,7 @@ import pandas as pd
 
 from clinical_ml.io import DataError, backend, write_json
 from clinical_ml.logs import get_logger
+from clinical_ml.monitor.env import processing_path
 from clinical_ml.monitor import check, formats, metrics, quality
 from clinical_ml.monitor.capture import CaptureWindow, format_time, parse_time, read_window
 
@@ -30,10 +31,10 @@ log = get_logger("monitoring.drift_job")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="clinical-ml drift", description=__doc__.splitlines()[0])
-    p.add_argument("--capture", default="/opt/ml/processing/input/capture",
+    p.add_argument("--capture", default=processing_path("input/capture"),
                    help="data-capture folder (<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl below it)")
-    p.add_argument("--baseline", default="/opt/ml/processing/input/baseline")
-    p.add_argument("--output", default="/opt/ml/processing/output/drift")
+    p.add_argument("--baseline", default=processing_path("input/baseline"))
+    p.add_argument("--output", default=processing_path("output/drift"))
     p.add_argument("--window-start", default=None, help="ISO time (default: window end - window hours)")
     p.add_argument("--window-end", default=None,
                    help="ISO time, floored to the hour (default: the start of the current hour)")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from clinical_ml.io import DataError, backend, write_json
 from clinical_ml.logs import get_logger
+from clinical_ml.monitor.env import processing_path
 from clinical_ml.monitor.guard import DEFAULT_COOLDOWN_S, LocalLedger, decide, sagemaker_executions
 
 log = get_logger("monitoring.guard")
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="local backend: executions ledger (default $CLINICAL_ML_RUN_DIR/../guard/executions.json)")
     p.add_argument("--stop-skipped", action=argparse.BooleanOptionalAction, default=True,
                    help="sagemaker backend: stop this execution when the guard skips it")
-    p.add_argument("--output", "--output-dir", dest="output", default="/opt/ml/processing/output/guard")
+    p.add_argument("--output", "--output-dir", dest="output", default=processing_path("output/guard"))
     return p.parse_args(argv)
 
 

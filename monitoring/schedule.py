@@ -22,6 +22,7 @@ from typing import Any
 
 from clinical_ml.io import DataError, backend, localize, read_json, write_json
 from clinical_ml.logs import get_logger
+from clinical_ml.monitor.env import processing_path
 
 log = get_logger("monitoring.schedule")
 DEFAULT_CRON = "cron(5 * * * ? *)"
@@ -31,7 +32,7 @@ TARGET_ARN = "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="monitoring.schedule", description=__doc__.splitlines()[0])
     p.add_argument("--endpoint-name", default=os.environ.get("ENDPOINT_NAME"))
-    p.add_argument("--deploy-info", default="/opt/ml/processing/input/deploy",
+    p.add_argument("--deploy-info", default=processing_path("input/deploy"),
                    help="the deploy step's output (folder or s3:// prefix holding endpoint.json); "
                         "its endpoint name wins over --endpoint-name")
     p.add_argument("--schedule-name", default=None, help="default: <endpoint>-drift")
@@ -49,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scheduler-role-arn", default=os.environ.get("SCHEDULER_ROLE_ARN"),
                    help="role EventBridge Scheduler assumes (default: --role-arn)")
     p.add_argument("--instance-type", default="ml.m5.large")
-    p.add_argument("--output", "--output-dir", dest="output", default="/opt/ml/processing/output/schedule")
+    p.add_argument("--output", "--output-dir", dest="output", default=processing_path("output/schedule"))
     return p.parse_args(argv)
 
 
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     endpoint = endpoint_name(args)
     schedule = args.schedule_name or f"{endpoint}-drift"
-    baseline = args.baseline_uri or "/opt/ml/processing/input/baseline"
+    baseline = args.baseline_uri or processing_path("input/baseline")
     doc: dict[str, Any] = {"schedule_name": schedule, "cron": args.cron, "timezone": "UTC",
                            "endpoint_name": endpoint, "backend": backend(), "baseline_uri": baseline,
                            "capture_uri": args.capture_uri, "drift_threshold": args.drift_threshold,
@@ -160,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
             dst = Path(args.output) / "baseline"
             shutil.copytree(src, dst, dirs_exist_ok=True)
             doc["baseline_uri"] = str(dst.resolve())
+    if backend() == "local":
+        # concrete arguments for the local runner's hourly run (it adds --output/--window-end)
+        capture = localize(args.capture_uri) if args.capture_uri else None
+        doc["local_drift_arguments"] = (
+            (["--capture", str(Path(capture) / endpoint)] if capture else [])
+            + ["--baseline", doc["baseline_uri"], "--endpoint", endpoint, "--schedule", schedule]
+            + (["--comparison-threshold", str(args.drift_threshold)] if args.drift_threshold is not None else []))
     if backend() != "local":
         import boto3
         args.baseline_uri = args.baseline_uri or processing_input_uri("baseline")

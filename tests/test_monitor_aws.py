@@ -127,10 +127,20 @@ def test_schedule_step_local_backend_writes_schedule_json(tmp_path, monkeypatch)
     monkeypatch.setenv("CLINICAL_ML_BACKEND", "local")
     (tmp_path / "deploy").mkdir()
     (tmp_path / "deploy" / "endpoint.json").write_text(json.dumps({"endpoint_name": "local-ep"}))
-    assert schedule.main(["--deploy-info", str(tmp_path / "deploy"), "--output", str(tmp_path / "s")]) == 0
+    monkeypatch.setenv("CLINICAL_ML_S3_ROOT", str(tmp_path / "s3"))
+    monkeypatch.setenv("CLINICAL_ML_PROCESSING_DIR", str(tmp_path / "step"))   # the runner's mapping
+    (tmp_path / "step" / "input" / "baseline").mkdir(parents=True)
+    (tmp_path / "step" / "input" / "baseline" / "constraints.json").write_text("{}")
+    assert schedule.main(["--deploy-info", str(tmp_path / "deploy"), "--capture-uri", "s3://b/p/capture",
+                          "--drift-threshold", "0.2", "--output", str(tmp_path / "s")]) == 0
     doc = json.loads((tmp_path / "s" / "schedule.json").read_text())
     assert doc["endpoint_name"] == "local-ep" and doc["cron"] == schedule.DEFAULT_CRON
     assert doc["drift_job"]["script"] == "monitoring/drift_job.py" and "schedule_arn" not in doc
+    assert (tmp_path / "s" / "baseline" / "constraints.json").is_file()   # kept beside schedule.json
+    assert doc["local_drift_arguments"] == ["--capture", str(tmp_path / "s3" / "b" / "p" / "capture" / "local-ep"),
+                                            "--baseline", str((tmp_path / "s" / "baseline").resolve()),
+                                            "--endpoint", "local-ep", "--schedule", "local-ep-drift",
+                                            "--comparison-threshold", "0.2"]
 
 
 def _pipeline(sm, name="clinical-ml"):
