@@ -79,6 +79,9 @@ def test_length_of_stay(tree):
     assert s.prediction_hour.max() == 47.0                  # LOS 47.899 h
     np.testing.assert_allclose(s.y, 1.9958 * 24 - s.prediction_hour, atol=1e-6)
     assert los.y.dtype == np.float64
+    from clinical_ml.tasks.labels import los_bucket
+    assert list(los.y_bucket) == [los_bucket(h) for h in los.y]
+    assert [los_bucket(h) for h in (0, 23.9, 24, 7 * 24 + 1, 8 * 24, 13.9 * 24, 14 * 24, 900)] == [0, 0, 1, 7, 8, 8, 9, 9]
 
 
 def test_phenotypes(tree):

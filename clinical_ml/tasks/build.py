@@ -133,7 +133,8 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
 def _task_query(task: str, split: str) -> str:
     label = ", ".join(PHENOTYPE_COLUMNS) if task == "pheno" else "t.y"
     groups = ", ".join(f"s.{g}" for g in ("sex", "age", "age_band", "ethnicity", "insurance"))
-    y = label if task == "pheno" else ("CAST(t.y AS DOUBLE) AS y" if task == "los" else "CAST(t.y AS TINYINT) AS y")
+    y = label if task == "pheno" else (f"CAST(t.y AS DOUBLE) AS y, {labels.los_bucket_sql('t.y')} AS y_bucket"
+                                       if task == "los" else "CAST(t.y AS TINYINT) AS y")
     return f"""SELECT t.subject_id, t.hadm_id, t.icustay_id, CAST(t.prediction_hour AS DOUBLE) AS prediction_hour,
                {y}, {groups}, f.* EXCLUDE (icustay_id, tb)
         FROM t_{task} t JOIN subj_split p USING (subject_id)

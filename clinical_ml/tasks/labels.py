@@ -27,6 +27,22 @@ READMIT_DAYS = 30
 TRANSFER_LOCATIONS = ("SHORT TERM HOSPITAL",)
 
 
+LOS_BUCKET_DAYS = (1, 2, 3, 4, 5, 6, 7, 8, 14)  # upper bounds; the 10th bucket is >= 14 days
+
+
+def los_bucket(hours: float) -> int:
+    """The benchmark's 10 LOS classes (``get_bin_custom``): <1 d, 1-2, ..., 7-8, 8-14, >=14 d."""
+    for i, b in enumerate(LOS_BUCKET_DAYS):
+        if hours < b * 24:
+            return i
+    return len(LOS_BUCKET_DAYS)
+
+
+def los_bucket_sql(col: str) -> str:
+    cases = " ".join(f"WHEN {col} < {b * 24} THEN {i}" for i, b in enumerate(LOS_BUCKET_DAYS))
+    return f"CAST(CASE {cases} ELSE {len(LOS_BUCKET_DAYS)} END AS TINYINT)"
+
+
 def _q(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
