@@ -46,10 +46,15 @@ class DensePredictor:
         self._check(self._lib.XGBoosterPredictFromDense(
             self._booster.handle, iface, self._args, None, ctypes.byref(shape),
             ctypes.byref(dims), ctypes.byref(preds)))
-        shp = tuple(int(shape[i]) for i in range(dims.value))
-        size = int(np.prod(shp)) if shp else 0
-        # copy: the buffer belongs to the booster and is reused by its next prediction
-        return np.ctypeslib.as_array(preds, shape=(size,)).copy().reshape(shp)
+        shp = tuple(shape[i] for i in range(dims.value))
+        size = 1
+        for d in shp:
+            size *= d
+        # copy out: the buffer belongs to the booster and is reused by its next prediction
+        out = np.empty(shp, dtype=np.float32)
+        if size:
+            ctypes.memmove(out.ctypes.data, preds, size * 4)
+        return out
 
 
 def make_predictor(booster, n_features: int) -> Predict:

@@ -184,7 +184,7 @@ class OutcomeModel:
             x = np.array(out, dtype=np.float64)  # None -> NaN (XGBoost's missing value)
         except (OverflowError, ValueError, TypeError):
             raise RequestError(400, f"{where}: a value does not fit a number (float32)") from None
-        big = np.abs(np.nan_to_num(x, nan=0.0)) > _F32_MAX
+        big = np.abs(x) > _F32_MAX  # NaN compares False
         if big.any():
             i = int(np.argwhere(big)[0][0])
             raise self._bad_value(out[i], f"{where}[{i}]")
