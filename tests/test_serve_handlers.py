@@ -268,3 +268,41 @@ def test_extractor_rejects_bad_notes(extractor):
         with pytest.raises(RequestError) as e:
             handlers.transform(extractor, body, "application/json", None)
         assert e.value.status == status
+
+
+def test_served_predictions_equal_the_artifact_loader(model, rows):
+    """What is served is what evaluation measured: clinical_ml.outcomes.artifact's predict."""
+    artifact = pytest.importorskip("clinical_ml.outcomes.artifact")
+    import pandas as pd
+
+    assert model.artifact is not None and model.fast  # fast path verified against the artifact
+    art = artifact.load(model.dir)
+    df = pd.DataFrame(rows.astype(np.float32), columns=model.features)
+    doc = json.loads(handlers.transform(model, orjson.dumps({"instances": _as_dicts(model, rows)}),
+                                        "application/json", None)[0])
+    for task, spec in model.tasks.items():
+        ref = np.asarray(art.predict(task, df, model="xgboost"), dtype=np.float64)
+        got = [list(p[task].values()) if spec["type"] == "multilabel" else p[task]
+               for p in doc["predictions"]]
+        assert np.allclose(np.asarray(got), ref, rtol=1e-5), task
+
+
+def test_disagreeing_artifact_switches_to_its_predict(model_dir, monkeypatch):
+    pytest.importorskip("clinical_ml.outcomes.artifact")
+    from inference import outcome_model
+
+    real = outcome_model._load_artifact
+
+    def shifted(d):
+        art = real(d)
+        orig = art.predict
+        art.predict = lambda task, df, model="xgboost": orig(task, df, model=model) * 0.5
+        return art
+
+    monkeypatch.setattr(outcome_model, "_load_artifact", shifted)
+    m = handlers.model_fn(model_dir)
+    assert not m.fast
+    x = np.zeros((1, len(m.features)), dtype=np.float32)
+    import pandas as pd
+    ref = m.artifact.predict("ihm", pd.DataFrame(x, columns=m.features))
+    assert m.predict_matrix(x)["ihm"] == pytest.approx(ref)
