@@ -54,7 +54,8 @@ def trained(tiny_bert, notes, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     rc = cli(["train-extractor", "--train", str(notes / "train.jsonl"), "--validation", str(notes / "val.jsonl"),
               "--model-dir", str(out / "model"), "--output-data-dir", str(out / "data"), "--kind", "encoder",
-              "--base-model", str(tiny_bert), "--max-steps", "3", "--max-length", "64", "--threads", "1"])
+              "--base-model", str(tiny_bert), "--max-steps", "3", "--max-length", "64", "--threads", "1",
+              "--save-merged"])
     assert rc == 0
     return out
 
@@ -69,7 +70,7 @@ def test_train_writes_model_dir_contract(trained):
     schema = json.loads((model / "schema.json").read_text())
     assert schema["relation_types"] == ["DOSE_OF", "ROUTE_OF", "FREQUENCY_OF"]
     for p in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "heads.safetensors",
-              "tokenizer/tokenizer.json", "base/config.json"):
+              "tokenizer/tokenizer.json", "base/config.json", "merged/config.json"):
         assert (model / p).is_file(), p
     assert (trained / "data" / "validation.json").is_file()
 
@@ -124,3 +125,18 @@ def test_step_scripts_run_as_files(notes, tmp_path):
                    "processing/evaluate_extractor.py", "inference/extract.py"):
         r = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
+
+
+def test_base_model_specs(tmp_path, monkeypatch):
+    from clinical_ml.extraction import base_models
+    from clinical_ml.io import DataError
+
+    assert (base_models.resolve("minilm") / "config.json").is_file()
+    with pytest.raises(DataError, match="not 'minilm'"):
+        base_models.resolve(str(tmp_path / "nowhere"))
+    # under the local runner an s3:// base maps onto the S3 stand-in folder
+    (tmp_path / "s3" / "bucket" / "base").mkdir(parents=True)
+    (tmp_path / "s3" / "bucket" / "base" / "config.json").write_text("{}")
+    monkeypatch.setenv("CLINICAL_ML_BACKEND", "local")
+    monkeypatch.setenv("CLINICAL_ML_S3_ROOT", str(tmp_path / "s3"))
+    assert base_models.resolve("s3://bucket/base") == tmp_path / "s3" / "bucket" / "base"

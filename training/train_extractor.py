@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-val-docs", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--save-merged", action="store_true",
+                   help="also save base+LoRA merged weights under MODEL_DIR/merged (serving without peft)")
     return p.parse_args(argv)
 
 
@@ -116,6 +118,14 @@ def train_generative(args, train_docs: list[dict]):
     return ext, base, base_dir, stats
 
 
+def save_merged(ext, out: Path) -> None:
+    """Merged weights (LoRA folded into the base) for runtimes without peft; the adapter stays
+    the artifact ``load`` uses."""
+    model = ext.model.encoder if hasattr(ext.model, "encoder") else ext.model
+    model.merge_and_unload().save_pretrained(out)
+    ext.tokenizer.save_pretrained(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -165,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         from clinical_ml.extraction.generative import save_generative
 
         save_generative(ext, out, base, base_dir, training)
+    if args.save_merged and args.kind != "rules":
+        save_merged(ext, out / "merged")
     if args.output_data_dir:
         write_json(Path(args.output_data_dir) / "validation.json", {"training": training, "validation": val})
     log.info("train-extractor: done in %.1fs, validation %s", time.time() - t0, stats.get("validation"))

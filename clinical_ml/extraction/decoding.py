@@ -139,7 +139,6 @@ def ground(text: str, record: dict) -> tuple[list[dict], list[dict]]:
             if span is not None:
                 add(span, label, bool(f.get("negated")))
     order = sorted(range(len(ents)), key=lambda i: (ents[i]["start"], ents[i]["end"]))
-    new = {old: k for k, old in enumerate(order)}
     # overlapping spans (e.g. "pain" inside "chest pain") keep the first grounded one
     kept, last_end, remap = [], -1, {}
     for old in order:
@@ -148,7 +147,6 @@ def ground(text: str, record: dict) -> tuple[list[dict], list[dict]]:
             remap[old] = len(kept)
             kept.append(e)
             last_end = e["end"]
-    del new
     relations = [{"type": t, "head": remap[h], "tail": remap[m]} for t, h, m in rels
                  if h in remap and m in remap]
     return kept, relations
