@@ -22,7 +22,7 @@ import logging
 import os
 
 from pipelines.parameters import account_from_role, make_parameters
-from pipelines.session import pipeline_session, prepare_environment
+from pipelines.session import pipeline_session, prepare_environment, shared_boto_session
 
 prepare_environment()  # before the SDK is imported: telemetry opt-out, no role validation
 
@@ -61,15 +61,25 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
                  sagemaker_session=None) -> Pipeline:
     """Build the pipeline (offline: no network, no credentials).
 
-    ``subnets``/``security_group_ids`` put every processing and training job in your VPC. ``scheduler_role_arn``: the role EventBridge Scheduler assumes to start the
-    hourly drift job (default: ``role``, which must then trust scheduler.amazonaws.com). A job's VPC is fixed when the pipeline is upserted: the
-    service takes a list of subnet ids there, which a pipeline parameter cannot expand into.
+    ``subnets``/``security_group_ids`` put every processing and training job in your VPC; that
+    is fixed when the pipeline is upserted (the service takes a list of subnet ids there, which a
+    pipeline parameter cannot expand into). ``scheduler_role_arn``: the role EventBridge
+    Scheduler assumes to start the hourly drift job (default: ``role``, which must then trust
+    scheduler.amazonaws.com).
     """
     region = prepare_environment(region)
     role = role or DEFAULT_ROLE
     bucket = default_bucket or default_bucket_name(role, region)
     session = sagemaker_session or pipeline_session(region, bucket)
-    subnets, security_group_ids = list(subnets or []), list(security_group_ids or [])
+    with shared_boto_session(session.boto_session):
+        return _build(session, region, role, bucket, pipeline_name, kms_key_id, list(subnets or []),
+                      list(security_group_ids or []), endpoint_name, scheduler_role_arn)
+
+
+def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms_key_id: str,
+           subnets: list[str], security_group_ids: list[str], endpoint_name: str,
+           scheduler_role_arn: str | None) -> Pipeline:
+    """The DAG itself (``get_pipeline`` prepares the session and settings)."""
     p = make_parameters(region, role, bucket, kms_key_id=kms_key_id, endpoint_name=endpoint_name)
     f = StepFactory(session=session, role=role, bucket=bucket, pipeline_name=pipeline_name, params=p,
                     subnets=subnets, security_group_ids=security_group_ids)
@@ -185,6 +195,10 @@ def get_pipeline(region: str | None = None, role: str | None = None, default_buc
                  instances: list[str], drift_baselines: DriftCheckBaselines | None = None) -> ModelStep:
         builder = ModelBuilder(s3_model_data_url=model_data, image_uri=p.inference_image_uri,
                                role_arn=role, sagemaker_session=session, log_level=logging.WARNING)
+        # Our inference image serves /opt/ml/model itself: no script-mode code upload and no
+        # SAGEMAKER_PROGRAM/SUBMIT_DIRECTORY variables (the deprecated ``dependencies`` default
+        # would otherwise switch script mode on).
+        builder.dependencies = None
         step_args = builder.register(
             model_package_group_name=group, content_types=content_types,
             response_types=["application/json"], inference_instances=instances,

@@ -7,9 +7,12 @@ produce JSON, so we preset the bucket, skip role validation and opt out of telem
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import types
 from pathlib import Path
+from typing import Iterator
 
 CONFIG = Path(__file__).with_name("sagemaker_config.yaml")
 DEFAULT_REGION = "us-east-1"
@@ -72,3 +75,21 @@ def pipeline_session(region: str, default_bucket: str, boto_session=None):
     session = PipelineSession(boto_session=boto_session, default_bucket=default_bucket)
     session._default_bucket = default_bucket  # skip the bucket existence check (network)
     return session
+
+
+@contextlib.contextmanager
+def shared_boto_session(boto_session) -> Iterator[None]:
+    """Let the SDK's throwaway local sessions reuse ``boto_session`` while steps are built.
+
+    Each step constructor instantiates a ``LocalSagemakerClient`` only to read a method name;
+    that creates a fresh boto3 session which reloads the service models (about 1 s per step).
+    Sharing one session (and so one model loader) makes the build about twice as fast.
+    """
+    from sagemaker.core.local import local_session
+
+    original = local_session.boto3
+    local_session.boto3 = types.SimpleNamespace(Session=lambda *args, **kwargs: boto_session)
+    try:
+        yield
+    finally:
+        local_session.boto3 = original
