@@ -60,6 +60,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _is_our_server(pid: int) -> bool:
+    """The pid still runs ``inference.serve`` (a stale pid file must not kill a stranger)."""
+    import psutil  # noqa: PLC0415
+
+    try:
+        p = psutil.Process(pid)
+        return p.status() != psutil.STATUS_ZOMBIE and "inference.serve" in " ".join(p.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
 def stop(state: Path, timeout: float = 30.0) -> bool:
     """Stop the server recorded in ``state/server.pid`` (its whole process group)."""
     pid_file = state / "server.pid"
@@ -67,7 +78,7 @@ def stop(state: Path, timeout: float = 30.0) -> bool:
         return False
     pid = int(pid_file.read_text().strip() or 0)
     stopped = False
-    if pid > 0 and _alive(pid):
+    if pid > 0 and _alive(pid) and _is_our_server(pid):
         try:
             os.killpg(pid, signal.SIGTERM)  # the server leads its own session/group
         except ProcessLookupError:

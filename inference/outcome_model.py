@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import math
 import operator
-import re
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +27,7 @@ log = get_logger(__name__)
 _F32_MAX = float(np.finfo(np.float32).max)
 _NUM = (int, float)
 _OK_TYPES = {int, float, type(None)}
-_CSV_SUSPECT = re.compile(rb'(?i)nan|inf|"|[a-df-z]')  # anything but plain numbers/exponents
+_CSV_PLAIN = b"0123456789.,-+eE \t\r\n"  # bytes of a body of plain numbers (and empty cells)
 
 
 def _load_artifact(model_dir: Path):
@@ -194,7 +193,7 @@ class OutcomeModel:
         """CSV body -> matrix: pandas' C parser for plain numeric bodies (a 1,000-row batch in
         milliseconds), the strict row-by-row reader for anything else (header, quotes, text,
         nan/inf spelled out) so every rejection still names its row and column."""
-        if not _CSV_SUSPECT.search(raw):
+        if not raw.translate(None, _CSV_PLAIN):  # C-speed scan; a regex took ~0.2 s per MB
             import pandas as pd  # noqa: PLC0415
 
             try:
