@@ -105,6 +105,22 @@ def upsert_retraining(cloudwatch: Any, events: Any, *, endpoint_name: str, pipel
             "rule_arn": rule_arn, "schedule": schedule}
 
 
+def upsert_scheduled_retraining(events: Any, *, pipeline_name: str, pipeline_arn: str, events_role_arn: str,
+                                schedule_expression: str) -> dict:
+    """Optional periodic retraining: an EventBridge schedule rule starting the pipeline with
+    ``Trigger=schedule`` (e.g. ``rate(30 days)`` or ``cron(0 3 1 * ? *)``)."""
+    name = f"{pipeline_name}-scheduled-retrain"
+    rule_arn = events.put_rule(Name=name, ScheduleExpression=schedule_expression, State="ENABLED",
+                               Description="Periodic retraining (Trigger=schedule)", Tags=TAGS)["RuleArn"]
+    failed = events.put_targets(Rule=name, Targets=[{
+        "Id": "retraining-pipeline", "Arn": pipeline_arn, "RoleArn": events_role_arn,
+        "SageMakerPipelineParameters": {"PipelineParameterList": [{"Name": "Trigger", "Value": "schedule"}]}}]
+    ).get("FailedEntryCount", 0)
+    if failed:
+        raise RuntimeError(f"EventBridge rejected the retraining target of rule {name}")
+    return {"scheduled_rule": name, "scheduled_rule_arn": rule_arn, "retrain_schedule": schedule_expression}
+
+
 def parse_overrides(tokens: list[str]) -> dict[str, str]:
     """``["Name=Value", ...]`` -> dict (values stay strings, as the service takes them)."""
     out = {}

@@ -3,7 +3,7 @@
 
 Settings come from flags, else the environment: AWS_REGION, AWS_ENDPOINT_URL (e.g. a moto
 server), ROLE_ARN, BUCKET, PIPELINE_NAME, plus optional EVENTS_ROLE_ARN, SCHEDULER_ROLE_ARN,
-KMS_KEY_ID, ENDPOINT_NAME, SUBNET_IDS, SECURITY_GROUP_IDS.
+KMS_KEY_ID, ENDPOINT_NAME, SUBNET_IDS, SECURITY_GROUP_IDS, RETRAIN_SCHEDULE.
 """
 from __future__ import annotations
 
@@ -88,6 +88,8 @@ def upsert(argv: list[str] | None = None) -> int:
                    help="role EventBridge assumes to start the pipeline (default: ROLE_ARN)")
     p.add_argument("--drift-score-threshold", type=float, default=1.0,
                    help="drift_score alarm threshold (> 1 means a baseline constraint is violated)")
+    p.add_argument("--retrain-schedule", default=os.environ.get("RETRAIN_SCHEDULE"),
+                   help="also retrain periodically (Trigger=schedule), e.g. 'rate(30 days)' (RETRAIN_SCHEDULE)")
     p.add_argument("--out", default=None, help="also write the upserted definition here")
     args = p.parse_args(argv)
     if not args.role_arn:
@@ -103,9 +105,14 @@ def upsert(argv: list[str] | None = None) -> int:
     c = aws.clients(args.region, args.endpoint_url)
     arn, action = aws.upsert_pipeline(c.sagemaker, args.pipeline_name, body, args.role_arn)
     groups = aws.upsert_model_package_groups(c.sagemaker, model_package_groups(args.pipeline_name))
+    events_role = args.events_role_arn or args.role_arn
     retraining = aws.upsert_retraining(c.cloudwatch, c.events, endpoint_name=args.endpoint_name,
-                                       pipeline_arn=arn, events_role_arn=args.events_role_arn or args.role_arn,
+                                       pipeline_arn=arn, events_role_arn=events_role,
                                        drift_score_threshold=args.drift_score_threshold)
+    if args.retrain_schedule:
+        retraining.update(aws.upsert_scheduled_retraining(
+            c.events, pipeline_name=args.pipeline_name, pipeline_arn=arn, events_role_arn=events_role,
+            schedule_expression=args.retrain_schedule))
     print(json.dumps({"pipeline_arn": arn, "action": action, "model_package_groups": groups, **retraining},
                      indent=2))
     return 0

@@ -81,6 +81,15 @@ def test_upsert_twice_then_start(aws_env, capsys, tmp_path):
     assert target["SageMakerPipelineParameters"]["PipelineParameterList"] == [{"Name": "Trigger", "Value": "drift"}]
     assert len(events.list_rules()["Rules"]) == 1  # the second upsert updated, not duplicated
 
+    # optional periodic retraining: a schedule rule starting the pipeline with Trigger=schedule
+    assert commands.upsert(["--retrain-schedule", "rate(30 days)"]) == 0
+    third = json.loads(capsys.readouterr().out)
+    sched = events.describe_rule(Name=third["scheduled_rule"])
+    assert sched["ScheduleExpression"] == "rate(30 days)"
+    (target,) = events.list_targets_by_rule(Rule=third["scheduled_rule"])["Targets"]
+    assert target["Arn"] == first["pipeline_arn"]
+    assert target["SageMakerPipelineParameters"]["PipelineParameterList"] == [{"Name": "Trigger", "Value": "schedule"}]
+
     # run-pipeline: overrides reach the execution; --wait reports the final status
     assert commands.run(["Trigger=manual", "--param", "MinIhmAuroc=0.8", "--wait", "--poll", "0"]) == 0
     out = capsys.readouterr().out
