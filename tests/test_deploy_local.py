@@ -81,3 +81,18 @@ def test_local_deploy_of_missing_model_data_fails_clearly(registry, tmp_path):
     with pytest.raises(DataError, match="not found"):
         deploy.main(["--model-package-arn", arn, "--endpoint-name", "ep2", "--output-dir",
                      str(tmp_path / "out")])
+
+
+def test_stale_pid_file_never_kills_another_process(tmp_path):
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    try:
+        (tmp_path / "server.pid").write_text(f"{other.pid}\n")
+        assert deploy_local.stop(tmp_path) is False
+        assert other.poll() is None  # still running
+        assert not (tmp_path / "server.pid").exists()
+    finally:
+        other.kill()
+        other.wait()
