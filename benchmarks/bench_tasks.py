@@ -17,6 +17,7 @@ import argparse
 import gzip
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,7 @@ def run_measured(cmd: list[str], cwd: str | None = None, log: Path | None = None
                  timeout: float | None = None) -> dict:
     """Run ``cmd``; wall seconds and peak RSS (MiB) of the whole process tree, sampled at 20 Hz."""
     out = open(log, "ab") if log else subprocess.DEVNULL
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
     peak = 0
@@ -67,8 +69,11 @@ def run_measured(cmd: list[str], cwd: str | None = None, log: Path | None = None
         rc = p.wait()
         if log:
             out.close()
-    return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mib": round(peak / 2**20, 1),
-            "returncode": rc}
+    wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    return {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
+            "peak_rss_mib": round(peak / 2**20, 1), "returncode": rc}
 
 
 def synth(n: int, seed: int, work: Path) -> Path:
@@ -111,18 +116,20 @@ def reference(repo: Path, python: str, src: Path, work: Path, timeout: float) ->
             shutil.copyfileobj(fi, fo, 1 << 20)
     res: dict = {"gunzip_seconds_not_counted": round(time.perf_counter() - t0, 2), "steps": {}}
     fmt = {"mimic": str(mimic), "root": str(data / "root"), "data": str(data)}
-    total, peak, left = 0.0, 0.0, timeout
+    total, cpu, peak, left = 0.0, 0.0, 0.0, timeout
     for step, args in REF_STEPS:
         r = run_measured([python, "-m", f"mimic3benchmark.scripts.{step}", *[a.format(**fmt) for a in args]],
                          cwd=str(repo), log=work / f"ref-{src.name}.log", timeout=left)
         res["steps"][step] = r
         total += r["seconds"]
+        cpu += r["cpu_seconds"]
         peak = max(peak, r["peak_rss_mib"])
         left -= r["seconds"]
         if r["returncode"] != 0:
             res["failed_step"] = step
             break
-    res.update({"seconds": round(total, 2), "peak_rss_mib": peak, "output": str(data)})
+    res.update({"seconds": round(total, 2), "cpu_seconds": round(cpu, 2), "peak_rss_mib": peak,
+                "output": str(data)})
     shutil.rmtree(mimic, ignore_errors=True)
     return res
 
@@ -142,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    results: dict = {"host": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)},
+    results: dict = {"host": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+                              "load_average_at_start": [round(x, 1) for x in os.getloadavg()]},
                      "sizes": {}}
     for n in [int(x) for x in a.sizes.split(",") if x]:
         src = synth(n, a.seed, work)
@@ -153,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             r["reference"] = reference(Path(a.reference_repo), a.reference_python, src, work, a.reference_timeout)
             if "failed_step" not in r["reference"]:
                 r["speedup"] = round(r["reference"]["seconds"] / max(r["ours"]["seconds"], 1e-9), 1)
+                r["speedup_cpu"] = round(r["reference"]["cpu_seconds"] / max(r["ours"]["cpu_seconds"], 1e-9), 1)
                 cmp_out = work / f"compare-{n}.json"
                 c = subprocess.run([sys.executable, "-m", "processing.compare_reference", "--reference-root",
                                     r["reference"]["output"], "--ours", str(work / f"ours-{n}"),
