@@ -111,3 +111,29 @@ def test_named_hostile_inputs_are_4xx_with_a_message(app, client):
         r = client.post("/invocations", content=body, headers={"content-type": ctype})
         assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
         assert orjson.loads(r.content)["message"], name
+
+
+@pytest.fixture(scope="module")
+def extractor_app(tmp_path_factory):
+    from clinical_ml.extraction.artifact import save_rules
+    from clinical_ml.extraction.rules import RulesExtractor
+
+    d = save_rules(RulesExtractor(), tmp_path_factory.mktemp("fuzz-ext") / "rules")
+    return build_app([("A", str(d), 1.0)])
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_extractor_schemathesis_no_5xx(extractor_app, mode):
+    op = schemathesis.openapi.from_asgi("/openapi.json", extractor_app)["/invocations"]["POST"]
+    statuses: dict[int, int] = {}
+
+    @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def run(data):
+        r = data.draw(op.as_strategy(generation_mode=mode)).call()
+        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        assert r.status_code < 500, r.text
+
+    run()
+    if mode is GenerationMode.POSITIVE:
+        assert statuses.get(200, 0) > 0, statuses
