@@ -38,6 +38,7 @@ from sagemaker.mlops.workflow.model_step import ModelStep  # noqa: E402
 from sagemaker.mlops.workflow.pipeline import Pipeline  # noqa: E402
 from sagemaker.serve.model_builder import ModelBuilder  # noqa: E402
 
+from pipelines.steps import PROCESSING_ROOT as PROC  # noqa: E402
 from pipelines.steps import SERVICE_RETRY, StepFactory, s3_input, s3_output  # noqa: E402
 
 DEFAULT_PIPELINE_NAME = "clinical-ml"
@@ -98,7 +99,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         arguments=["--pipeline-name", execution.PIPELINE_NAME,
                    "--execution-arn", execution.PIPELINE_EXECUTION_ARN,
                    "--trigger", p.trigger,
-                   "--output", "/opt/ml/processing/output/guard"],
+                   "--output", f"{PROC}/output/guard"],
         instance_type="ml.t3.medium", isolated=False, cache=False, property_files=[guard_report])
 
     # --- BuildTasks: MIMIC-III -> benchmark task Parquet (shardable over instances) ----------
@@ -113,6 +114,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         inputs=[s3_input("mimic", p.input_data_uri, "mimic")],
         outputs=[s3_output(split, f.s3("BuildTasks", split), split)
                  for split in ("train", "val", "test")],
+        arguments=["--mimic", f"{PROC}/input/mimic", "--out", f"{PROC}/output"],
         instance_count=p.processing_instance_count)
     tasks = {split: step_tasks.properties.ProcessingOutputConfig.Outputs[split].S3Output.S3Uri
              for split in ("train", "val", "test")}
@@ -123,7 +125,8 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         display_name="Build note datasets",
         description="Clinical notes with gold entities, relations and records -> JSONL splits.",
         inputs=[s3_input("mimic", p.input_data_uri, "mimic")],
-        outputs=[s3_output("notes", f.s3("BuildNotes", "notes"), "notes")])
+        outputs=[s3_output("notes", f.s3("BuildNotes", "notes"), "notes")],
+        arguments=["--input", f"{PROC}/input/mimic", "--output", f"{PROC}/output"])
     notes = step_notes.properties.ProcessingOutputConfig.Outputs["notes"].S3Output.S3Uri
 
     def notes_split(split: str) -> Join:
@@ -160,6 +163,8 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
                     "writes evaluation.json (gate), model_metrics.json and report.html.",
         inputs=[s3_input("model", outcomes_model, "model"), s3_input("test", tasks["test"], "test")],
         outputs=[s3_output("evaluation", f.s3("EvaluateOutcomes", "evaluation"), "evaluation")],
+        arguments=["--model", f"{PROC}/input/model", "--test", f"{PROC}/input/test",
+                   "--output", f"{PROC}/output/evaluation"],
         property_files=[evaluation_report])
     outcomes_eval = step_eval_outcomes.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
 
@@ -173,6 +178,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
                     "test notes; writes extraction_evaluation.json (gate) and model_metrics.json.",
         inputs=[s3_input("model", extractor_model, "model"), s3_input("test", notes_split("test"), "test")],
         outputs=[s3_output("evaluation", f.s3("EvaluateExtractor", "evaluation"), "evaluation")],
+        arguments=["--model", f"{PROC}/input/model", "--test", f"{PROC}/input/test", "--output", f"{PROC}/output"],
         property_files=[extraction_report])
     extractor_eval = step_eval_extractor.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
 
@@ -184,7 +190,8 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
                     "training features; the drift monitor compares live traffic with them.",
         inputs=[s3_input("train", tasks["train"], "train")],
         outputs=[s3_output("baseline", f.s3("DriftBaseline", "baseline"), "baseline")],
-        arguments=["--comparison-threshold", p.drift_threshold.to_string()])
+        arguments=["--train", f"{PROC}/input/train", "--output", f"{PROC}/output/baseline",
+                   "--comparison-threshold", p.drift_threshold.to_string()])
     baseline = step_baseline.properties.ProcessingOutputConfig.Outputs["baseline"].S3Output.S3Uri
 
     # --- RegisterOutcomes / RegisterExtractor: model registry with metrics ------------------
@@ -241,7 +248,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
                    "--kms-key-id", p.kms_key_id,
                    "--role-arn", role,
                    "--require-approval", "true",
-                   "--output-dir", "/opt/ml/processing/output/deploy"],
+                   "--output-dir", f"{PROC}/output/deploy"],
         instance_type="ml.t3.medium", isolated=False, cache=False, max_runtime=3600)
 
     # --- ScheduleMonitor: hourly drift job over the captured traffic -----------------------
@@ -261,7 +268,8 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
                    "--image-uri", p.processing_image_uri,
                    "--role-arn", role,
                    "--scheduler-role-arn", scheduler_role_arn or role,
-                   "--output", "/opt/ml/processing/output/schedule"],
+                   "--deploy-info", f"{PROC}/input/deploy",
+                   "--output", f"{PROC}/output/schedule"],
         instance_type="ml.t3.medium", isolated=False, cache=False, max_runtime=1800)
 
     # --- CheckApproval: deploy only approved models; otherwise end after registration -------

@@ -339,3 +339,17 @@ def test_step_scripts_exist_and_accept_their_arguments(definition, monkeypatch):
         module = importlib.import_module(rel[:-3].replace("/", "."))
         with pytest.raises(_Parsed):  # SystemExit here = an argument the script does not take
             module.main(argv)
+
+
+def test_processing_paths_are_explicit_arguments(definition):
+    """Every input and output location is named on the command line (the local runner maps the
+    paths it sees there; a script's built-in /opt/ml default would point nowhere locally)."""
+    for name, step in all_steps(definition).items():
+        if step["Type"] != "Processing":
+            continue
+        args = [a for a in step["Arguments"]["AppSpecification"].get("ContainerArguments", []) if isinstance(a, str)]
+        for inp in step["Arguments"].get("ProcessingInputs", []):
+            assert inp["S3Input"]["LocalPath"] in args, (name, inp["InputName"])
+        for out in step["Arguments"]["ProcessingOutputConfig"]["Outputs"]:
+            local = out["S3Output"]["LocalPath"]
+            assert local in args or local.rsplit("/", 1)[0] in args, (name, out["OutputName"])
