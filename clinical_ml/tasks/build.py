@@ -6,10 +6,10 @@ wires them, assigns splits, writes parts atomically and records the manifest.
 """
 from __future__ import annotations
 
-import os
+import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
@@ -42,7 +42,6 @@ class BuildConfig:
     threads: int = 2
     temp_dir: str | None = None
     timeseries: bool = True
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         bad = [t for t in self.tasks if t not in TASKS]
@@ -130,6 +129,12 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
         con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)")
 
 
+def _remove_other_parts(path: Path) -> None:
+    for p in path.parent.glob("part-*.parquet"):
+        if p.name != path.name:
+            p.unlink()
+
+
 def _task_query(task: str, split: str) -> str:
     label = ", ".join(PHENOTYPE_COLUMNS) if task == "pheno" else "t.y"
     groups = ", ".join(f"s.{g}" for g in ("sex", "age", "age_band", "ethnicity", "insurance"))
@@ -180,11 +185,19 @@ def build(cfg: BuildConfig) -> dict:
     t0 = time.perf_counter()
     out = Path(cfg.out)
     locate_table(cfg.mimic, "ICUSTAYS")  # fail fast with a clear message on a wrong folder
-    tmp_root = cfg.temp_dir or tempfile.mkdtemp(prefix="build-tasks-")
-    Path(tmp_root).mkdir(parents=True, exist_ok=True)
+    if cfg.temp_dir:
+        Path(cfg.temp_dir).mkdir(parents=True, exist_ok=True)
+    tmp_root = tempfile.mkdtemp(prefix=f"build-tasks-{cfg.shard_index}-", dir=cfg.temp_dir)
+    try:
+        return _build(cfg, out, tmp_root, t0)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float) -> dict:
     con = _connect(cfg, tmp_root)
     m: dict = {"schema_version": SCHEMA_VERSION, "shard": {"index": cfg.shard_index, "count": cfg.num_shards},
-               "config": {k: v for k, v in asdict(cfg).items() if k not in ("mimic", "out", "temp_dir", "extra")}}
+               "config": {k: v for k, v in asdict(cfg).items() if k not in ("mimic", "out", "temp_dir")}}
     m["input"] = cohort.load_tables(con, cfg.mimic, cfg.num_shards, cfg.shard_index)
     m["cohort"] = cohort.build_stays(con)
     events.load_var_map(con)
@@ -218,11 +231,15 @@ def build(cfg: BuildConfig) -> dict:
         m["tasks"][split] = {}
         for task in cfg.tasks:
             path = sdir / task / part_name(cfg.shard_index)
+            if cfg.num_shards == 1:  # a single run owns the folder: no stale parts of older runs
+                _remove_other_parts(path)
             _copy(con, _task_query(task, split), path)
             files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
             m["tasks"][split][task] = _prevalence(con, task, split)
         if cfg.timeseries:
             path = sdir / TIMESERIES / part_name(cfg.shard_index)
+            if cfg.num_shards == 1:
+                _remove_other_parts(path)
             _copy(con, _timeseries_query(split), path)
             files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     m["files"] = files
@@ -235,8 +252,5 @@ def build(cfg: BuildConfig) -> dict:
     write_json(out / f"manifest-{cfg.shard_index:05d}.json", m)
     if cfg.num_shards == 1:
         write_json(out / "manifest.json", m)
-    if not cfg.temp_dir:
-        import shutil
-        shutil.rmtree(tmp_root, ignore_errors=True)
     log.info("build-tasks shard %d/%d done in %.1fs", cfg.shard_index, cfg.num_shards, m["seconds"])
     return m
