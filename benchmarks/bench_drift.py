@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             for j, s in enumerate(POWER[name])]
         print(f"{name}: {r['rate']:.3f} at {size}", file=sys.stderr)
     result["timing"] = []
+    write_json(args.out, result)  # detection figures are kept even if the timing run fails
     if not args.no_timing:
         with tempfile.TemporaryDirectory() as d:
             from clinical_ml.monitor.formats import write_baseline
