@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -217,8 +218,11 @@ def build_app(models: list[tuple[str, str, float]], endpoint: str = "local",
     variants = [Variant(name, handlers.model_fn(path, **(limits or {})), weight)
                 for name, path, weight in models]
     capture = CaptureWriter(capture_dir, endpoint, capture_percent) if capture_dir else None
-    return ServingApp(variants, endpoint, capture, max_payload, seed=seed,
-                      openapi=spec([v.model for v in variants]))
+    app = ServingApp(variants, endpoint, capture, max_payload, seed=seed,
+                     openapi=spec([v.model for v in variants]))
+    gc.collect()
+    gc.freeze()  # models and app are long-lived: keep them out of every later GC pass
+    return app
 
 
 ENV_CONFIG = "CLINICAL_ML_SERVE_CONFIG"

@@ -180,7 +180,7 @@ class CaptureWriter:
             f.close()
         self._files.clear()
 
-    def _drain(self, limit: int = 1000) -> list:
+    def _drain(self, limit: int = 255) -> list:
         out = []
         try:
             while len(out) < limit:
