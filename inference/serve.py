@@ -33,7 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", 8080)))
     p.add_argument("--host", default=os.environ.get("CLINICAL_ML_SERVE_HOST", "127.0.0.1"),
                    help="bind address (the serving image sets CLINICAL_ML_SERVE_HOST=0.0.0.0)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (each loads the models)")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", 1)),
+                   help="worker processes, each loading the models (SageMaker's "
+                        "SAGEMAKER_MODEL_SERVER_WORKERS; one per core)")
     p.add_argument("--endpoint-name", default=os.environ.get("CLINICAL_ML_ENDPOINT", "local"))
     p.add_argument("--capture-dir", help="write SageMaker-format data capture under this folder")
     p.add_argument("--capture-percent", type=float, default=100.0, help="sampling percentage")
