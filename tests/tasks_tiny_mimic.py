@@ -112,6 +112,9 @@ def build_tiny() -> Tiny:
     t.chart(900001, 100001, 200001, 1.0 + 9.0, 3420, "50")                # FiO2 50 % -> 0.5
     t.chart(900001, 100001, 200001, 1.0 + 10.0, 211, "400")               # outside valid range: kept
     t.lab(900001, 100001, 1.0 + 11.0, 50931, "ERROR")                      # glucose text: dropped
+    t.chart(900001, 100001, 200001, 1.0 + 20.0, 115, "Brisk")              # capillary refill 0
+    t.chart(900001, 100001, 200001, 1.0 + 21.0, 3348, "Delayed")           # capillary refill 1
+    t.chart(900001, 100001, 200001, 1.0 + 22.0, 8377, "Sluggish")          # unknown text: dropped
     t.lab(900001, 100001, 0.5, 50931, "140")                               # pre-ICU lab: episode only
     t.lab(900001, None, 1.0 + 12.0, 50931, "150")                          # lab without HADM_ID: dropped
     t.diagnosis(900001, 100001, 1, "0389")                                 # Septicemia

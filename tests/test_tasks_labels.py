@@ -45,7 +45,7 @@ def test_data_quality_counted(tree):
     assert ev["dropped_empty_value"] == 1 and ev["dropped_bad_charttime"] == 1
     assert ev["empty_hadm"] == 2 and ev["icustay_missing_in_stays"] == 1
     assert ev["no_icustay"] == 4 and ev["recovered"] == 4
-    assert m["cleaning"]["dropped_by_cleaning"] == {"Glucose": 1}
+    assert m["cleaning"]["dropped_by_cleaning"] == {"Capillary refill rate": 1, "Glucose": 1}
     assert m["cleaning"]["outside_outlier_range_kept"] == {"Heart Rate": 1}
 
 
@@ -124,6 +124,8 @@ def test_timeseries_unit_cleaning(tree):
     assert s.loc[8.0, "glascow_coma_scale_verbal_response"] == "Oriented"
     assert s.loc[9.0, "fraction_inspired_oxygen"] == pytest.approx(0.5)
     assert s.loc[10.0, "heart_rate"] == 400.0                                  # out of range, kept
+    assert s.loc[20.0, "capillary_refill_rate"] == "0.0" and s.loc[21.0, "capillary_refill_rate"] == "1.0"
+    assert 22.0 not in s.index                                                  # "Sluggish"
     assert s.index.min() > -1e-6                                              # pre-ICU lab not in window
     assert not {3.0, 4.0, 5.0} & set(s.index)      # wrong ICUSTAY_ID, no HADM_ID, empty VALUE
 
@@ -143,6 +145,7 @@ def test_features_match_numpy(tree):
     assert r.f_heart_rate_12h_count == len(last) and r.f_heart_rate_12h_max == last.max()
     assert np.isnan(r.f_glucose_all_mean) and r.f_glucose_all_count == 0
     assert r.f_glascow_coma_scale_verbal_response_all_max == 5.0              # "Oriented"
+    assert (r.f_capillary_refill_rate_all_count, r.f_capillary_refill_rate_all_mean) == (2, 0.5)
     d = _all(tree, "decomp")
     assert d[feature_columns(d)].dtypes.eq(np.float32).all()
     # decomp at t = 10 h only sees data up to 10 h

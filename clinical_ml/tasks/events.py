@@ -26,7 +26,7 @@ import duckdb
 
 from clinical_ml.tasks import sources
 from clinical_ml.tasks.cohort import shard_filter
-from clinical_ml.tasks.variables import categorical_value_sql, channels, clean_value_sql, itemid_map, ranges_sql
+from clinical_ml.tasks.variables import CLEANED_CATEGORICAL, categorical_value_sql, channels, clean_value_sql, itemid_map, ranges_sql
 
 EPS = 1e-6
 
@@ -96,14 +96,17 @@ def validate_events(con: duckdb.DuckDBPyConnection) -> dict:
 
 def clean_events(con: duckdb.DuckDBPyConnection) -> dict:
     """Map itemids, clean units, drop empty values, de-duplicate per chart time and variable."""
+    cleaned = ", ".join(_q(v) for v in CLEANED_CATEGORICAL)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE ev_clean AS
         WITH m AS (
             SELECT e.subject_id, e.icustay_id, e.charttime, v.variable, c.categorical,
                    e.value, lower(coalesce(e.uom, '')) AS uom, lower(v.label) AS label
             FROM ev_valid e JOIN var_map v USING (itemid) JOIN channels c USING (variable))
         SELECT subject_id, icustay_id, charttime, variable, categorical,
-               CASE WHEN categorical THEN NULL ELSE ({clean_value_sql()}) END AS value_num,
-               CASE WHEN categorical THEN value END AS value_str
+               CASE WHEN categorical AND variable NOT IN ({cleaned}) THEN NULL
+                    ELSE ({clean_value_sql()}) END AS value_num,
+               CASE WHEN variable IN ({cleaned}) THEN printf('%.1f', ({clean_value_sql()}))
+                    WHEN categorical THEN value END AS value_str
         FROM m""")
     con.execute("DROP TABLE ev_valid")
     per_var = con.execute("""SELECT variable, count(*) FILTER (WHERE value_num IS NULL AND value_str IS NULL)

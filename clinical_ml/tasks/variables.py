@@ -129,12 +129,17 @@ def clean_value_sql() -> str:
     }
     cases = []
     for ch in channels():
-        if ch.categorical:
+        if ch.categorical and ch.variable not in rules:
             m = " ".join(f"WHEN {_q(k)} THEN {val}" for k, val in ch.values.items())
             cases.append(f"WHEN {_q(ch.variable)} THEN (CASE value {m} END)")
         else:
             cases.append(f"WHEN {_q(ch.variable)} THEN ({rules.get(ch.variable, v)})")
     return "CASE variable " + " ".join(cases) + " END"
+
+
+# Categorical in channel_info.json but cleaned to numbers first (capillary refill -> 0/1); its
+# text value is then the number as the reference writes it ("0.0", "1.0").
+CLEANED_CATEGORICAL = ("Capillary refill rate",)
 
 
 def categorical_value_sql(variable: str = "variable", value: str = "value_str") -> str:
