@@ -132,27 +132,29 @@ def _typo(rng, s: str) -> str:
     return " ".join(words)
 
 
+NEGATION_LEADS = ("Denies ", "Pt denies ", "Patient denies ", "Denies any ", "No ", "No complaints of ",
+                  "ROS negative for ", "Negative for ", "No evidence of ", "Reports no ")
+
+
 def _negations(b: NoteBuilder, positives: set[str], k: int) -> None:
+    """1-3 symptoms the patient does not have, with varied negation cues (gold: negated)."""
     pool = [s for s in SYMPTOMS if s not in positives]
     picks = [pool[i] for i in b.rng.sample(range(len(pool)), min(k, len(pool)))]
-    style = b.rng.randrange(4)
-    if style == 0:
-        b.t(b.choice(("Denies ", "Pt denies ", "Patient denies ")))
-        b.join(picks, lambda s: b.e(s, "PROBLEM", True))
+    style = b.rng.randrange(5)
+    if style <= 2:
+        lead = b.choice(NEGATION_LEADS)
+        b.t(lead)
+        b.join(picks, lambda s: b.e(s, "PROBLEM", True), last=" or " if lead.startswith("No") else " and ")
         b.t(". ")
-    elif style == 1:
-        b.t("No ")
-        b.join(picks, lambda s: b.e(s, "PROBLEM", True), last=" or ")
-        b.t(". ")
-    elif style == 2:
-        b.t("ROS negative for ")
-        b.join(picks, lambda s: b.e(s, "PROBLEM", True))
-        b.t(". ")
-    else:
+    elif style == 3:
         for s in picks:
-            b.t("Without ")
+            b.t(b.choice(("Without ", "No ", "Denies ")))
             b.e(s, "PROBLEM", True)
             b.t(". ")
+    else:
+        for s in picks:
+            b.e(s[0].upper() + s[1:], "PROBLEM", True)  # starts a sentence
+            b.t(b.choice((" was ruled out. ", ": none. ", " - denies. ", " absent. ")))
 
 
 def _positive_symptoms(adm: Admission) -> list[str]:

@@ -87,6 +87,9 @@ def discharge_summary(rng, pt: Patient, adm: Admission) -> tuple[str, list[dict]
     b.t("\nDischarge Condition:\n")
     b.t("Expired.\n" if dead else b.choice(("Stable.\n", "Hemodynamically stable, afebrile.\n",
                                             "Mental Status: Clear and coherent. Activity: Ambulatory.\n")))
+    if not dead and rng.random() < 0.5:
+        b.t("\n")
+        _instructions(b, adm)
     if not dead:
         b.t(b.choice(("\nFollowup Instructions:\nFollow up with your PCP in 1-2 weeks.\n",
                       "\nFollowup Instructions:\n[**Name6 (MD) 2**] [**Name8 (MD) 3**] MD Phone:[**Telephone/Fax (1) 4**]\n")))
@@ -98,19 +101,24 @@ def _hpi(b: NoteBuilder, pt: Patient, adm: Admission, pos: list[str]) -> None:
     b.t(b.choice(("History of Present Illness:\n", "HPI:\n", "History of Present Illness:\n")))
     who = "M" if pt.gender == "M" else "F"
     age = int(adm.age) if adm.age < 90 else 90
+    title = "Mr." if who == "M" else "Ms."
     b.t(b.choice((f"{age} y/o {who} ", f"{age} year old {'man' if who == 'M' else 'woman'} ",
-                  f"Pt is a {age}yo {who} ")))
+                  f"Pt is a {age}yo {who} ",
+                  f"{title} [**Known lastname {rng.randrange(100, 9999)}**] is a {age} year old {'man' if who == 'M' else 'woman'} ",
+                  f"This is a {age} yo {'male' if who == 'M' else 'female'} ")))
     chronic = [k for k in adm.dx_keys if CONDITIONS[k].role == "chronic"][:4]
     if chronic:
         b.t(b.choice(("with PMH of ", "with a history of ", "w/ hx of ")))
         b.join(chronic, lambda k: b.problem(k))
         b.t(" ")
-    b.t(b.choice(("who presents with ", "presenting with ", "admitted with ", "who presented to the ED with ")))
+    b.t(b.choice(("who presents with ", "presenting with ", "admitted with ", "who presented to the ED with ",
+                  "transferred from an outside hospital with ", "who was brought in by EMS for ")))
     if pos:
         b.join(pos[:3], lambda s: b.e(s, "PROBLEM"))
     else:
         b.t("malaise")
-    b.t(b.choice((", found to have ", ", found to be in ", ". Workup notable for ")))
+    b.t(b.choice((", found to have ", ", found to be in ", ". Workup notable for ", ", concerning for ",
+                  ". Diagnosed with ")))
     b.problem(adm.acute[0])
     b.t(". ")
     _negations(b, set(pos), rng.randrange(1, 4))
@@ -181,42 +189,69 @@ def _results(b: NoteBuilder, adm: Admission) -> None:
 
 
 def _course(b: NoteBuilder, adm: Admission) -> None:
+    """Hospital course by problem: '# problem: ...' paragraphs or a numbered assessment/plan."""
     rng = b.rng
-    b.t(b.choice(("Brief Hospital Course:\n", "Hospital Course:\n", "BRIEF HOSPITAL COURSE:\n")))
+    numbered = rng.random() < 0.35
+    b.t(b.choice(("Assessment and Plan:\n", "A/P:\n")) if numbered else
+        b.choice(("Brief Hospital Course:\n", "Hospital Course:\n", "BRIEF HOSPITAL COURSE:\n")))
     given = {k: d for k, d in adm.drugs}
-    for k in adm.acute:
+    for i, k in enumerate(adm.acute, 1):
         cond = CONDITIONS[k]
-        b.t("# ")
+        b.t(f"{i}. " if numbered else "# ")
         b.problem(k)
-        b.t(": ")
+        b.t(" - " if numbered else ": ")
         b.t(b.choice(("Patient was admitted to the ICU. ", "Pt was monitored closely in the unit. ",
-                      "Admitted to the MICU for further management. ")), typo=True)
+                      "Admitted to the MICU for further management. ", "Managed in the ICU. ",
+                      "Transferred to the unit for closer monitoring. ")), typo=True)
         meds = [d for d in cond.drugs if d in given][:3]
         if meds:
-            b.t(b.choice(("Started on ", "Treated with ", "Received ", "Was given ")))
+            b.t(b.choice(("Started on ", "Treated with ", "Received ", "Was given ", "Continued on ",
+                          "Management included ")))
             b.join(meds, lambda d: b.med(d, given[d]))
             b.t(". ")
         procs = [p for p in cond.procedures if p in adm.procedures]
         if procs:
-            b.t(b.choice(("Underwent ", "S/p ", "Patient underwent ")))
+            b.t(b.choice(("Underwent ", "S/p ", "Patient underwent ", "Had ")))
             b.join(procs, lambda p: b.procedure(p))
             b.t(". ")
         if adm.deathtime is not None and k == adm.acute[-1]:
             b.t(b.choice(("Despite maximal support the patient continued to decline. Family meeting held and "
                           "patient was made CMO. Patient expired. ",
-                          "Condition worsened despite treatment; patient passed away with family at bedside. ")))
+                          "Condition worsened despite treatment; patient passed away with family at bedside. ",
+                          "Made comfort measures only after discussion with family; expired. ")))
         else:
             b.t(b.choice(("Improved and was transferred to the floor. ", "Clinically improved. ",
-                          "Resolved by the time of discharge. ")), typo=True)
+                          "Resolved by the time of discharge. ", "Stable at discharge. ")), typo=True)
         b.t("\n")
     for k in [k for k in adm.dx_keys if CONDITIONS[k].role == "secondary"][:3]:
-        b.t("# ")
+        b.t("- " if numbered else "# ")
         b.problem(k)
-        b.t(b.choice((": monitored, trended. ", ": managed supportively. ", ": resolved. ")) + "\n", typo=True)
+        b.t(b.choice((": monitored, trended. ", ": managed supportively. ", ": resolved. ", ", likely multifactorial. ",
+                      ": improved with treatment. ")) + "\n", typo=True)
     b.t("\n")
 
 
+def _instructions(b: NoteBuilder, adm: Admission) -> None:
+    """Discharge instructions that restate a new medication in plain words (another phrasing)."""
+    new = [(k, d) for k, d in adm.drugs if DRUGS[k].route == "PO" and DRUGS[k].drug_type == "MAIN"
+           and not any(k in CONDITIONS[c].drugs for c in adm.chronic)]
+    b.t("Discharge Instructions:\n")
+    b.t(b.choice(("You were admitted to the hospital with ", "You were hospitalized for ")))
+    b.problem(adm.acute[0])
+    b.t(". ")
+    if new:
+        k, d = new[b.rng.randrange(len(new))]
+        b.t(b.choice(("Please take ", "We started you on ", "Continue taking ")))
+        b.med(k, d, style=b.rng.randrange(4))
+        b.t(". ")
+    b.t(b.choice(("Please call your doctor if you develop ", "Return to the ED for ")))
+    b.join([s for s in ("fever", "chest pain", "shortness of breath") ], lambda s: b.t(s), last=" or ")
+    b.t(".\n\n")
+
+
 def nursing_note(rng, pt: Patient, adm: Admission, stay: Stay, day: int) -> tuple[str, list[dict], list[dict]]:
+    if rng.random() < 0.4:
+        return _nursing_aarp(rng, pt, adm, stay)
     b = NoteBuilder(rng)
     given = [(k, d) for k, d in adm.drugs if DRUGS[k].drug_type == "MAIN"]
     b.t(b.choice(("Nursing Progress Note\n", "NPN 7a-7p\n", "Nursing Note:\n")))
@@ -296,6 +331,42 @@ def nursing_note(rng, pt: Patient, adm: Admission, stay: Stay, day: int) -> tupl
         blocks[i]()
     b.t(b.choice(("Plan: Continue current management, monitor closely.\n", "Plan: cont to monitor, wean as tolerated.\n",
                   "Plan: follow labs, update family.\n")), typo=True)
+    return b.doc()
+
+
+def _nursing_aarp(rng, pt: Patient, adm: Admission, stay: Stay) -> tuple[str, list[dict], list[dict]]:
+    """The MetaVision-era nursing format: per problem, Assessment / Action / Response / Plan."""
+    b = NoteBuilder(rng)
+    given = {k: d for k, d in adm.drugs if DRUGS[k].drug_type == "MAIN"}
+    keys = list(adm.acute) + [k for k in adm.dx_keys if CONDITIONS[k].role == "secondary"][:1]
+    for k in keys:
+        b.problem(k)
+        b.t(b.choice((" (", ", ")) + "assessment and plan\n" if rng.random() < 0.3 else "\n")
+        b.t("Assessment:\n")
+        hr = adm.summary.get("hr")
+        if hr is not None and len(hr[0]):
+            b.t(f"HR {int(hr[0].min())}-{int(hr[0].max())}. ")
+        if rng.random() < 0.6:
+            _negations(b, set(_positive_symptoms(adm)), 1)
+        b.t("\nAction:\n")
+        meds = [d for d in CONDITIONS[k].drugs if d in given][:2]
+        if meds:
+            b.join(meds, lambda d: b.med(d, given[d]), sep="; ", last="; ")
+            b.t(b.choice((" given as ordered.", " continued.", " administered.")))
+        else:
+            b.t(b.choice(("Monitored.", "Labs sent.", "MD aware.")))
+        if "kcl" in given and rng.random() < 0.3:
+            b.t(" ")
+            b.e(b.choice(("K", "potassium")), "TEST")
+            b.t(" repleted with ")
+            b.med("kcl", given["kcl"], style=2)
+            b.t(".")
+        b.t("\nResponse:\n")
+        b.t(b.choice(("Tolerated well.", "No change.", "Improving.", "Remains unchanged.")), typo=True)
+        b.t("\nPlan:\n")
+        b.t(b.choice(("Continue to monitor.", "Follow up AM labs.", "Wean as tolerated.", "Update team with changes.")),
+            typo=True)
+        b.t("\n\n")
     return b.doc()
 
 
