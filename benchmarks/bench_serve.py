@@ -272,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
                                    "--endpoint-name", "bench"], work / "server.log")
         try:
             run_loadgen(port, one, "application/json", 2, 2)  # warm up every worker
-            seq = run_loadgen(port, one, "application/json", 1, 10, max_requests=2000)
+            # one connection, one request at a time: the HTTP cost of a single row
+            seq = (run_wrk(port, one, "application/json", 1, 5) if tool == "wrk" else
+                   run_loadgen(port, one, "application/json", 1, 10, max_requests=2000))
             cpu0 = _cpu_seconds(proc.pid)
             load = (run_wrk if tool == "wrk" else run_loadgen)(port, one, "application/json",
                                                                args.conns, args.seconds)
