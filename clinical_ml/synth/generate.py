@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="output folder (created; its synthetic files are replaced)")
     ap.add_argument("--patients", type=int, default=1000, help="number of patients (default 1000)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (same seed -> same bytes)")
-    ap.add_argument("--chunk", type=int, default=500, help="patients simulated per chunk (memory knob)")
+    ap.add_argument("--chunk", type=int, default=250, help="patients simulated per chunk (memory knob)")
     ap.add_argument("--compresslevel", type=int, default=2, help="gzip level 1-9 (default 2)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                     help="processes simulating chunks (output does not depend on it)")
@@ -185,7 +185,7 @@ def iter_chunks(seed: int, patients: int, chunk: int, workers: int):
             yield result
 
 
-def generate(out: str | os.PathLike, patients: int, seed: int = 0, chunk: int = 500,
+def generate(out: str | os.PathLike, patients: int, seed: int = 0, chunk: int = 250,
              compresslevel: int = 2, workers: int = 1) -> dict:
     """Write the synthetic dataset to ``out``; returns the manifest (counts per table).
 
