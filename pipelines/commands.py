@@ -51,6 +51,7 @@ def _quiet_sdk() -> None:
     for name in list(logging.root.manager.loggerDict):
         if name.split(".")[0] in ("sagemaker", "sagemaker_core"):
             logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="sagemaker")
 
 
