@@ -20,6 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# Idle OpenMP threads sleep instead of spinning: XGBoost/torch with a fixed thread count on a
+# shared or oversubscribed host otherwise slow down 10-30x. Must precede their import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 FAR_FROM_CHANCE = 0.6
 
 
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks-dir", default=None, help="existing task tree (skips synth + build-tasks)")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--nthread", type=int, default=2)
-    p.add_argument("--gru-epochs", type=int, default=5)
+    p.add_argument("--gru-epochs", type=int, default=3)
     p.add_argument("--max-rounds", type=int, default=500)
     args = p.parse_args(argv)
 

@@ -13,9 +13,14 @@ split of the task tree. Outputs in ``--output``:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
+
+# Idle OpenMP threads sleep instead of spinning: XGBoost/torch with a fixed thread count on a
+# shared or oversubscribed host otherwise slow down 10-30x. Must precede their import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from clinical_ml.io import processing_dir, resolve_model_dir, write_json, write_text
 from clinical_ml.logs import get_logger

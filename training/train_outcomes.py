@@ -15,6 +15,10 @@ import argparse
 import os
 import sys
 
+# Idle OpenMP threads sleep instead of spinning: XGBoost/torch with a fixed thread count on a
+# shared or oversubscribed host otherwise slow down 10-30x. Must precede their import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from clinical_ml.logs import get_logger
 from clinical_ml.outcomes.train import MODELS, HyperParameters, train_all
 

@@ -30,14 +30,14 @@ class HyperParameters:
     seed: int = 0
     nthread: int = 2
     max_rounds: int = 500
-    early_stopping_rounds: int = 30
-    learning_rate: float = 0.05
-    max_depth: int = 6
+    early_stopping_rounds: int = 20
+    learning_rate: float = 0.1
+    max_depth: int = 4
     subsample: float = 0.8
     colsample_bytree: float = 0.8
     min_child_weight: float = 1.0
     lr_c: float | None = None  # None: mimic3-benchmarks' C per task (models.LR_C)
-    gru_epochs: int = 5
+    gru_epochs: int = 3
     gru_hidden: int = 32
     gru_batch_size: int = 64
     gru_lr: float = 1e-3
@@ -89,6 +89,7 @@ def train_task(task: str, train_dir: Path, val_dir: Path, stage: Path, models: l
                                       hp.early_stopping_rounds)
         artifact.save_xgboost(booster, stage, task)
         summary["xgboost"] = {**info, "seconds": round(time.perf_counter() - t0, 3)}
+        log.info("%s xgboost: %d rounds in %.1f s", task, info["rounds"], summary["xgboost"]["seconds"])
         saved.append("xgboost")
     if "lr" in models:
         t0 = time.perf_counter()
@@ -114,6 +115,8 @@ def train_task(task: str, train_dir: Path, val_dir: Path, stage: Path, models: l
                                        threads=hp.nthread, device=hp.gru_device)
             artifact.save_gru(bundle, stage, task)
             summary["gru"] = {**info, "seconds": round(time.perf_counter() - t0, 3)}
+            log.info("%s gru: best epoch %d in %.1f s on %s", task, info["best_epoch"],
+                     summary["gru"]["seconds"], info["device"])
             saved.append("gru")
     return feats, summary, saved
 
