@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None):
                    help="decomp/los: the same for val/test (default 1: the reference's hourly samples)")
     p.add_argument("--split-source", choices=("auto", "published", "hash"), default="auto",
                    help="auto: published mimic3-benchmarks split when the subject is listed, else hash")
-    p.add_argument("--memory-limit", default=os.environ.get("CLINICAL_ML_DUCKDB_MEMORY", "2GB"),
+    p.add_argument("--memory-limit", default=os.environ.get("CLINICAL_ML_DUCKDB_MEMORY", "1536MB"),
                    help="DuckDB memory limit; larger intermediates spill to --temp-dir")
     p.add_argument("--threads", type=int, default=max(1, min(os.cpu_count() or 1, 8)))
     p.add_argument("--temp-dir", default=None, help="spill folder (default: a fresh temp folder)")

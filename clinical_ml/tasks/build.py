@@ -38,7 +38,7 @@ class BuildConfig:
     sample_every: int = 4        # decomp/los: keep every H-th hour in train
     eval_sample_every: int = 1   # decomp/los: val/test keep the reference's hourly samples
     split_source: str = "auto"   # auto | published | hash
-    memory_limit: str = "2GB"
+    memory_limit: str = "1536MB"
     threads: int = 2
     temp_dir: str | None = None
     timeseries: bool = True

@@ -37,7 +37,7 @@ def feature_names() -> list[str]:
 
 
 def build_features(con: duckdb.DuckDBPyConnection, task_tables: list[str], work_dir: str,
-                   chunk_stays: int = 4000) -> int:
+                   chunk_stays: int = 1000) -> int:
     """Table ``feats`` (icustay_id, tb, f_*): one row per prediction point of the task tables."""
     pts = " UNION ".join(f"SELECT icustay_id, tb FROM {t}" for t in task_tables)
     con.execute(f"CREATE OR REPLACE TEMP TABLE points AS SELECT DISTINCT * FROM ({pts})")
