@@ -19,6 +19,9 @@ ihm; LOS uses their regression baseline, ordinary least squares on the same feat
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 import xgboost as xgb
 from sklearn.impute import SimpleImputer
@@ -84,8 +87,22 @@ class ConstantClassifier:
         return np.c_[1 - p, p]
 
 
+@contextlib.contextmanager
+def _quiet_imputer():
+    """Features never observed in training (a channel a site does not chart) are dropped by
+    the imputer, as in the reference; expected, so not a warning on every fit and predict."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping features without any observed values")
+        yield
+
+
 def fit_lr(task: str, kind: str, X: np.ndarray, y: np.ndarray, C: float | None = None):
     """The fitted baseline: a Pipeline, or for pheno a list of per-label models."""
+    with _quiet_imputer():
+        return _fit_lr(task, kind, X, y, C)
+
+
+def _fit_lr(task: str, kind: str, X: np.ndarray, y: np.ndarray, C: float | None):
     C = LR_C.get(task, 1.0) if C is None else C
     if kind == "regression":
         return make_pipeline(SimpleImputer(strategy="mean"), StandardScaler(), LinearRegression()).fit(X, y)
@@ -102,6 +119,11 @@ def fit_lr(task: str, kind: str, X: np.ndarray, y: np.ndarray, C: float | None =
 
 
 def predict_lr(kind: str, model, X: np.ndarray) -> np.ndarray:
+    with _quiet_imputer():
+        return _predict_lr(kind, model, X)
+
+
+def _predict_lr(kind: str, model, X: np.ndarray) -> np.ndarray:
     if kind == "regression":
         return np.maximum(model.predict(X).astype(float), 0.0)
     if kind == "multilabel":
