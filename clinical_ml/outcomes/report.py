@@ -118,6 +118,9 @@ def render(evaluation: dict, preds: dict, title: str = "Outcome model evaluation
              f"<p>95% percentile bootstrap intervals over {b.get('resamples')} resamples of test rows "
              f"(seed {b.get('seed')}); subgroups with fewer than {evaluation.get('subgroup_min_n')} rows "
              "or one class are reported as skipped.</p>",
+             "<p class=muted>model code " + html.escape(str(evaluation.get("model", {}).get("code_version")))
+             + ", training data manifest sha256 "
+             + html.escape(str(evaluation.get("model", {}).get("data_manifest_sha256"))) + "</p>",
              "<h2>Gate (XGBoost point estimates)</h2><table><tr><th>metric</th><th>value</th></tr>" +
              "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in evaluation["gate"].items()) +
              "</table>"]
