@@ -56,6 +56,21 @@ def test_synthetic_is_usable_and_bad_table_is_named(synth, tmp_path, capsys):
     assert "ADMISSIONS.csv: empty file" in out
 
 
+def test_reversed_intervals_are_reported(synth, tmp_path, capsys):
+    import gzip
+    import shutil
+
+    for name in ("PATIENTS", "ADMISSIONS"):
+        shutil.copy(synth / f"{name}.csv.gz", tmp_path / f"{name}.csv.gz")
+    lines = gzip.decompress((tmp_path / "ADMISSIONS.csv.gz").read_bytes()).decode().splitlines()
+    cells = lines[1].split(",")
+    cells[3], cells[4] = cells[4], cells[3]  # ADMITTIME <-> DISCHTIME
+    lines[1] = ",".join(cells)
+    (tmp_path / "ADMISSIONS.csv.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    assert validate.main(["--mimic", str(tmp_path)]) == 0  # a warning, not an error
+    assert "1 row(s) with DISCHTIME before ADMITTIME" in capsys.readouterr().out
+
+
 def test_unknown_required_table_and_missing_source(tmp_path, capsys):
     assert cli.main(["validate-data", "--mimic", str(tmp_path), "--require", "NOPE"]) == 2
     assert cli.main(["validate-data", "--mimic", str(tmp_path / "absent")]) == 2

@@ -24,6 +24,10 @@ from clinical_ml.mimic.schema import ALL_TABLES, table as table_schema
 
 log = get_logger(__name__)
 DEFAULT_REQUIRED = ("PATIENTS", "ADMISSIONS")
+# (start, end) columns whose order is checked; the release has a few such rows (warnings)
+INTERVALS = {"ADMISSIONS": ("ADMITTIME", "DISCHTIME"), "ICUSTAYS": ("INTIME", "OUTTIME"),
+             "TRANSFERS": ("INTIME", "OUTTIME"), "INPUTEVENTS_MV": ("STARTTIME", "ENDTIME"),
+             "PRESCRIPTIONS": ("STARTDATE", "ENDDATE")}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,12 +48,15 @@ def check_table(src: str, name: str, max_rows: int, chunksize: int, stats: LoadS
     schema = table_schema(name)
     required_cols = [c.name for c in schema.columns if not c.nullable]
     nulls = {c: 0 for c in required_cols}
-    rows, sampled, errors = 0, False, []
+    rows, sampled, errors, reversed_ = 0, False, [], 0
     try:
         for df in iter_table(src, name, chunksize=chunksize, stats=stats):
             rows += len(df)
             for c in required_cols:
                 nulls[c] += int(df[c].isna().sum())
+            if name in INTERVALS:
+                start, end = INTERVALS[name]
+                reversed_ += int((df[end] < df[start]).sum())
             if max_rows and rows >= max_rows:
                 sampled = True
                 break
@@ -57,6 +64,8 @@ def check_table(src: str, name: str, max_rows: int, chunksize: int, stats: LoadS
         errors.append(str(e))
     warnings = [f"column {c}: {n} empty value(s) in a column the release never leaves empty"
                 for c, n in nulls.items() if n]
+    if reversed_:
+        warnings.append(f"{reversed_} row(s) with {INTERVALS[name][1]} before {INTERVALS[name][0]}")
     return {"rows": rows, "sampled": sampled, "errors": errors, "warnings": warnings,
             "quirks": dict(stats.quirks.get(name, {}))}
 
