@@ -148,7 +148,8 @@ class OutcomeModel:
             return gru_mod.predict(net, cfg, features_df, timeseries)
         X = feature_matrix(features_df, self.features, where)
         if model == "xgboost":
-            return M.predict_xgboost(kind, self._get(task, model), X, self.nthread)
+            transform = self.spec["tasks"][task].get("xgboost_target_transform", "none")
+            return M.predict_xgboost(kind, self._get(task, model), X, self.nthread, transform)
         if model == "lr":
             return M.predict_lr(kind, self._get(task, model), X)
         raise DataError(f"unknown model {model!r}; expected one of {', '.join(MODEL_FILES)}")

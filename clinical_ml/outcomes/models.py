@@ -8,8 +8,12 @@ iteration before saving, so a loaded model predicts exactly what was validated.
   25 boosters: one file and one early-stopping decision, histogram building shared across
   labels (about 25x fewer passes over the data), and no per-label booster for a phenotype
   that has a handful of positives to overfit on;
-- los: ``reg:squarederror`` on log1p(remaining hours) (the target is heavy-tailed; the log
-  scale stops a few very long stays dominating), predictions mapped back with expm1.
+- los: ``reg:absoluteerror`` on remaining hours, i.e. the conditional median. The target is
+  heavy-tailed (mean ~2x median); the median minimises MAD and tracks the bucket kappa far
+  better than the mean. On the 2,000-patient synthetic tree: kappa 0.277 / MAD 66 h, against
+  0.230 / 69 h for squared error on log1p(hours) and 0.087 / 76 h for squared error on hours.
+  ``feature_spec.tasks.los.xgboost_target_transform`` records the transform ("none"; older
+  models: "log1p", undone with expm1 at prediction).
 
 LR reproduces mimic3-benchmarks' logistic baselines: mean imputation and standardisation
 fitted on train, L2 logistic regression with liblinear (scikit-learn's default solver when
@@ -32,7 +36,8 @@ from sklearn.preprocessing import StandardScaler
 LR_C: dict[str, float] = {"ihm": 0.001, "decomp": 1.0, "pheno": 1.0, "readmit": 0.001}
 
 XGB_OBJECTIVE = {"binary": ("binary:logistic", "logloss"), "multilabel": ("binary:logistic", "logloss"),
-                 "regression": ("reg:squarederror", "rmse")}
+                 "regression": ("reg:absoluteerror", "mae")}
+LOS_TARGET_TRANSFORM = "none"
 
 
 def xgb_params(kind: str, *, seed: int, nthread: int, learning_rate: float, max_depth: int,
@@ -45,7 +50,7 @@ def xgb_params(kind: str, *, seed: int, nthread: int, learning_rate: float, max_
 
 
 def target_for_xgb(kind: str, y: np.ndarray) -> np.ndarray:
-    return np.log1p(np.maximum(y, 0)) if kind == "regression" else y
+    return y
 
 
 def fit_xgboost(kind: str, X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.ndarray,
@@ -63,12 +68,15 @@ def fit_xgboost(kind: str, X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray,
                      f"val_{params['eval_metric']}": float(curve[best]) if curve else None}
 
 
-def predict_xgboost(kind: str, booster: xgb.Booster, X: np.ndarray, nthread: int | None = None) -> np.ndarray:
+def predict_xgboost(kind: str, booster: xgb.Booster, X: np.ndarray, nthread: int | None = None,
+                    target_transform: str = "none") -> np.ndarray:
     d = xgb.DMatrix(X, missing=np.nan, nthread=nthread or -1)
     if nthread:
         booster.set_param({"nthread": nthread})
     p = booster.predict(d).astype(float)
-    return np.expm1(p) if kind == "regression" else p
+    if target_transform == "log1p":
+        p = np.expm1(p)
+    return np.maximum(p, 0.0) if kind == "regression" else p
 
 
 def _lr_pipeline(C: float) -> Pipeline:

@@ -145,7 +145,7 @@ def train_all(train_dir: str | os.PathLike, val_dir: str | os.PathLike, model_di
             features, summaries[task], task_models[task] = train_task(
                 task, train_dir, val_dir, stage, models, hp, ts_cache, features)
             spec_tasks[task] = {"type": TASK_TYPES[task], "labels": label_columns(task),
-                                **({"target": "hours", "xgboost_target_transform": "log1p"}
+                                **({"target": "hours", "xgboost_target_transform": M.LOS_TARGET_TRANSFORM}
                                    if task == "los" else {})}
         channels = series_channels(ts_cache[train_dir]) if train_dir in ts_cache else []
         artifact.write_spec(stage, features or [], channels, spec_tasks)
