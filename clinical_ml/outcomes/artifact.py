@@ -148,7 +148,9 @@ class OutcomeModel:
             return gru_mod.predict(net, cfg, features_df, timeseries)
         X = feature_matrix(features_df, self.features, where)
         if model == "xgboost":
-            transform = self.spec["tasks"][task].get("xgboost_target_transform", "none")
+            # absent: a model written to the first contract, where los was fit on log1p(hours)
+            default = "log1p" if kind == "regression" else "none"
+            transform = self.spec["tasks"][task].get("xgboost_target_transform", default)
             return M.predict_xgboost(kind, self._get(task, model), X, self.nthread, transform)
         if model == "lr":
             return M.predict_lr(kind, self._get(task, model), X)
