@@ -117,7 +117,9 @@ def _check_feature(name: str, c: dict, base: dict, arr: np.ndarray | None, col: 
     res: dict[str, Any] = {"completeness": n_present / m}
     # completeness
     c0 = float(c.get("completeness", 1.0))
-    bound = D.completeness_bound(c0, m, alpha, float(mc["completeness_tolerance"]))
+    common = (base.get("numerical_statistics") or base.get("string_statistics") or {}).get("common", {})
+    n_base = common.get("num_present", 0) + common.get("num_missing", 0)
+    bound = D.completeness_bound(c0, n_base, m, alpha, float(mc["completeness_tolerance"]))
     drop = c0 - res["completeness"]
     comp_score = max(drop, 0.0) / bound
     if comp_score > 1:

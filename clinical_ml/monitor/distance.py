@@ -107,10 +107,11 @@ def chi_square_pvalue(base_counts: dict[str, int], cur_counts: dict[str, int],
     return float(_st.chi2.sf(stat, df=b.size - 1))
 
 
-def completeness_bound(c0: float, m: float, alpha: float, tolerance: float) -> float:
-    """Completeness may fall this far below the baseline's before it is a violation
-    (one-sided z-test of a proportion at level ``alpha``, never below ``tolerance``)."""
+def completeness_bound(c0: float, n: float, m: float, alpha: float, tolerance: float) -> float:
+    """Completeness may fall this far below the baseline's before it is a violation: a one-sided
+    two-sample z-test of proportions at level ``alpha`` (the baseline's ``n`` rows are a sample
+    too), never below ``tolerance``."""
     if m <= 0:
         return math.inf
-    z = _z(alpha)
-    return max(tolerance, z * math.sqrt(max(c0 * (1.0 - c0), 1e-12) / m))
+    inv_n = 1.0 / n if n > 0 else 0.0
+    return max(tolerance, _z(alpha) * math.sqrt(max(c0 * (1.0 - c0), 1e-12) * (inv_n + 1.0 / m)))
