@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gen-prompt-tokens", type=int, default=160)
     p.add_argument("--gen-target-tokens", type=int, default=96)
     p.add_argument("--gen-test-docs", type=int, default=8)
+    p.add_argument("--mt-train-docs", type=int, default=400, help="MTSamples notes for the category head")
     p.add_argument("--skip", default="", help="comma list of stages to skip: encoder,generative,zero_shot,retrieval,mtsamples")
     args = p.parse_args(argv)
     import torch
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         top = [c for c, _ in Counter(d["category"] for d in mt).most_common(6)]
         mt = [d for d in mt if d["category"] in top]
         sp = split_documents(mt)
-        tr = random.Random(0).sample(sp["train"], min(400, len(sp["train"])))
+        tr = random.Random(0).sample(sp["train"], min(args.mt_train_docs, len(sp["train"])))
         te = sp["test"][:150]
         tok = AutoTokenizer.from_pretrained(str(resolve("minilm")))
         model = build_model(str(resolve("minilm")), EncoderConfig(max_length=128, categories=sorted(top)))

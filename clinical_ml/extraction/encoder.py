@@ -180,6 +180,13 @@ def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
             "category": torch.tensor([b.get("category", -100) for b in batch], dtype=torch.long)}
 
 
+def mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean of token states: all-MiniLM-L6-v2 was trained with mean pooling, so this is
+    a useful note embedding from step one (its [CLS] state is not)."""
+    m = mask.unsqueeze(-1).to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
 def loss_on_batch(model: EncoderExtractorModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     h = model.hidden(batch["input_ids"], batch["attention_mask"])
     ner = nn.functional.cross_entropy(model.heads.ner(h).flatten(0, 1), batch["tags"].flatten(),
@@ -189,7 +196,7 @@ def loss_on_batch(model: EncoderExtractorModel, batch: dict[str, torch.Tensor]) 
         loss = loss + nn.functional.binary_cross_entropy_with_logits(
             model.pair_logits(h, batch["pairs"]), batch["pair_labels"])
     if model.cfg.categories and (batch["category"] >= 0).any():
-        loss = loss + 0.5 * nn.functional.cross_entropy(model.heads.cls(h[:, 0]), batch["category"],
+        loss = loss + 0.5 * nn.functional.cross_entropy(model.heads.cls(mean_pool(h, batch["attention_mask"])), batch["category"],
                                                         ignore_index=-100)
     return loss
 
@@ -207,24 +214,27 @@ class EncoderExtractor:
         self.batch_size = batch_size
 
     @torch.no_grad()
-    def _hidden_windows(self, enc: dict) -> tuple[torch.Tensor, list[int]]:
-        """Hidden states (windows, L, H) and the predicted tag id of every token."""
+    def _hidden_windows(self, enc: dict) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Hidden states (windows, L, H), their attention mask and the predicted tag id of
+        every token."""
         items = [{"ids": [self.tokenizer.cls_token_id] + enc["ids"][ws:we] + [self.tokenizer.sep_token_id]}
                  for ws, we, _, _ in enc["windows"]]
-        hs, tags = [], [0] * len(enc["ids"])
+        hs, masks, tags = [], [], [0] * len(enc["ids"])
         for i in range(0, len(items), self.batch_size):
             b = collate(items[i:i + self.batch_size], self.tokenizer.pad_token_id or 0)
             h = self.model.hidden(b["input_ids"], b["attention_mask"])
             hs.append(h)
+            masks.append(b["attention_mask"])
         if not hs:
-            return torch.zeros(0), tags
+            return torch.zeros(0), torch.zeros(0), tags
         n = max(x.shape[1] for x in hs)
         h = torch.cat([nn.functional.pad(x, (0, 0, 0, n - x.shape[1])) for x in hs])
+        mask = torch.cat([nn.functional.pad(x, (0, n - x.shape[1])) for x in masks])
         pred = self.model.heads.ner(h).argmax(-1)
         for w, (ws, we, os_, oe) in enumerate(enc["windows"]):
             for t in range(os_, oe):
                 tags[t] = int(pred[w, t - ws + 1])
-        return h, tags
+        return h, mask, tags
 
     @torch.no_grad()
     def extract_one(self, text: str) -> dict:
@@ -233,12 +243,12 @@ class EncoderExtractor:
         if not enc["ids"]:
             return {"entities": [], "relations": [], "record": record_from_annotations([], []),
                     "category": None}
-        h, tag_ids = self._hidden_windows(enc)
+        h, mask, tag_ids = self._hidden_windows(enc)
         ents = apply_negation(text, bio_to_spans(text, enc["offsets"], [BIO_LABELS[t] for t in tag_ids]))
         rels = self._relations(h, enc, ents)
         category = None
         if self.cfg.categories:
-            probs = self.model.heads.cls(h[:, 0]).softmax(-1).mean(0)
+            probs = self.model.heads.cls(mean_pool(h, mask)).softmax(-1).mean(0)
             category = self.cfg.categories[int(probs.argmax())]
         return {"entities": ents, "relations": rels, "record": record_from_annotations(ents, rels),
                 "category": category}
