@@ -112,3 +112,15 @@ def test_step_scripts_run_as_files(tree, tmp_path):
                        cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert set(read_json(tmp_path / "e" / "evaluation.json")["gate"]) == {"readmit_auroc"}
+
+
+def test_gru_without_test_timeseries_is_reported_as_skipped(tmp_path):
+    tree = make_task_tree(tmp_path / "t", n_stays=80, seed=4)
+    train_all(tree / "train", tree / "val", tmp_path / "m", ["ihm"], ["xgboost", "gru"],
+              HyperParameters(max_rounds=3, early_stopping_rounds=2, nthread=1, gru_epochs=1))
+    import shutil
+
+    shutil.rmtree(tree / "test" / "timeseries")
+    doc, _ = evaluate(load(tmp_path / "m"), tree / "test", resamples=5)
+    assert doc["tasks"]["ihm"]["skipped_models"] == {"gru": "no timeseries/ folder in the test split"}
+    assert "gru" not in doc["tasks"]["ihm"] and "comparisons" not in doc["tasks"]["ihm"]

@@ -100,11 +100,13 @@ def evaluate_task(model: OutcomeModel, task: str, test_dir: Path, resamples: int
     y = labels(df, task)
     check_labels(task, y, str(test_dir / task))
     preds: dict = {"y": y, "kind": kind}
+    skipped: dict = {}
     for name in model.models(task):
         ts = None
         if name == "gru":
             if not any((test_dir / TIMESERIES).glob("part-*.parquet")):
                 log.warning("%s/gru not evaluated: no timeseries in %s", task, test_dir)
+                skipped[name] = "no timeseries/ folder in the test split"
                 continue
             if test_dir not in ts_cache:
                 ts_cache[test_dir] = read_timeseries(test_dir)
@@ -126,6 +128,8 @@ def evaluate_task(model: OutcomeModel, task: str, test_dir: Path, resamples: int
     entry: dict = {"type": kind, "n": int(len(y))}
     if kind == "binary":
         entry["prevalence"] = float(y.mean())
+    if skipped:
+        entry["skipped_models"] = skipped
     if kind == "multilabel":
         entry["label_prevalence"] = {c: float(v) for c, v in zip(model.labels(task), y.mean(0))}
     for key, res in results.items():
