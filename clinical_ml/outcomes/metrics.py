@@ -119,7 +119,7 @@ def _newton_logistic(x: np.ndarray | None, y: np.ndarray, w: np.ndarray, offset:
     a, b = 0.0, (1.0 if x is not None else 0.0)  # start at "calibrated": fewer steps
     for _ in range(iters):
         eta = offset + a + (b * x if x is not None else 0.0)
-        mu = 1.0 / (1.0 + np.exp(-eta))
+        mu = 0.5 * (1.0 + np.tanh(0.5 * eta))  # the logistic function, without exp overflow
         r = w * (y - mu)
         v = w * mu * (1.0 - mu)
         g0, h00 = r.sum(), v.sum()
