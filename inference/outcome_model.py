@@ -96,8 +96,12 @@ class OutcomeModel:
 
     def _fast_predict(self, task: str, x: np.ndarray) -> np.ndarray:
         p = self.boosters[task](x)
-        # as clinical_ml.outcomes.models.predict_xgboost: los is trained on log1p(hours)
-        return np.expm1(p) if self.tasks[task].get("type") == "regression" else p
+        # as clinical_ml.outcomes.artifact: the spec records the regression target transform
+        # ("none" for current models; absent means the older log1p(hours))
+        spec = self.tasks[task]
+        if spec.get("type") == "regression" and spec.get("xgboost_target_transform", "log1p") == "log1p":
+            return np.expm1(p)
+        return p
 
     def _check_fast_path(self) -> bool:
         """True when the boosters alone reproduce the artifact's predictions on probe rows."""

@@ -139,3 +139,15 @@ def test_model_metrics_and_report(evaluated):
     html = (evaluated / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 9  # ROC, PR, calibration x 3 binary tasks
     assert "Subgroups" in html and "xgboost_minus_lr_auroc" in html
+
+
+def test_trained_model_is_served_through_the_fast_path(trained, tree):
+    """The endpoint's single-row fast path reproduces the trainer's own predictions, los too."""
+    from inference import handlers
+
+    served = handlers.model_fn(trained)
+    assert served.fast, "booster fast path disagreed with clinical_ml.outcomes.load().predict"
+    df = read_split(tree / "test", "los")[served.features].head(5)
+    ref = load(trained).predict("los", df, model="xgboost")
+    got = served._fast_predict("los", df.to_numpy(np.float32))
+    assert np.allclose(got, ref, rtol=1e-5)
