@@ -19,7 +19,7 @@ from clinical_ml.io import DataError, atomic_path, sha256_file, write_json
 from clinical_ml.logs import get_logger
 from clinical_ml.mimic.files import locate_table
 from clinical_ml.tasks import cohort, events, features, labels, sources
-from clinical_ml.tasks.io import (GROUP_COLUMNS, PHENOTYPE_COLUMNS, SPLITS, TASKS, TIMESERIES,
+from clinical_ml.tasks.io import (PHENOTYPE_COLUMNS, SPLITS, TASKS, TIMESERIES,
                                   part_name)
 from clinical_ml.tasks.splits import hash_split_sql, published_splits
 from clinical_ml.tasks.variables import channels
