@@ -143,3 +143,15 @@ def test_retrieval_keeps_entity_sentences_only():
     assert "aspirin" in reduced and "fever" in reduced and "weather" not in reduced
     assert frac < 0.7
     assert retrieval.reduce_note("", RulesExtractor()) == ("", 1.0)
+
+
+def test_bio_decoding_snaps_subword_fragments_to_words():
+    text = "Started prednisolone today"
+    # subword units: "pred" "##nis" "##olone"; the model tagged only the middle piece
+    offsets = [(0, 7), (8, 12), (12, 15), (15, 20), (21, 26)]
+    tags = ["O", "O", "B-MEDICATION", "O", "O"]
+    assert bio_to_spans(text, offsets, tags)[0]["text"] == "nis"
+    (ent,) = bio_to_spans(text, offsets, tags, snap_words=True)
+    assert ent["text"] == "prednisolone" and (ent["start"], ent["end"]) == (8, 20)
+    (ent,) = bio_to_spans(text, offsets, ["O", "B-MEDICATION", "O", "B-MEDICATION", "O"], snap_words=True)
+    assert ent["text"] == "prednisolone"

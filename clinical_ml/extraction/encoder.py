@@ -207,8 +207,10 @@ class EncoderExtractor:
 
     kind = "encoder"
 
-    def __init__(self, model: EncoderExtractorModel, tokenizer, batch_size: int = 16):
+    def __init__(self, model: EncoderExtractorModel, tokenizer, batch_size: int = 16,
+                 snap_words: bool = True):
         self.model = model.eval()
+        self.snap_words = snap_words
         self.tokenizer = tokenizer
         self.cfg = model.cfg
         self.batch_size = batch_size
@@ -244,7 +246,8 @@ class EncoderExtractor:
             return {"entities": [], "relations": [], "record": record_from_annotations([], []),
                     "category": None}
         h, mask, tag_ids = self._hidden_windows(enc)
-        ents = apply_negation(text, bio_to_spans(text, enc["offsets"], [BIO_LABELS[t] for t in tag_ids]))
+        ents = apply_negation(text, bio_to_spans(text, enc["offsets"], [BIO_LABELS[t] for t in tag_ids],
+                                                 snap_words=self.snap_words))
         rels = self._relations(h, enc, ents)
         category = None
         if self.cfg.categories:
