@@ -169,6 +169,36 @@ def log_event(event: str, outcome: str = "ok", **details: Any) -> dict[str, Any]
     return None
 
 
+def ingest_event(src: str, tables: list[str] | tuple[str, ...], step: str) -> dict[str, Any] | None:
+    """Record which input files a step read: source, and per table file sha256 (S3: ETag).
+
+    Only logged when a trail is configured (hashing the full CHARTEVENTS takes minutes, so it
+    is skipped otherwise). Absent optional tables are listed as such, never an error here.
+    """
+    if not (os.environ.get("CLINICAL_ML_AUDIT_FILE") or os.environ.get("CLINICAL_ML_AUDIT_URI")):
+        return None
+    from clinical_ml.io import DataError, sha256_file
+    from clinical_ml.mimic.files import locate_table
+
+    files: dict[str, Any] = {}
+    for name in tables:
+        try:
+            tf = locate_table(src, name)
+        except DataError:
+            files[name] = None
+            continue
+        if tf.uri.startswith("s3://"):
+            import boto3
+
+            bucket, _, key = tf.uri[5:].partition("/")
+            etag = boto3.client("s3").head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+            files[name] = {"file": Path(key).name, "s3_etag": etag}
+        else:
+            files[name] = {"file": Path(tf.uri).name, "sha256": sha256_file(tf.uri),
+                           "bytes": Path(tf.uri).stat().st_size}
+    return log_event("data_ingested", step=step, source=src, files=files)
+
+
 def verify_records(records: list[dict[str, Any]], head: dict[str, Any] | None = None) -> list[str]:
     """Problems in a chain, first problem first; empty when intact."""
     problems: list[str] = []

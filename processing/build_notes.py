@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from clinical_ml import audit
 from clinical_ml.io import DataError, localize, sha256_file, write_json
 from clinical_ml.logs import get_logger
 from clinical_ml.notes.datasets import SPLITS, split_of, write_jsonl
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         write_jsonl(docs, out / f"{name}.jsonl")
         hashes[name] = sha256_file(out / f"{name}.jsonl")
     write_json(out / "manifest.json", {**stats, "sha256": hashes})
+    audit.ingest_event(src, ("NOTEEVENTS",), step="build-notes")
     log.info("build-notes: %d notes (train %d, val %d, test %d), %d gold rows rejected",
              stats["notes"], *(stats["splits"][s] for s in SPLITS), stats["rejected_gold"])
     return 0

@@ -68,6 +68,8 @@ def parse_args(argv: list[str] | None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from clinical_ml import audit
+    from clinical_ml.mimic.schema import TASK_TABLES
     from clinical_ml.tasks.build import BuildConfig, build
 
     a = parse_args(argv)
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         raise DataError(f"--out {cfg.out}: write to a local folder (SageMaker uploads "
                         "/opt/ml/processing/output for you)")
     m = build(cfg)
+    audit.ingest_event(cfg.mimic, TASK_TABLES, step="build-tasks")
     counts = {s: {t: v["rows"] for t, v in m["tasks"][s].items()} for s in m["tasks"]}
     print(json.dumps({"shard": m["shard"], "rows": counts, "seconds": m["seconds"]}))
     return 0

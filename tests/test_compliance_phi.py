@@ -130,3 +130,19 @@ def test_no_phi_in_logs_audit_or_capture_metadata(world):
     assert NOTE_MARKER in (notes / "notes" / "train.jsonl").read_text()
     captured = "".join(p.read_text() for p in capture.rglob("*.jsonl"))
     assert REQUEST_MARKER in captured
+
+
+def test_data_ingest_is_audited_with_hashes(world):
+    root, env, logs, mimic, _ = world
+    from clinical_ml.audit import read_records, verify_records
+    from clinical_ml.io import sha256_file
+
+    _run(["build-tasks", "--mimic", str(mimic), "--out", str(root / "tasks2"), "--tasks", "ihm"],
+         logs / "build_tasks2.log", env)
+    recs = read_records(root / "audit.jsonl")
+    assert verify_records(recs) == []
+    ingest = [r for r in recs if r["event"] == "data_ingested" and r["details"]["step"] == "build-tasks"]
+    assert ingest, "build-tasks wrote no data_ingested record"
+    files = ingest[-1]["details"]["files"]
+    assert files["ADMISSIONS"]["sha256"] == sha256_file(mimic / "ADMISSIONS.csv.gz")
+    assert files["CHARTEVENTS"]["bytes"] > 0
