@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import subprocess
 from functools import cached_property
-from importlib import metadata as _md
 from pathlib import Path
 
 import joblib
@@ -18,31 +16,11 @@ import pandas as pd
 import xgboost as xgb
 
 from clinical_ml.io import DataError, read_json, write_json
+from clinical_ml.version import code_version  # noqa: F401  (re-exported: artifact.code_version)
 from clinical_ml.outcomes import models as M
 from clinical_ml.outcomes.data import feature_matrix
 
 MODEL_FILES = {"xgboost": "xgboost.json", "lr": "lr.joblib", "gru": "gru.pt"}
-
-
-def code_version() -> str:
-    """``CLINICAL_ML_CODE_VERSION`` (set in images), else the git commit, else the package version."""
-    env = os.environ.get("CLINICAL_ML_CODE_VERSION")
-    if env:
-        return env
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5)
-        if out.returncode == 0 and out.stdout.strip():
-            dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here.parent.parent,
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
-            return f"git:{out.stdout.strip()}" + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        return f"clinical-ml=={_md.version('clinical-ml')}"
-    except _md.PackageNotFoundError:
-        return "unknown"
 
 
 def save_xgboost(booster: xgb.Booster, model_dir: Path, task: str) -> Path:

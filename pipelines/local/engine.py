@@ -278,7 +278,11 @@ class Execution:
             localize=self.localize)
         (self.run_dir / "steps").mkdir(parents=True, exist_ok=True)
         write_json(self.run_dir / "definition.json", self.definition)
-        self.audit("pipeline_started", parameters=self.parameters)
+        from clinical_ml.version import code_version as git_version
+
+        self.code_version = git_version()
+        self.audit("pipeline_started", parameters=self.parameters, code_version=self.code_version,
+                   definition_sha256=hashlib.sha256(json.dumps(self.definition, sort_keys=True).encode()).hexdigest())
         failed: StepFailed | None = None
         for name in order:
             step = steps[name]
@@ -324,7 +328,9 @@ class Execution:
             reused.duration_s = time.monotonic() - t0
             self.progress(name, reused.status, f"{reused.duration_s:.1f}s")
             return reused
-        self.audit("step_started", step=name, type=kind)
+        self.audit("step_started", step=name, type=kind, code_version=self.code_version,
+                   arguments_sha256=hashlib.sha256(json.dumps(step.get("Arguments", {}), sort_keys=True,
+                                                              default=str).encode()).hexdigest())
         if kind == "Condition":
             args = step.get("Arguments", {})
             outcome = all(evaluate_condition(c, ctx) for c in args.get("Conditions", []))
