@@ -24,6 +24,7 @@ import os
 import sys
 from typing import Any
 
+from clinical_ml import audit
 from clinical_ml.io import DataError, backend, write_json
 from clinical_ml.logs import get_logger
 
@@ -101,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     info = impl.deploy(args)
     out = write_json(os.path.join(args.output_dir, "endpoint.json"), info)
+    audit.log_event("endpoint_updated" if info.get("action") == "updated" else "endpoint_deployed",
+                    endpoint=info["endpoint_name"], backend=args.backend,
+                    variants=[{k: v.get(k) for k in ("name", "model_package_arn", "weight")}
+                              for v in info["variants"]])
     log.info("endpoint %s %s with %d variant(s); wrote %s", info["endpoint_name"], info["action"],
              len(info["variants"]), out)
     return 0

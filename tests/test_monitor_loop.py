@@ -36,7 +36,8 @@ def test_composite_rule():
     assert alarms.evaluate_composite('ALARM("b") AND NOT ALARM("a")', states) == "ALARM"
 
 
-def test_local_loop_starts_one_guarded_execution(tmp_path):
+def test_local_loop_starts_one_guarded_execution(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLINICAL_ML_AUDIT_FILE", str(tmp_path / "audit.jsonl"))
     mfile = tmp_path / "metrics.jsonl"
     ledger = default_ledger(tmp_path / "runs")
     started = []
@@ -54,8 +55,8 @@ def test_local_loop_starts_one_guarded_execution(tmp_path):
     results = [evaluate_and_trigger(mfile, "ep", "sched", start, ledger, window=window, now=now) for _ in range(5)]
     assert [r["composite"] for r in results] == ["ALARM"] * 5
     assert len(started) == 1 and results[0]["started"] == "exec-1"
-    assert started[0] == {"Trigger": "drift", "DriftWindowStart": "2026-01-01T01:00:00.000Z",
-                          "DriftWindowEnd": "2026-01-01T02:00:00.000Z"}
+    assert started[0] == {"Trigger": "drift", "DataWindowStart": "2026-01-01T01:00:00.000Z",
+                          "DataWindowEnd": "2026-01-01T02:00:00.000Z"}
     assert {r["decision"]["reason"] for r in results[1:]} == {"in_flight"}
     LocalLedger(ledger).finish("exec-1", "Succeeded")
     again = evaluate_and_trigger(mfile, "ep", "sched", start, ledger, now=now + timedelta(minutes=10))
@@ -63,6 +64,14 @@ def test_local_loop_starts_one_guarded_execution(tmp_path):
     much_later = evaluate_and_trigger(mfile, "ep", "sched", start, ledger, cooldown_s=600,
                                       now=now + timedelta(minutes=20))
     assert much_later["composite"] == "ALARM" and much_later["started"] == "exec-2"
+    from clinical_ml.audit import read_records, verify_records
+
+    recs = read_records(tmp_path / "audit.jsonl")
+    assert verify_records(recs) == []
+    assert sum(r["event"] == "drift_alarm" for r in recs) == 7
+    triggered = [(r["outcome"], r["details"]["execution"]) for r in recs if r["event"] == "retrain_triggered"]
+    assert triggered[0] == ("ok", "exec-1") and triggered[-1] == ("ok", "exec-2")
+    assert [o for o, _ in triggered[1:-1]] == ["skipped"] * 5
 
 
 def test_empty_windows_never_alarm(tmp_path):

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from clinical_ml import audit
 from clinical_ml.logs import get_logger
 from clinical_ml.monitor import alarms, metrics
 from clinical_ml.monitor.capture import format_time
@@ -31,7 +32,7 @@ def evaluate_and_trigger(metrics_file: str | os.PathLike, endpoint_name: str, sc
 
     Returns ``{"alarms": {name: state}, "composite": state, "decision": {...} | None,
     "started": execution id | None}``. ``window`` (the drift window that fired) is passed to the
-    pipeline as ``DriftWindowStart``/``DriftWindowEnd``.
+    pipeline as ``DataWindowStart``/``DataWindowEnd``.
     """
     specs = specs or alarms.alarm_specs(endpoint_name, schedule_name, threshold)
     points = metrics.read_local(metrics_file)
@@ -42,11 +43,16 @@ def evaluate_and_trigger(metrics_file: str | os.PathLike, endpoint_name: str, sc
     if states[composite] != "ALARM":
         log.info("drift loop: composite alarm %s (%d datapoints)", states[composite], len(points))
         return result
+    audit.log_event("drift_alarm", alarm=composite, endpoint=endpoint_name,
+                    alarms={k: v for k, v in states.items() if v == "ALARM"})
     params = {"Trigger": "drift", **(extra_parameters or {})}
     if window:
-        params.update(DriftWindowStart=format_time(window[0]), DriftWindowEnd=format_time(window[1]))
+        params.update(DataWindowStart=format_time(window[0]), DataWindowEnd=format_time(window[1]))
     decision = LocalLedger(ledger_file).guarded_start(start_execution, params, cooldown_s, now)
     result.update(decision=decision, started=decision.get("started"))
+    audit.log_event("retrain_triggered", "ok" if decision["proceed"] else "skipped",
+                    trigger="drift", reason=decision["reason"], execution=decision.get("started"),
+                    window=[params.get("DataWindowStart"), params.get("DataWindowEnd")])
     log.info("drift loop: ALARM -> guard %s (%s)", "proceeds" if decision["proceed"] else "skips",
              decision["reason"])
     return result

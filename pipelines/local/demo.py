@@ -170,6 +170,9 @@ def run_demo(args: argparse.Namespace) -> int:
     demo_dir = root / ("demo-" + _now().strftime("%Y%m%dT%H%M%S"))
     demo_dir.mkdir(parents=True)
     point_latest(root, demo_dir)
+    # demo-level events (drift alarm, retraining trigger) go to the demo folder's audit trail;
+    # each execution's steps write their own runs/<execution>/audit.jsonl
+    os.environ["CLINICAL_ML_AUDIT_FILE"] = str(demo_dir / "audit.jsonl")
     summary: dict[str, Any] = {"demo_dir": str(demo_dir), "executions": [], "registered": [], "endpoint": None,
                                "drift": None, "missing": [], "timings_s": {}}
     info = None
@@ -233,7 +236,6 @@ def run_demo(args: argparse.Namespace) -> int:
         second: dict[str, Any] = {}
 
         def start_execution(params: dict[str, str]) -> dict[str, Any]:
-            params = {_window_param(k, declared): v for k, v in params.items()}
             ex2, s2 = run_execution(definition, root, {**base, **params}, trigger=params.get("Trigger", "drift"),
                                     use_cache=not args.no_cache)
             second.update(ex=ex2, summary=s2)
@@ -270,14 +272,6 @@ def run_demo(args: argparse.Namespace) -> int:
         point_latest(root, demo_dir)
     _print_summary(summary, demo_dir)
     return rc
-
-
-def _window_param(name: str, declared: set[str]) -> str:
-    """The alarm loop names the window DriftWindowStart/End; the definition may call it DataWindow*."""
-    if name in declared:
-        return name
-    alt = name.replace("DriftWindow", "DataWindow")
-    return alt if alt in declared else name
 
 
 def _print_summary(summary: dict[str, Any], demo_dir: Path) -> None:
