@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     out_path = Path(args.out)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-llm-"))
-    res: dict = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
+    res: dict = {"work": str(work), "machine": {"platform": platform.platform(), "python": platform.python_version(),
                              "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                              "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
                  "config": vars(args), "stages": {}}
@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         train_docs = syn_train + (mac["train"] if mac else [])
         fs = fit(model, tok, train_docs, epochs=args.encoder_epochs, seed=args.seed)
         enc = EncoderExtractor(model, tok)
+        from clinical_ml.extraction.artifact import save_encoder
+
+        save_encoder(enc, work / "encoder", "minilm", base, {k: v for k, v in fs.items() if k != "losses"})
         table["synthetic"]["encoder_lora"], _ = run(enc, syn_test)
         if mac:
             table["maccrobat"]["encoder_lora"], _ = run(enc, mac["test"])
@@ -205,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         gen = build_generative(str(resolve("smollm2")), cfg)
         fs = fit_generative(gen, syn["train"], epochs=1.0, lr=5e-4, batch_size=4, seed=args.seed,
                             time_budget_s=args.gen_train_seconds)
+        from clinical_ml.extraction.generative import save_generative
+
+        save_generative(gen, work / "generative", "smollm2", resolve("smollm2"),
+                        {k: v for k, v in fs.items() if k != "losses"})
         gen_docs = visible_docs(syn_test[:args.gen_test_docs], gen)
         g, _ = run(gen, gen_docs)
         res.setdefault("generative_test", {})["fine_tuned_smollm2_lora"] = g
