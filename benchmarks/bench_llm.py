@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         cats = sorted({d["category"] for d in syn_train})
         model = build_model(str(base), EncoderConfig(categories=cats))
         train_docs = syn_train + (mac["train"] if mac else [])
-        fs = fit(model, tok, train_docs, epochs=args.encoder_epochs, seed=args.seed)
+        fs = fit(model, tok, train_docs, epochs=args.encoder_epochs, lr=3e-3, seed=args.seed)
         enc = EncoderExtractor(model, tok)
         from clinical_ml.extraction.artifact import save_encoder
 

@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (0: epochs)")
     p.add_argument("--time-budget-s", type=float, default=0, help="stop training after this many seconds (0: off)")
-    p.add_argument("--lr", type=float, default=None, help="default 1e-3 encoder, 3e-4 generative")
+    p.add_argument("--lr", type=float, default=None, help="default 3e-3 encoder, 3e-4 generative")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=256, help="tokens per window (encoder) / prompt (generative)")
     p.add_argument("--max-target-tokens", type=int, default=160, help="generative: target JSON budget")
@@ -95,7 +95,7 @@ def train_encoder(args, train_docs: list[dict]):
                         categories=cats if len(cats) > 1 else [])
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     model = build_model(str(base_dir), cfg)
-    stats = fit(model, tok, train_docs, epochs=args.epochs, lr=args.lr or 1e-3, batch_size=args.batch_size,
+    stats = fit(model, tok, train_docs, epochs=args.epochs, lr=args.lr or 3e-3, batch_size=args.batch_size,
                 seed=args.seed, max_steps=args.max_steps or None, accelerator=_accelerator(),
                 time_budget_s=args.time_budget_s or None)
     if hasattr(model, "module"):

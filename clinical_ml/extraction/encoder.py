@@ -309,7 +309,7 @@ def _is_bert(base_dir: str) -> bool:
 
 
 def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epochs: float = 2.0,
-        lr: float = 1e-3, batch_size: int = 8, seed: int = 0, max_steps: int | None = None,
+        lr: float = 3e-3, batch_size: int = 8, seed: int = 0, max_steps: int | None = None,
         accelerator=None, time_budget_s: float | None = None) -> dict[str, Any]:
     """Train LoRA + heads; returns loss curve, tokens seen and tokens/s."""
     rng = random.Random(seed)
