@@ -555,7 +555,10 @@ class Execution:
         props = reg.describe_model_package(arn)
         ctx.steps[name] = props
         self._write_status(self.run_dir / "steps" / name, step, "Succeeded", props, "")
-        self.audit("model_registered", group=group, arn=arn, approval=props["ModelApprovalStatus"])
+        self.audit("model_registered", group=group, arn=arn, approval=props["ModelApprovalStatus"],
+                   model_data_sha256=_content_key(model_data, {}))
+        if props["ModelApprovalStatus"] == "Approved":
+            self.audit("model_approved", arn=arn, by="ModelApprovalStatus parameter")
         return StepResult(name, "RegisterModel", "Succeeded", time.monotonic() - t0, arn, properties=to_json(props))
 
 
