@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         if src.is_dir():
             dst = Path(args.output) / "baseline"
             shutil.copytree(src, dst, dirs_exist_ok=True)
-            doc["baseline_uri"] = str(dst.resolve())
+            # relative to schedule.json: the runner renames the step folder when it succeeds
+            doc["baseline_uri"] = "baseline"
     if backend() == "local":
         # concrete arguments for the local runner's hourly run (it adds --output/--window-end)
         capture = localize(args.capture_uri) if args.capture_uri else None

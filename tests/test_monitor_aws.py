@@ -137,8 +137,9 @@ def test_schedule_step_local_backend_writes_schedule_json(tmp_path, monkeypatch)
     assert doc["endpoint_name"] == "local-ep" and doc["cron"] == schedule.DEFAULT_CRON
     assert doc["drift_job"]["script"] == "monitoring/drift_job.py" and "schedule_arn" not in doc
     assert (tmp_path / "s" / "baseline" / "constraints.json").is_file()   # kept beside schedule.json
+    assert doc["baseline_uri"] == "baseline"
     assert doc["local_drift_arguments"] == ["--capture", str(tmp_path / "s3" / "b" / "p" / "capture" / "local-ep"),
-                                            "--baseline", str((tmp_path / "s" / "baseline").resolve()),
+                                            "--baseline", "baseline",   # relative to schedule.json
                                             "--endpoint", "local-ep", "--schedule", "local-ep-drift",
                                             "--comparison-threshold", "0.2"]
 

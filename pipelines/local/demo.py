@@ -33,6 +33,9 @@ from pipelines.local.runner import DATA_PARAMETER, build_definition, parse_param
 DEMO_PATIENTS = int(os.environ.get("CLINICAL_ML_DEMO_PATIENTS", "300"))
 TRAFFIC_ROWS = int(os.environ.get("CLINICAL_ML_DEMO_ROWS", "300"))
 SHIFT_SCENARIO = os.environ.get("CLINICAL_ML_DEMO_SCENARIO", "units")
+# the extractor is the demo's longest step on 2 CPU cores: train on fewer notes than the
+# pipeline default (a SageMaker run gets a GPU); any --param ExtractorMaxTrainDocs wins
+DEMO_EXTRACTOR_DOCS = os.environ.get("CLINICAL_ML_DEMO_EXTRACTOR_DOCS", "300")
 
 # what the demo needs from the other parts of the project (path -> what it is)
 REQUIRED = {
@@ -188,8 +191,8 @@ def run_demo(args: argparse.Namespace) -> int:
         summary["timings_s"]["data"] = round(time.monotonic() - t, 1)
         definition = build_definition()
         declared = {p["Name"] for p in definition.get("Parameters", [])}
-        base = {DATA_PARAMETER: str(data), **({"ModelApprovalStatus": "Approved"} if "ModelApprovalStatus" in declared else {}),
-                **user}
+        demo_defaults = {"ModelApprovalStatus": "Approved", "ExtractorMaxTrainDocs": DEMO_EXTRACTOR_DOCS}
+        base = {DATA_PARAMETER: str(data), **{k: v for k, v in demo_defaults.items() if k in declared}, **user}
 
         _say("execution 1 (trigger=manual)")
         ex1, s1 = run_execution(definition, root, base, trigger="manual", use_cache=not args.no_cache)
@@ -205,6 +208,8 @@ def run_demo(args: argparse.Namespace) -> int:
         if not sched_file.is_file():
             raise DemoError(f"the ScheduleMonitor step wrote no schedule.json ({sched_file})")
         schedule = read_json(sched_file)
+        if not str(schedule["baseline_uri"]).startswith("s3://"):  # local: relative to schedule.json
+            schedule["baseline_uri"] = str(sched_file.parent / schedule["baseline_uri"])
         capture_root = Path(ex1.localize(str(schedule["capture_uri"]))) / schedule["endpoint_name"]
         test_split = ex1.run_dir / "steps" / "BuildTasks" / "output" / "test"
 
