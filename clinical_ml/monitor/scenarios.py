@@ -1,6 +1,6 @@
 """Drifted traffic from a reference feature frame: the shifts a clinical model meets in practice.
 
-Every scenario draws ``rows`` rows from the reference (with replacement) and then changes them;
+Every scenario draws ``rows`` rows from the reference (distinct rows while it has enough) and then changes them;
 ``size`` is the scenario's shift size (its unit is documented per scenario and in
 docs/monitoring.md):
 
@@ -104,7 +104,12 @@ def _cols(df: pd.DataFrame, pattern: re.Pattern, stat: re.Pattern | None = None)
 
 
 def _sample(ref: pd.DataFrame, rows: int, rng: np.random.Generator) -> pd.DataFrame:
-    return ref.iloc[rng.integers(0, len(ref), rows)].reset_index(drop=True)
+    """``rows`` reference rows: distinct rows when the reference has enough (a window of real
+    traffic has no copies; copies would make a small reference look like strong evidence of
+    drift), with replacement only beyond that."""
+    idx = (rng.permutation(len(ref))[:rows] if rows <= len(ref)
+           else rng.integers(0, len(ref), rows))
+    return ref.iloc[idx].reset_index(drop=True)
 
 
 def covariate(ref, rows, size, rng):

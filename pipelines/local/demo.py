@@ -25,14 +25,16 @@ from typing import Any
 
 from clinical_ml.io import DataError, read_json
 from clinical_ml.registry import LocalRegistry, to_json
+from clinical_ml.tasks.io import read_split
 
 from pipelines.local.entrypoints import REPO_ROOT
 from pipelines.local.report import write_report
 from pipelines.local.runner import DATA_PARAMETER, build_definition, parse_params, point_latest, run_execution
 
-DEMO_PATIENTS = int(os.environ.get("CLINICAL_ML_DEMO_PATIENTS", "300"))
+DEMO_PATIENTS = int(os.environ.get("CLINICAL_ML_DEMO_PATIENTS", "1000"))
 TRAFFIC_ROWS = int(os.environ.get("CLINICAL_ML_DEMO_ROWS", "300"))
 SHIFT_SCENARIO = os.environ.get("CLINICAL_ML_DEMO_SCENARIO", "units")
+SHIFT_SIZE = os.environ.get("CLINICAL_ML_DEMO_SHIFT_SIZE", "0.5")  # units: half the rows in Fahrenheit
 # the extractor is the demo's longest step on 2 CPU cores: train on fewer notes than the
 # pipeline default (a SageMaker run gets a GPU); any --param ExtractorMaxTrainDocs wins
 DEMO_EXTRACTOR_DOCS = os.environ.get("CLINICAL_ML_DEMO_EXTRACTOR_DOCS", "300")
@@ -215,10 +217,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
         traffic = {}
         windows = {}
+        # a window holds distinct held-out stays: never more rows than the test split has
+        rows = min(TRAFFIC_ROWS, len(read_split(test_split, "ihm", columns=["icustay_id"])))
         for name, scenario in (("normal", "none"), ("shifted", SHIFT_SCENARIO)):
-            _say(f"{name} traffic ({scenario}, {TRAFFIC_ROWS} rows) -> {url}")
+            _say(f"{name} traffic ({scenario}, {rows} rows) -> {url}")
             payloads = demo_dir / "traffic" / name
-            _cli(["drift-scenarios", "--reference", str(test_split), "--scenario", scenario, "--rows", str(TRAFFIC_ROWS),
+            size = ["--size", SHIFT_SIZE] if scenario != "none" else []
+            _cli(["drift-scenarios", "--reference", str(test_split), "--scenario", scenario, "--rows", str(rows), *size,
                   "--format", "payloads", "--out", str(payloads), "--seed", "1" if name == "normal" else "2"],
                  demo_dir / "logs" / f"traffic-{name}.log")
             t0 = _now()
