@@ -42,8 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variant", default="AllTraffic")
     p.add_argument("--synthetic-rows", type=int, default=20000)
     p.add_argument("--out", required=True)
-    p.add_argument("--decimals", type=int, default=3,
-                   help="round features as clients send them (float32 noise would bloat capture)")
+    p.add_argument("--decimals", type=int, default=None,
+                   help="round features to this many decimals (default: send them as stored); "
+                        "rounding a discrete-valued feature moves it off the baseline's values")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             w_end = w_start + timedelta(minutes=args.window_minutes)
             df = S.generate(ref, name, args.rows, args.size, seed=args.seed * 1000 + s_i * 100 + w)[cols]
             num = [c for c in cols if str(c).startswith("f_")]
-            df[num] = df[num].astype("float64").round(args.decimals)
+            if args.decimals is not None:
+                df[num] = df[num].astype("float64").round(args.decimals)
             entry = {"scenario": name, "size": args.size if args.size is not None else S.DEFAULT_SIZES[name],
                      "window_start": format_time(w_start), "window_end": format_time(w_end), "rows": len(df)}
             if args.format == "capture":

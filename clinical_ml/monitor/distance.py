@@ -26,6 +26,9 @@ import numpy as np
 from scipy import stats as _st
 
 
+SKETCH_REL_TOL = 1e-6  # sketch items are stored with 7 significant digits (clinical_ml.monitor.stats)
+
+
 @functools.lru_cache(maxsize=64)
 def _z(alpha: float) -> float:
     return NormalDist().inv_cdf(1.0 - alpha)
@@ -51,12 +54,30 @@ def cdf_linf(base_x: np.ndarray, base_w: np.ndarray, current: np.ndarray) -> flo
     cur = np.sort(current[np.isfinite(current)])
     if cur.size == 0 or base_x.size == 0:
         return 0.0
+    cur = snap_to(base_x, cur)
     cw = np.concatenate([[0.0], np.cumsum(base_w)])
     total = cw[-1]
     pts = np.concatenate([base_x, cur])
     fb = cw[np.searchsorted(base_x, pts, side="right")] / total
     fc = np.searchsorted(cur, pts, side="right") / cur.size
     return float(np.max(np.abs(fb - fc)))
+
+
+def snap_to(base_x: np.ndarray, values: np.ndarray, rel: float = SKETCH_REL_TOL) -> np.ndarray:
+    """Values equal to a sketch item up to the sketch's precision become that item.
+
+    The sketch keeps 7 significant digits while traffic carries full float32/float64 values;
+    for a discrete-valued feature (a std of GCS scores: 0, 0.5, 0.5774, ...) a step of the CDF
+    shifted by 1e-7 would otherwise read as a distance equal to that value's whole mass.
+    """
+    j = np.clip(np.searchsorted(base_x, values), 1, base_x.size - 1) if base_x.size > 1 else \
+        np.zeros(values.size, dtype=np.int64)
+    out = values.copy()
+    for cand in (j - 1, j) if base_x.size > 1 else (j,):
+        b = base_x[cand]
+        close = np.abs(out - b) <= rel * np.maximum(np.abs(b), 1e-12)
+        out[close] = b[close]
+    return out
 
 
 def numeric_threshold(method: str, comparison_threshold: float, n_base: float, m: float,
