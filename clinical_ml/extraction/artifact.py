@@ -31,12 +31,12 @@ def schema_spec() -> dict[str, Any]:
 
 
 def write_common(out: Path, kind: str, base_model: str | None, extra: dict[str, Any]) -> None:
-    from clinical_ml import __version__
+    from clinical_ml.version import code_version
 
     out.mkdir(parents=True, exist_ok=True)
     meta = {"model_type": "extractor", "kind": kind, "base_model": base_model,
             "labels": list(ENTITY_LABELS), "relation_types": list(RELATION_TYPES),
-            "schema_version": SCHEMA_VERSION, "code_version": __version__,
+            "schema_version": SCHEMA_VERSION, "code_version": code_version(),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     meta.update(extra)
     write_json(out / "metadata.json", meta)
