@@ -20,6 +20,7 @@ from torch import nn
 
 from clinical_ml.extraction.bio import BIO_LABELS, LABEL2ID, bio_to_spans, tags_for_offsets
 from clinical_ml.extraction.negation import apply_negation
+from clinical_ml.extraction.optim import optimizer_step
 from clinical_ml.logs import get_logger
 from clinical_ml.notes.schema import ATTRIBUTE_RELATIONS, record_from_annotations
 
@@ -335,12 +336,7 @@ def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epoc
             if accelerator is not None:
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             loss = loss_on_batch(model, batch)
-            (accelerator.backward(loss) if accelerator is not None else loss.backward())
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad()
-            losses.append(loss.item())
+            losses.append(optimizer_step(loss, params, opt, sched, accelerator))
             tokens += int(batch["attention_mask"].sum())
             step += 1
             if step % 20 == 0:

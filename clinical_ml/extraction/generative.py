@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from clinical_ml.extraction.decoding import ground, parse_record
+from clinical_ml.extraction.optim import optimizer_step
 from clinical_ml.logs import get_logger
 from clinical_ml.notes.schema import record_from_annotations
 
@@ -201,12 +202,7 @@ def fit_generative(ext: GenerativeExtractor, docs: list[dict], *, epochs: float 
             batch = {k: v.to(device) for k, v in _collate(pairs[i:i + batch_size], pad).items()}
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_autocast):
                 loss = model(**batch).loss
-            (accelerator.backward(loss) if accelerator is not None else loss.backward())
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad()
-            losses.append(loss.item())
+            losses.append(optimizer_step(loss, params, opt, sched, accelerator))
             tokens += int(batch["attention_mask"].sum())
             step += 1
             if step % 10 == 0:
