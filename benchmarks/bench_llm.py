@@ -6,10 +6,12 @@ Stages (each writes its part of the JSON as soon as it finishes, so a slow machi
 leaves results):
 1. data: ``clinical-ml synth`` (``--patients``) + ``build-notes``; MACCROBAT split (if present);
 2. rules baseline (gazetteer fitted on each training split);
-3. encoder: all-MiniLM-L6-v2 + LoRA on synthetic train notes + MACCROBAT train documents;
-4. generative: SmolLM2-135M-Instruct + LoRA -> JSON, time-budgeted; zero-shot SmolLM2 on the
-   same notes. Both read the same prompt budget, so both are scored against the gold inside
-   the visible prefix (``visible_docs``);
+3. encoder: all-MiniLM-L6-v2 + LoRA, one model on synthetic train notes (scored on synthetic
+   test notes) and one on MACCROBAT train+val documents (scored on MACCROBAT test documents);
+4. generative: SmolLM2-135M-Instruct + LoRA -> JSON, time-budgeted, trained on synthetic notes;
+   zero-shot SmolLM2 on the same notes and on MACCROBAT test documents. Both read the same
+   prompt budget, so every extractor on those rows is scored against the gold inside the
+   visible prefix (``visible_docs``);
 5. retrieval: prompt tokens with/without entity-based chunk selection, gold entities kept,
    fine-tuned generative F1 with retrieval;
 6. MTSamples note classification (medical_specialty, top classes), macro-F1.
@@ -87,6 +89,37 @@ def visible_docs(docs: list[dict], ext) -> list[dict]:
     return out
 
 
+def prefix_sets_for(ext, syn_test: list[dict], mac: dict | None) -> dict[str, list[dict]]:
+    """The test documents the generator can see whole: synthetic and (if present) MACCROBAT."""
+    out = {"synthetic_prefix": visible_docs(syn_test, ext)}
+    if mac:
+        out["maccrobat_prefix"] = visible_docs(mac["test"], ext)
+    return out
+
+
+ROWS = [("synthetic", "synthetic test notes, whole"),
+        ("synthetic_prefix", "synthetic test notes, first {p} tokens"),
+        ("maccrobat", "MACCROBAT test documents, whole"),
+        ("maccrobat_prefix", "MACCROBAT test documents, first {p} tokens")]
+NAMES = {"generative_lora": "SmolLM2-135M + LoRA (fine-tuned)", "zero_shot": "SmolLM2-135M zero-shot",
+         "encoder_lora": "MiniLM-L6 + LoRA (fine-tuned)", "rules": "rules + negation"}
+
+
+def markdown_table(table: dict, prompt_tokens: int | str = "N") -> str:
+    """fine-tuned vs zero-shot vs rules per test set: strict (lenient) entity F1, relation and
+    record F1, JSON validity, MEDICATION and PROBLEM strict F1."""
+    lines = ["| test set | extractor | docs | entity F1 strict (lenient) | relation F1 | record F1 | "
+             "JSON valid | MEDICATION | PROBLEM |", "|---" * 9 + "|"]
+    for key, title in ROWS:
+        for name, m in table.get(key, {}).items():
+            per = m["f1_per_label"]
+            lines.append(f"| {title.format(p=prompt_tokens)} | {NAMES.get(name, name)} | {m['n_docs']} | "
+                         f"{m['entity_f1']:.3f} ({m['entity_f1_lenient']:.3f}) | {m['relation_f1']:.3f} | "
+                         f"{m['record_f1']:.3f} | {m.get('json_validity', 1.0):.2f} | "
+                         f"{per['MEDICATION']:.3f} | {per['PROBLEM']:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="bench-results/llm.json")
@@ -95,14 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--work", default=None)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    p.add_argument("--encoder-train-docs", type=int, default=300)
+    p.add_argument("--encoder-train-docs", type=int, default=600)
     p.add_argument("--encoder-epochs", type=float, default=2.0)
+    p.add_argument("--maccrobat-epochs", type=float, default=8.0)
     p.add_argument("--test-docs", type=int, default=60)
     p.add_argument("--no-maccrobat", action="store_true")
-    p.add_argument("--gen-train-seconds", type=float, default=300)
-    p.add_argument("--gen-prompt-tokens", type=int, default=160)
-    p.add_argument("--gen-target-tokens", type=int, default=96)
-    p.add_argument("--gen-test-docs", type=int, default=8)
+    p.add_argument("--gen-train-seconds", type=float, default=420)
+    p.add_argument("--gen-lr", type=float, default=1e-3)
+    p.add_argument("--gen-prompt-tokens", type=int, default=192)
+    p.add_argument("--gen-target-tokens", type=int, default=128)
+    p.add_argument("--gen-test-docs", type=int, default=16)
     p.add_argument("--mt-train-docs", type=int, default=400, help="MTSamples notes for the category head")
     p.add_argument("--skip", default="", help="comma list of stages to skip: encoder,generative,zero_shot,retrieval,mtsamples")
     args = p.parse_args(argv)
@@ -151,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     mac = None
     if not args.no_maccrobat and (SHARED / "maccrobat2020").is_dir():
         mac = split_documents(read_brat(SHARED / "maccrobat2020"))
+    mac_train = (mac["train"] + mac["val"]) if mac else []  # no model selection: val trains too
     stage("data", t0, synthetic={s: len(v) for s, v in syn.items()}, synthetic_test_used=len(syn_test),
           maccrobat={s: len(v) for s, v in mac.items()} if mac else None)
 
@@ -161,38 +197,45 @@ def main(argv: list[str] | None = None) -> int:
     table = res.setdefault("table", {})
     table.setdefault("synthetic", {})["rules"], _ = run(RulesExtractor().fit(syn["train"]), syn_test)
     if mac:
-        table.setdefault("maccrobat", {})["rules"], _ = run(RulesExtractor().fit(mac["train"]), mac["test"])
+        table.setdefault("maccrobat", {})["rules"], _ = run(RulesExtractor().fit(mac_train), mac["test"])
     stage("rules", t0)
 
     # ---------------------------------------------------------------- 3. encoder
+    enc = mac_enc = None
     if "encoder" not in skip:
         from transformers import AutoTokenizer
 
+        from clinical_ml.extraction.artifact import save_encoder
         from clinical_ml.extraction.base_models import resolve
         from clinical_ml.extraction.encoder import EncoderConfig, EncoderExtractor, build_model, fit
 
-        t0 = time.time()
         base = resolve("minilm")
         tok = AutoTokenizer.from_pretrained(str(base))
-        cats = sorted({d["category"] for d in syn_train})
-        model = build_model(str(base), EncoderConfig(categories=cats))
-        train_docs = syn_train + (mac["train"] if mac else [])
-        fs = fit(model, tok, train_docs, epochs=args.encoder_epochs, lr=3e-3, seed=args.seed)
-        enc = EncoderExtractor(model, tok)
-        from clinical_ml.extraction.artifact import save_encoder
 
-        save_encoder(enc, work / "encoder", "minilm", base, {k: v for k, v in fs.items() if k != "losses"})
+        def train_encoder(name: str, docs: list[dict], epochs: float, cats: list[str]):
+            t0 = time.time()
+            model = build_model(str(base), EncoderConfig(categories=cats))
+            fs = fit(model, tok, docs, epochs=epochs, lr=3e-3, seed=args.seed)
+            ext = EncoderExtractor(model, tok)
+            save_encoder(ext, work / name, "minilm", base, {k: v for k, v in fs.items() if k != "losses"})
+            info = {"train_docs": len(docs), "epochs": epochs, "train_tokens": fs["train_tokens"],
+                    "train_tokens_per_s": fs["train_tokens_per_s"], "train_seconds": fs["train_seconds"],
+                    "steps": fs["steps"], "loss_first": fs["losses"][0], "loss_last": fs["losses"][-1]}
+            return ext, info, t0
+
+        enc, info, t0 = train_encoder("encoder", syn_train, args.encoder_epochs,
+                                      sorted({d["category"] for d in syn_train}))
         table["synthetic"]["encoder_lora"], _ = run(enc, syn_test)
+        stage("encoder", t0, **info, inference_notes_per_s=table["synthetic"]["encoder_lora"]["notes_per_s"],
+              gpu_peak_mb=gpu_peak_mb())
         if mac:
-            table["maccrobat"]["encoder_lora"], _ = run(enc, mac["test"])
-        stage("encoder", t0, train_docs=len(train_docs), train_tokens=fs["train_tokens"],
-              train_tokens_per_s=fs["train_tokens_per_s"], train_seconds=fs["train_seconds"],
-              steps=fs["steps"], loss_first=fs["losses"][0], loss_last=fs["losses"][-1],
-              inference_notes_per_s=table["synthetic"]["encoder_lora"]["notes_per_s"], gpu_peak_mb=gpu_peak_mb())
+            mac_enc, info, t0 = train_encoder("encoder-maccrobat", mac_train, args.maccrobat_epochs, [])
+            table["maccrobat"]["encoder_lora"], _ = run(mac_enc, mac["test"])
+            stage("encoder_maccrobat", t0, **info,
+                  inference_docs_per_s=table["maccrobat"]["encoder_lora"]["notes_per_s"])
 
     # ---------------------------------------------------------------- 4. generative + zero-shot
     gen = None
-    gen_docs = None
     if "generative" not in skip or "zero_shot" not in skip:
         from clinical_ml.extraction.base_models import resolve
         from clinical_ml.extraction.generative import (GenConfig, build_generative, fit_generative,
@@ -201,37 +244,45 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         resolve("smollm2")  # dequantize once (cached), outside the timed training
         stage("smollm2_cache", t0)
+    prefix_sets: dict[str, list[dict]] = {}
     if "generative" not in skip:
+        from clinical_ml.extraction.generative import save_generative
+
         t0 = time.time()
         cfg = GenConfig(max_prompt_tokens=args.gen_prompt_tokens, max_target_tokens=args.gen_target_tokens,
                         max_new_tokens=args.gen_target_tokens + 8)
         gen = build_generative(str(resolve("smollm2")), cfg)
-        fs = fit_generative(gen, syn["train"], epochs=1.0, lr=5e-4, batch_size=4, seed=args.seed,
+        fs = fit_generative(gen, syn["train"], epochs=1.0, lr=args.gen_lr, batch_size=4, seed=args.seed,
                             time_budget_s=args.gen_train_seconds)
-        from clinical_ml.extraction.generative import save_generative
-
         save_generative(gen, work / "generative", "smollm2", resolve("smollm2"),
                         {k: v for k, v in fs.items() if k != "losses"})
-        gen_docs = visible_docs(syn_test[:args.gen_test_docs], gen)
-        g, _ = run(gen, gen_docs)
-        res.setdefault("generative_test", {})["fine_tuned_smollm2_lora"] = g
+        prefix_sets = prefix_sets_for(gen, syn_test[:args.gen_test_docs], mac)
+        g, _ = run(gen, prefix_sets["synthetic_prefix"])
+        table["synthetic_prefix"] = {"generative_lora": g}
         stage("generative", t0, train_tokens=fs["train_tokens"], train_tokens_per_s=fs["train_tokens_per_s"],
               train_seconds=fs["train_seconds"], steps=fs["steps"], examples_seen=fs["steps"] * 4,
               loss_first=fs["losses"][0], loss_last=sum(fs["losses"][-5:]) / len(fs["losses"][-5:]),
               inference_notes_per_s=g["notes_per_s"], gpu_peak_mb=gpu_peak_mb())
+        if "maccrobat_prefix" in prefix_sets:
+            table["maccrobat_prefix"] = {"generative_lora": run(gen, prefix_sets["maccrobat_prefix"])[0]}
+            save()
     if "zero_shot" not in skip:
         t0 = time.time()
         zs = zero_shot_extractor("smollm2", max_prompt_tokens=args.gen_prompt_tokens,
                                  max_new_tokens=args.gen_target_tokens + 8)
-        gen_docs = gen_docs or visible_docs(syn_test[:args.gen_test_docs], zs)
-        z, _ = run(zs, gen_docs)
-        res.setdefault("generative_test", {})["zero_shot_smollm2"] = z
-        stage("zero_shot", t0, inference_notes_per_s=z["notes_per_s"])
-    if gen_docs is not None:
-        res["generative_test"]["rules"], _ = run(RulesExtractor().fit(syn["train"]), gen_docs)
-        if "encoder" not in skip:
-            res["generative_test"]["encoder_lora"], _ = run(enc, gen_docs)
-        save()
+        prefix_sets = prefix_sets or prefix_sets_for(zs, syn_test[:args.gen_test_docs], mac)
+        for name, docs in prefix_sets.items():
+            table.setdefault(name, {})["zero_shot"], _ = run(zs, docs)
+            save()
+        stage("zero_shot", t0, inference_notes_per_s=table["synthetic_prefix"]["zero_shot"]["notes_per_s"])
+        del zs
+    for name, docs in prefix_sets.items():  # the same prefixes for the other extractors
+        fitted_on = syn["train"] if name.startswith("synthetic") else mac_train
+        table[name]["rules"], _ = run(RulesExtractor().fit(fitted_on), docs)
+        encoder = enc if name.startswith("synthetic") else mac_enc
+        if encoder is not None:
+            table[name]["encoder_lora"], _ = run(encoder, docs)
+    save()
 
     # ---------------------------------------------------------------- 5. retrieval
     if "retrieval" not in skip:
@@ -253,8 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         if gen is not None:
             import dataclasses
 
-            gen.cfg = dataclasses.replace(gen.cfg, max_prompt_tokens=4096)
-            few = long_docs[:4]
+            gen.cfg = dataclasses.replace(gen.cfg, max_prompt_tokens=1024)
+            few = long_docs[:8]
+            # the same generous budget both ways: the saving is in what the prompt holds
             full, _ = run(gen, few)
             gen.cfg = dataclasses.replace(gen.cfg, retrieval=True)
             red, _ = run(gen, few)
@@ -286,10 +338,10 @@ def main(argv: list[str] | None = None) -> int:
         tr = random.Random(0).sample(sp["train"], min(args.mt_train_docs, len(sp["train"])))
         te = sp["test"][:150]
         tok = AutoTokenizer.from_pretrained(str(resolve("minilm")))
-        model = build_model(str(resolve("minilm")), EncoderConfig(max_length=128, categories=sorted(top)))
-        truncate = lambda ds: [{**d, "text": d["text"][:600]} for d in ds]  # noqa: E731 - first 128 tokens
-        fs = fit(model, tok, truncate(tr), epochs=2, seed=0)
-        preds = EncoderExtractor(model, tok).extract([d["text"][:600] for d in te])
+        model = build_model(str(resolve("minilm")), EncoderConfig(max_length=256, categories=sorted(top)))
+        truncate = lambda ds: [{**d, "text": d["text"][:1200]} for d in ds]  # noqa: E731 - ~ one window
+        fs = fit(model, tok, truncate(tr), epochs=3, seed=0)
+        preds = EncoderExtractor(model, tok).extract([d["text"][:1200] for d in te])
         cls = classification_scores([d["category"] for d in te], [p["category"] for p in preds])
         majority = Counter(d["category"] for d in tr).most_common(1)[0][0]
         res["mtsamples_classification"] = {
@@ -299,13 +351,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---------------------------------------------------------------- bars
     bars = {}
-    gt = res.get("generative_test", {})
-    if "fine_tuned_smollm2_lora" in gt and "zero_shot_smollm2" in gt:
-        diff = gt["fine_tuned_smollm2_lora"]["entity_f1"] - gt["zero_shot_smollm2"]["entity_f1"]
+    sp = table.get("synthetic_prefix", {})
+    if "generative_lora" in sp and "zero_shot" in sp:
+        diff = sp["generative_lora"]["entity_f1"] - sp["zero_shot"]["entity_f1"]
         bars["generative_minus_zero_shot_entity_f1"] = round(diff, 4)
         bars["generative_beats_zero_shot_by_30_points"] = diff >= ZS_BAR
-    if "encoder" not in skip and "zero_shot_smollm2" in gt and "encoder_lora" in gt:
-        bars["encoder_minus_zero_shot_entity_f1"] = round(gt["encoder_lora"]["entity_f1"] - gt["zero_shot_smollm2"]["entity_f1"], 4)
     if mac and "encoder_lora" in table.get("maccrobat", {}):
         er, rr = table["maccrobat"]["encoder_lora"]["f1_per_label"], table["maccrobat"]["rules"]["f1_per_label"]
         for lab in ("MEDICATION", "PROBLEM"):
@@ -313,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
         bars["maccrobat_encoder_beats_rules_medication_and_problem"] = all(er[lab] > rr[lab] for lab in ("MEDICATION", "PROBLEM"))
     res["bars"] = bars
     save()
+    md = markdown_table(table, args.gen_prompt_tokens)
+    out_path.with_suffix(".md").write_text(md + "\n" + json.dumps(bars, indent=2) + "\n")
+    print(md)
     print(json.dumps(bars, indent=2))
     return 0
 

@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (0: epochs)")
     p.add_argument("--time-budget-s", type=float, default=0, help="stop training after this many seconds (0: off)")
-    p.add_argument("--lr", type=float, default=None, help="default 3e-3 encoder, 3e-4 generative")
+    p.add_argument("--lr", type=float, default=None, help="default 3e-3 encoder, 1e-3 generative")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=256, help="tokens per window (encoder) / prompt (generative)")
     p.add_argument("--max-target-tokens", type=int, default=160, help="generative: target JSON budget")
@@ -112,7 +112,7 @@ def train_generative(args, train_docs: list[dict]):
     cfg = GenConfig(max_prompt_tokens=args.max_length, max_target_tokens=args.max_target_tokens,
                     lora_r=args.lora_r, lora_alpha=2 * args.lora_r)
     ext = build_generative(str(base_dir), cfg)
-    stats = fit_generative(ext, train_docs, epochs=args.epochs, lr=args.lr or 3e-4,
+    stats = fit_generative(ext, train_docs, epochs=args.epochs, lr=args.lr or 1e-3,
                            batch_size=args.batch_size, seed=args.seed, max_steps=args.max_steps or None,
                            accelerator=_accelerator(), time_budget_s=args.time_budget_s or None)
     return ext, base, base_dir, stats

@@ -176,7 +176,7 @@ def _collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str,
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def fit_generative(ext: GenerativeExtractor, docs: list[dict], *, epochs: float = 1.0, lr: float = 3e-4,
+def fit_generative(ext: GenerativeExtractor, docs: list[dict], *, epochs: float = 1.0, lr: float = 1e-3,
                    batch_size: int = 4, seed: int = 0, max_steps: int | None = None, accelerator=None,
                    time_budget_s: float | None = None, bf16: bool = True) -> dict[str, Any]:
     """LoRA SFT on prompt -> JSON pairs (loss on target tokens only)."""
