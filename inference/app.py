@@ -231,6 +231,10 @@ ENV_CONFIG = "CLINICAL_ML_SERVE_CONFIG"
 def app_from_env() -> ServingApp:
     """uvicorn factory for multi-worker runs: each worker loads the models itself."""
     cfg = orjson.loads(os.environ[ENV_CONFIG])
+    if cfg.get("pin"):
+        from inference.affinity import pin_worker  # noqa: PLC0415
+
+        pin_worker(cfg["pin"]["dir"], cfg["pin"]["cpus"])
     return build_app([tuple(m) for m in cfg["models"]], cfg["endpoint"], cfg.get("capture_dir"),
                      cfg.get("capture_percent", 100.0), cfg.get("max_payload", MAX_PAYLOAD),
                      cfg.get("limits"))

@@ -13,8 +13,8 @@ One JSON object per captured request (docs/contracts.md, "Endpoint")::
 Files: ``<root>/<endpoint>/<variant>/yyyy/mm/dd/hh/<uuid>.jsonl`` (UTC hour of the inference).
 A request only samples and appends to an in-memory buffer (a deque append, no lock, no thread
 wake-up); a daemon thread wakes every ``flush_seconds``, encodes what has accumulated and
-appends it. Waking the writer once per request instead cost about 0.1-0.2 ms of one-connection
-latency through GIL hand-offs (docs/serving.md). The buffer is bounded: when it is full the
+appends it, 32 records per write. Waking the writer once per request instead cost 0.3-0.5 ms
+of server CPU per request in GIL and futex hand-offs (bench-serve, docs/serving.md). The buffer is bounded: when it is full the
 record is dropped and counted (``dropped``), because a slow disk must never slow or fail a
 clinical request. Records become visible within ``flush_seconds`` plus the write: the writer
 appends whole lines (one ``write`` and ``flush`` per batch) to the hour's file, so a reader
@@ -144,7 +144,7 @@ class CaptureWriter:
             lines.setdefault(key, []).append(orjson.dumps(record(ev)) + b"\n")
         for (variant, hour), chunk in lines.items():
             f = self._files.get(variant)
-            if f is not None and f.hour != hour:
+            if f is not None and (f.hour != hour or self._expired(f)):
                 f.close()
                 f = None
             if f is None:
@@ -153,10 +153,13 @@ class CaptureWriter:
             f.fh.flush()
         self.captured += len(events)
 
+    def _expired(self, f: _File) -> bool:
+        return (dt.datetime.now(dt.timezone.utc) - f.opened).total_seconds() >= self.roll_seconds
+
     def _roll_old(self) -> None:
         now = dt.datetime.now(dt.timezone.utc)
         for variant, f in list(self._files.items()):
-            if (now - f.opened).total_seconds() >= self.roll_seconds or f.hour != now.strftime("%Y/%m/%d/%H"):
+            if self._expired(f) or f.hour != now.strftime("%Y/%m/%d/%H"):
                 f.close()
                 del self._files[variant]
 

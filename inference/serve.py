@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 
 import orjson
 
@@ -41,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--capture-percent", type=float, default=100.0, help="sampling percentage")
     p.add_argument("--max-rows", type=int, default=1000, help="instances per outcome request")
     p.add_argument("--max-notes", type=int, default=64, help="notes per extraction request")
+    p.add_argument("--cpu-affinity", choices=("auto", "on", "off"),
+                   default=os.environ.get("CLINICAL_ML_CPU_AFFINITY", "auto"),
+                   help="pin each worker to its own core (auto: when 1 < workers <= cores)")
     args = p.parse_args(argv)
     if not 0 <= args.weight_b <= 1:
         p.error("--weight-b must be within 0..1")
@@ -64,19 +69,28 @@ def config(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn  # noqa: PLC0415
 
+    from inference.affinity import should_pin  # noqa: PLC0415
     from inference.app import ENV_CONFIG, app_from_env  # noqa: PLC0415
 
     args = parse_args(argv)
-    os.environ[ENV_CONFIG] = orjson.dumps(config(args)).decode()
+    cfg = config(args)
+    cpus = sorted(os.sched_getaffinity(0))
+    if should_pin(args.cpu_affinity, args.workers, len(cpus)):
+        cfg["pin"] = {"dir": tempfile.mkdtemp(prefix="clinical-ml-serve-cpus-"), "cpus": cpus}
+    os.environ[ENV_CONFIG] = orjson.dumps(cfg).decode()
     common = dict(host=args.host, port=args.port, http="httptools", loop="uvloop",
                   log_level="warning", access_log=False, timeout_keep_alive=30,
                   lifespan="on", server_header=False)
     log.info("serving %d variant(s) on %s:%d with %d worker(s)", 2 if args.model_b else 1,
              args.host, args.port, args.workers)
-    if args.workers > 1:
-        uvicorn.run("inference.app:app_from_env", factory=True, workers=args.workers, **common)
-    else:
-        uvicorn.run(app_from_env(), **common)  # load before binding: /ping answers only when ready
+    try:
+        if args.workers > 1:
+            uvicorn.run("inference.app:app_from_env", factory=True, workers=args.workers, **common)
+        else:
+            uvicorn.run(app_from_env(), **common)  # load before binding: /ping answers only when ready
+    finally:
+        if "pin" in cfg:
+            shutil.rmtree(cfg["pin"]["dir"], ignore_errors=True)
     return 0
 
 

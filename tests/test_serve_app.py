@@ -207,3 +207,27 @@ def test_serve_config_builds_the_same_app_in_every_worker(models, tmp_path, monk
                 ["--model-b", "x", "--name-a", "A", "--name-b", "A"]):
         with pytest.raises(SystemExit):
             serve.parse_args(["--model", "m", *bad])
+
+
+def test_worker_cpu_slots_are_exclusive_and_freed_with_the_process(tmp_path):
+    import subprocess
+    import sys
+
+    from inference.affinity import claim_slot, should_pin
+
+    assert should_pin("auto", 2, 2) and not should_pin("auto", 1, 2) and not should_pin("auto", 3, 2)
+    assert should_pin("on", 1, 2) and not should_pin("off", 2, 2)
+    # another process holds slot 0 while it lives; this one gets slot 1, then none is left
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, '.'); from inference.affinity import claim_slot; "
+        f"print(claim_slot({str(tmp_path)!r}, 2), flush=True); time.sleep(30)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "0"
+        assert claim_slot(tmp_path, 2) == 1
+        assert claim_slot(tmp_path, 2) is None
+    finally:
+        holder.kill()
+        holder.wait()
+    # the dead holder's lock is gone: a replacement worker takes its slot
+    assert claim_slot(tmp_path, 2) == 0
