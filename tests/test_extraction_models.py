@@ -180,3 +180,14 @@ def test_generative_retrieval_shortens_prompts(tiny_llama):
     p_red, t_red = reduced.training_pair(long_doc)
     assert len(p_red) < len(p_plain) / 5
     assert "aspirin" in reduced.tokenizer.decode(t_red)
+
+
+def test_category_weights_balance_a_skewed_category_set():
+    from clinical_ml.extraction.encoder import category_weights
+
+    examples = [{"category": 0}] * 6 + [{"category": 1}] * 2 + [{"category": -100}] * 3
+    w = category_weights(examples, 2)
+    # each class contributes the same total weight: 6 * w0 == 2 * w1, mean weight per example 1
+    assert torch.allclose(w * torch.tensor([6.0, 2.0]), torch.tensor([4.0, 4.0]))
+    assert category_weights(examples, 0) is None
+    assert category_weights([{"category": -100}], 2) is None

@@ -139,7 +139,10 @@ def _candidate_pairs(ents: list[dict], spans: list, max_tokens: int) -> list[tup
 def training_examples(tokenizer, doc: dict, cfg: EncoderConfig, rng: random.Random | None = None) -> list[dict]:
     """One example per window: ids, BIO tag ids, relation pairs with 0/1 labels, category."""
     enc = encode_document(tokenizer, doc["text"], cfg)
-    tags = [LABEL2ID[t] for t in tags_for_offsets(enc["offsets"], doc["entities"])]
+    if doc.get("spans_annotated", True):
+        tags = [LABEL2ID[t] for t in tags_for_offsets(enc["offsets"], doc["entities"])]
+    else:  # category-only data (MTSamples): no span supervision at all, not "everything is O"
+        tags = [-100] * len(enc["ids"])
     starts = [s for s, _ in enc["offsets"]]
     spans = [_token_span(enc["offsets"], e["start"], e["end"], starts) for e in doc["entities"]]
     gold_rel = {(r["head"], r["tail"]) for r in doc["relations"]}
@@ -188,16 +191,35 @@ def mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
-def loss_on_batch(model: EncoderExtractorModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def category_weights(examples: list[dict], n_categories: int) -> torch.Tensor | None:
+    """Inverse-frequency class weights for the note-category loss: category is scored by
+    macro-F1, and an unweighted head on skewed specialties (MTSamples: half "Surgery")
+    collapses onto the majority class."""
+    if n_categories == 0:
+        return None
+    counts = torch.zeros(n_categories)
+    for ex in examples:
+        if ex["category"] >= 0:
+            counts[ex["category"]] += 1
+    if counts.sum() == 0:
+        return None
+    return counts.sum() / (n_categories * counts.clamp(min=1.0))
+
+
+def loss_on_batch(model: EncoderExtractorModel, batch: dict[str, torch.Tensor],
+                  category_weight: torch.Tensor | None = None) -> torch.Tensor:
     h = model.hidden(batch["input_ids"], batch["attention_mask"])
-    ner = nn.functional.cross_entropy(model.heads.ner(h).flatten(0, 1), batch["tags"].flatten(),
-                                      ignore_index=-100)
-    loss = ner
+    loss = h.new_zeros(())
+    if (batch["tags"] != -100).any():  # a batch of category-only notes has no tag to score
+        loss = loss + nn.functional.cross_entropy(model.heads.ner(h).flatten(0, 1), batch["tags"].flatten(),
+                                                  ignore_index=-100)
     if batch["pairs"].numel():
         loss = loss + nn.functional.binary_cross_entropy_with_logits(
             model.pair_logits(h, batch["pairs"]), batch["pair_labels"])
     if model.cfg.categories and (batch["category"] >= 0).any():
-        loss = loss + 0.5 * nn.functional.cross_entropy(model.heads.cls(mean_pool(h, batch["attention_mask"])), batch["category"],
+        logits = model.heads.cls(mean_pool(h, batch["attention_mask"]))
+        weight = category_weight.to(logits.device) if category_weight is not None else None
+        loss = loss + 0.5 * nn.functional.cross_entropy(logits, batch["category"], weight=weight,
                                                         ignore_index=-100)
     return loss
 
@@ -318,6 +340,7 @@ def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epoc
     examples = [ex for d in train_docs for ex in training_examples(tokenizer, d, model.cfg, rng)]
     if not examples:
         return {"steps": 0, "losses": [], "train_tokens": 0, "train_tokens_per_s": 0.0}
+    cat_weight = category_weights(examples, len(model.cfg.categories))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     steps_per_epoch = math.ceil(len(examples) / batch_size)
@@ -335,7 +358,7 @@ def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epoc
             batch = collate(examples[i:i + batch_size], pad)
             if accelerator is not None:
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            loss = loss_on_batch(model, batch)
+            loss = loss_on_batch(model, batch, cat_weight)
             losses.append(optimizer_step(loss, params, opt, sched, accelerator))
             tokens += int(batch["attention_mask"].sum())
             step += 1

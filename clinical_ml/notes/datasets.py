@@ -296,6 +296,9 @@ def read_documents(path: str | os.PathLike) -> list[dict]:
 def read_mtsamples(path: str | os.PathLike, min_per_class: int = 0) -> list[dict]:
     """MTSamples CSV -> documents with ``category`` = medical_specialty and no spans.
 
+    The notes do mention medications and problems, they are just not annotated: documents
+    carry ``spans_annotated: False`` so training never teaches "no entity here" from them.
+
     ``min_per_class`` drops rare specialties (a classifier cannot learn a class from 3 notes).
     """
     path = Path(path)
@@ -312,7 +315,7 @@ def read_mtsamples(path: str | os.PathLike, min_per_class: int = 0) -> list[dict
     for r in rows:
         counts[r["medical_specialty"].strip()] = counts.get(r["medical_specialty"].strip(), 0) + 1
     return [make_document(r.get("note_id") or i, r["transcription"], [], [],
-                          category=r["medical_specialty"].strip())
+                          category=r["medical_specialty"].strip(), spans_annotated=False)
             for i, r in enumerate(rows) if counts[r["medical_specialty"].strip()] >= min_per_class]
 
 
