@@ -191,3 +191,26 @@ def test_category_weights_balance_a_skewed_category_set():
     assert torch.allclose(w * torch.tensor([6.0, 2.0]), torch.tensor([4.0, 4.0]))
     assert category_weights(examples, 0) is None
     assert category_weights([{"category": -100}], 2) is None
+
+
+def test_category_only_notes_give_no_tag_loss(tiny_bert):
+    """MTSamples-style notes (spans not annotated) train the category head only: their tags are
+    all ignored, and a batch of them has a finite loss with gradients on the category head."""
+    from transformers import AutoTokenizer
+
+    from clinical_ml.extraction.encoder import (EncoderConfig, build_model, collate, loss_on_batch,
+                                                training_examples)
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert))
+    model = build_model(str(tiny_bert), EncoderConfig(max_length=64, overlap=8, categories=["A", "B"]))
+    doc = {**toy_documents(1)[0], "category": "B"}
+    annotated = training_examples(tok, doc, model.cfg)
+    assert any(t not in (-100, 0) for ex in annotated for t in ex["tags"])  # the toy note has spans
+    unannotated = training_examples(tok, {**doc, "spans_annotated": False}, model.cfg)
+    assert all(t == -100 for ex in unannotated for t in ex["tags"])
+    assert all(ex["category"] == 1 and not ex["pairs"] for ex in unannotated)
+    loss = loss_on_batch(model, collate(unannotated, tok.pad_token_id))
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    assert model.heads.cls.weight.grad.abs().sum() > 0
+    assert model.heads.ner.weight.grad is None or model.heads.ner.weight.grad.abs().sum() == 0

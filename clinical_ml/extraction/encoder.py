@@ -139,15 +139,15 @@ def _candidate_pairs(ents: list[dict], spans: list, max_tokens: int) -> list[tup
 def training_examples(tokenizer, doc: dict, cfg: EncoderConfig, rng: random.Random | None = None) -> list[dict]:
     """One example per window: ids, BIO tag ids, relation pairs with 0/1 labels, category."""
     enc = encode_document(tokenizer, doc["text"], cfg)
-    if doc.get("spans_annotated", True):
-        tags = [LABEL2ID[t] for t in tags_for_offsets(enc["offsets"], doc["entities"])]
-    else:  # category-only data (MTSamples): no span supervision at all, not "everything is O"
-        tags = [-100] * len(enc["ids"])
+    annotated = doc.get("spans_annotated", True)
+    # category-only data (MTSamples): no span supervision at all, not "everything is O"
+    ents = doc["entities"] if annotated else []
+    tags = [LABEL2ID[t] for t in tags_for_offsets(enc["offsets"], ents)] if annotated else [-100] * len(enc["ids"])
     starts = [s for s, _ in enc["offsets"]]
-    spans = [_token_span(enc["offsets"], e["start"], e["end"], starts) for e in doc["entities"]]
+    spans = [_token_span(enc["offsets"], e["start"], e["end"], starts) for e in ents]
     gold_rel = {(r["head"], r["tail"]) for r in doc["relations"]}
     cat = cfg.categories.index(doc["category"]) if doc.get("category") in cfg.categories else -100
-    cands = _candidate_pairs(doc["entities"], spans, cfg.max_pair_tokens)
+    cands = _candidate_pairs(ents, spans, cfg.max_pair_tokens)
     out = []
     for ws, we, _, _ in enc["windows"]:
         pairs, labels = [], []
