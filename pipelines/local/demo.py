@@ -260,7 +260,12 @@ def run_demo(args: argparse.Namespace) -> int:
         if loop.get("composite") != "ALARM":
             raise DemoError(f"the drift alarm did not fire (composite state {loop.get('composite')}); see {demo_dir}/drift")
         if not loop.get("started"):
-            raise DemoError(f"the storm guard did not start a retraining: {loop.get('decision')}")
+            decision = loop.get("decision") or {}
+            hint = (f"; an earlier demo's drift retraining in {root} is {decision.get('seconds_since', 0):.0f} s old, "
+                    f"inside the {decision.get('cooldown_s', 0):.0f} s cooldown: `make clean` resets "
+                    "runs/ (registry and guard ledger included), or use another --run-dir"
+                    if decision.get("reason") == "cooldown" else "")
+            raise DemoError(f"the storm guard did not start a retraining: {decision}{hint}")
         ex2 = second["ex"]
         if ex2.failure:
             raise DemoError(f"execution 2: step {ex2.failure.step} failed: {ex2.failure.message}\n  log: {ex2.failure.log}")
