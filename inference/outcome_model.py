@@ -20,6 +20,7 @@ import numpy as np
 
 from clinical_ml.io import DataError, read_json, sha256_tree
 from clinical_ml.logs import get_logger
+from clinical_ml.outcomes.models import finish_xgboost, xgboost_target_transform
 from inference.codecs import RequestError, parse_csv
 from inference.fast_xgb import make_predictor
 
@@ -95,13 +96,9 @@ class OutcomeModel:
         return out
 
     def _fast_predict(self, task: str, x: np.ndarray) -> np.ndarray:
-        p = self.boosters[task](x)
-        # as clinical_ml.outcomes.artifact: the spec records the regression target transform
-        # ("none" for current models; absent means the older log1p(hours))
-        spec = self.tasks[task]
-        if spec.get("type") == "regression" and spec.get("xgboost_target_transform", "log1p") == "log1p":
-            return np.expm1(p)
-        return p
+        kind = self.tasks[task].get("type")
+        # the same finishing step as the artifact's predict (target transform, no negative hours)
+        return finish_xgboost(kind, self.boosters[task](x), xgboost_target_transform(self.tasks[task], kind))
 
     def _check_fast_path(self) -> bool:
         """True when the boosters alone reproduce the artifact's predictions on probe rows."""

@@ -16,7 +16,6 @@ import pandas as pd
 import xgboost as xgb
 
 from clinical_ml.io import DataError, read_json, write_json
-from clinical_ml.version import code_version  # noqa: F401  (re-exported: artifact.code_version)
 from clinical_ml.outcomes import models as M
 from clinical_ml.outcomes.data import feature_matrix
 
@@ -126,9 +125,7 @@ class OutcomeModel:
             return gru_mod.predict(net, cfg, features_df, timeseries)
         X = feature_matrix(features_df, self.features, where)
         if model == "xgboost":
-            # absent: a model written to the first contract, where los was fit on log1p(hours)
-            default = "log1p" if kind == "regression" else "none"
-            transform = self.spec["tasks"][task].get("xgboost_target_transform", default)
+            transform = M.xgboost_target_transform(self.spec["tasks"][task], kind)
             return M.predict_xgboost(kind, self._get(task, model), X, self.nthread, transform)
         if model == "lr":
             return M.predict_lr(kind, self._get(task, model), X)

@@ -73,7 +73,17 @@ def predict_xgboost(kind: str, booster: xgb.Booster, X: np.ndarray, nthread: int
     d = xgb.DMatrix(X, missing=np.nan, nthread=nthread or -1)
     if nthread:
         booster.set_param({"nthread": nthread})
-    p = booster.predict(d).astype(float)
+    return finish_xgboost(kind, booster.predict(d).astype(float), target_transform)
+
+
+def xgboost_target_transform(task_spec: dict, kind: str | None) -> str:
+    """The target transform a task's feature_spec entry records; absent means a model written
+    to the first contract, where los was fit on log1p(hours)."""
+    return task_spec.get("xgboost_target_transform", "log1p" if kind == "regression" else "none")
+
+
+def finish_xgboost(kind: str | None, p: np.ndarray, target_transform: str = "none") -> np.ndarray:
+    """Raw booster output -> prediction: undo the target transform, no negative hours."""
     if target_transform == "log1p":
         p = np.expm1(p)
     return np.maximum(p, 0.0) if kind == "regression" else p
