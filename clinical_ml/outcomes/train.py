@@ -19,6 +19,7 @@ from clinical_ml.outcomes.data import (TASK_TYPES, check_labels, feature_matrix,
                                        manifest_digest, present_tasks, train_features)
 from clinical_ml.outcomes.sequences import series_channels
 from clinical_ml.tasks.io import TIMESERIES, label_columns, read_timeseries
+from clinical_ml.version import code_version
 
 log = get_logger(__name__)
 MODELS = ("xgboost", "lr", "gru")
@@ -154,7 +155,7 @@ def train_all(train_dir: str | os.PathLike, val_dir: str | os.PathLike, model_di
             log.warning("no manifest-*.json in the splits: data_manifest_sha256 is null")
         meta = {"tasks": tasks, "models": models, "task_models": task_models,
                 "data_manifest_sha256": digest, "data_manifests": manifests,
-                "code_version": artifact.code_version(),
+                "code_version": code_version(),
                 "hyperparameters": {k: v for k, v in asdict(hp).items() if k != "extra"} | hp.extra,
                 "training": summaries}
         for child in sorted(stage.iterdir()):
