@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from clinical_ml.io import DataError, read_json, sha256_file, sha256_tree, write_json
 from clinical_ml.registry import LocalRegistry, to_json
+from clinical_ml.version import code_version
 
 from pipelines.local import jobs
 from pipelines.local.entrypoints import REPO_ROOT
@@ -175,7 +176,7 @@ def _content_key(value: Any, memo: dict[str, str]) -> Any:
     return value
 
 
-def code_version(root: Path) -> str:
+def source_hash(root: Path) -> str:
     """Hash of this repository's Python sources: the local stand-in for an image digest, so a
     change to a step script or to the domain code it imports invalidates cached steps."""
     h = hashlib.sha256()
@@ -229,7 +230,8 @@ class Execution:
     extra_env: dict[str, str] = field(default_factory=dict)
     results: dict[str, StepResult] = field(default_factory=dict)
     failure: "StepFailed | None" = None
-    _code_version: str | None = None
+    code_version: str = ""              # the git commit (clinical_ml.version), for the audit trail
+    _source_hash: str | None = None     # the cache keys' code component (source_hash)
 
     # paths ---------------------------------------------------------------------------------
     @property
@@ -278,9 +280,7 @@ class Execution:
             localize=self.localize)
         (self.run_dir / "steps").mkdir(parents=True, exist_ok=True)
         write_json(self.run_dir / "definition.json", self.definition)
-        from clinical_ml.version import code_version as git_version
-
-        self.code_version = git_version()
+        self.code_version = code_version()
         self.audit("pipeline_started", parameters=self.parameters, code_version=self.code_version,
                    definition_sha256=hashlib.sha256(json.dumps(self.definition, sort_keys=True).encode()).hexdigest())
         failed: StepFailed | None = None
@@ -404,9 +404,9 @@ class Execution:
             else:
                 cmd, env = jobs.prepare_training(args, paths, self.localize)
                 timeout = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
-            if self._code_version is None:
-                self._code_version = code_version(REPO_ROOT)
-            key = cache_key(step, args, work, cmd, self._code_version)
+            if self._source_hash is None:
+                self._source_hash = source_hash(REPO_ROOT)
+            key = cache_key(step, args, work, cmd, self._source_hash)
             hit = self._cache_lookup(step, key)
             if hit is not None:
                 shutil.rmtree(work, ignore_errors=True)
