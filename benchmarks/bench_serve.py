@@ -209,8 +209,6 @@ def _load_average() -> list[float]:
 
 
 def in_process(model, body: bytes, n: int = 2000) -> dict:
-    from inference import handlers
-
     x = model.matrix_from_json(json.loads(body)["instances"])
     cpus = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(cpus)})  # like a pinned server worker: no migrations mid-run

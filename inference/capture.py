@@ -14,9 +14,9 @@ Files: ``<root>/<endpoint>/<variant>/yyyy/mm/dd/hh/<uuid>.jsonl`` (UTC hour of t
 A request only samples and appends to an in-memory buffer (a deque append, no lock, no thread
 wake-up); a daemon thread wakes every ``flush_seconds``, encodes what has accumulated and
 appends it, 32 records per write. Waking the writer once per request instead cost 0.3-0.5 ms
-of server CPU per request in GIL and futex hand-offs (bench-serve, docs/serving.md). The buffer is bounded: when it is full the
-record is dropped and counted (``dropped``), because a slow disk must never slow or fail a
-clinical request. Records become visible within ``flush_seconds`` plus the write: the writer
+of server CPU per request in GIL and futex hand-offs (bench-serve, docs/serving.md). The
+buffer is bounded: when it is full the record is dropped and counted (``dropped``), because a
+slow disk must never slow or fail a clinical request. Records become visible within ``flush_seconds`` plus the write: the writer
 appends whole lines (one ``write`` and ``flush`` per batch) to the hour's file, so a reader
 (the drift job) sees complete records, at worst missing the batch being written; a file is
 rolled at the hour, after ``roll_seconds``, and on shutdown.
@@ -144,7 +144,7 @@ class CaptureWriter:
             lines.setdefault(key, []).append(orjson.dumps(record(ev)) + b"\n")
         for (variant, hour), chunk in lines.items():
             f = self._files.get(variant)
-            if f is not None and (f.hour != hour or self._expired(f)):
+            if f is not None and (f.hour != hour or self._expired(f, dt.datetime.now(dt.timezone.utc))):
                 f.close()
                 f = None
             if f is None:
@@ -153,13 +153,13 @@ class CaptureWriter:
             f.fh.flush()
         self.captured += len(events)
 
-    def _expired(self, f: _File) -> bool:
-        return (dt.datetime.now(dt.timezone.utc) - f.opened).total_seconds() >= self.roll_seconds
+    def _expired(self, f: _File, now: dt.datetime) -> bool:
+        return (now - f.opened).total_seconds() >= self.roll_seconds
 
     def _roll_old(self) -> None:
         now = dt.datetime.now(dt.timezone.utc)
         for variant, f in list(self._files.items()):
-            if self._expired(f) or f.hour != now.strftime("%Y/%m/%d/%H"):
+            if self._expired(f, now) or f.hour != now.strftime("%Y/%m/%d/%H"):
                 f.close()
                 del self._files[variant]
 
