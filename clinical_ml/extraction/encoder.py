@@ -22,7 +22,7 @@ from clinical_ml.extraction.bio import BIO_LABELS, LABEL2ID, bio_to_spans, tags_
 from clinical_ml.extraction.negation import apply_negation
 from clinical_ml.extraction.optim import optimizer_step
 from clinical_ml.logs import get_logger
-from clinical_ml.notes.schema import ATTRIBUTE_RELATIONS, record_from_annotations
+from clinical_ml.notes.schema import ATTRIBUTE_RELATIONS, annotated_labels, record_from_annotations
 
 log = get_logger(__name__)
 DIST_BUCKETS = 10
@@ -136,13 +136,22 @@ def _candidate_pairs(ents: list[dict], spans: list, max_tokens: int) -> list[tup
     return out
 
 
+def tag_mask(labels: tuple[str, ...]) -> list[bool]:
+    """Which BIO tags a document's annotation can speak for: O and the B-/I- tags of its
+    annotated labels. The others are masked out of the softmax, so their logits get no
+    gradient from it (a BC5CDR abstract teaches nothing about DOSE, for or against)."""
+    return [t == "O" or t[2:] in labels for t in BIO_LABELS]
+
+
 def training_examples(tokenizer, doc: dict, cfg: EncoderConfig, rng: random.Random | None = None) -> list[dict]:
     """One example per window: ids, BIO tag ids, relation pairs with 0/1 labels, category."""
     enc = encode_document(tokenizer, doc["text"], cfg)
-    annotated = doc.get("spans_annotated", True)
+    labels = annotated_labels(doc)
     # category-only data (MTSamples): no span supervision at all, not "everything is O"
-    ents = doc["entities"] if annotated else []
-    tags = [LABEL2ID[t] for t in tags_for_offsets(enc["offsets"], ents)] if annotated else [-100] * len(enc["ids"])
+    ents = doc["entities"] if labels else []
+    tagged = [e for e in ents if e["label"] in labels]
+    tags = [LABEL2ID[t] for t in tags_for_offsets(enc["offsets"], tagged)] if labels else [-100] * len(enc["ids"])
+    mask = tag_mask(labels)
     starts = [s for s, _ in enc["offsets"]]
     spans = [_token_span(enc["offsets"], e["start"], e["end"], starts) for e in ents]
     gold_rel = {(r["head"], r["tail"]) for r in doc["relations"]}
@@ -150,17 +159,17 @@ def training_examples(tokenizer, doc: dict, cfg: EncoderConfig, rng: random.Rand
     cands = _candidate_pairs(ents, spans, cfg.max_pair_tokens)
     out = []
     for ws, we, _, _ in enc["windows"]:
-        pairs, labels = [], []
+        pairs, pair_labels = [], []
         for i, j, d in cands:
             if not (min(spans[i][0], spans[j][0]) >= ws and max(spans[i][1], spans[j][1]) <= we):
                 continue
             # +1 for [CLS]
             pairs.append([spans[i][0] - ws + 1, spans[i][1] - ws + 1, spans[j][0] - ws + 1,
                           spans[j][1] - ws + 1, _bucket(d) + (DIST_BUCKETS if d < 0 else 0)])
-            labels.append(1.0 if (i, j) in gold_rel else 0.0)
+            pair_labels.append(1.0 if (i, j) in gold_rel else 0.0)
         out.append({"ids": [tokenizer.cls_token_id] + enc["ids"][ws:we] + [tokenizer.sep_token_id],
-                    "tags": [-100] + tags[ws:we] + [-100], "pairs": pairs, "pair_labels": labels,
-                    "category": cat})
+                    "tags": [-100] + tags[ws:we] + [-100], "tag_mask": mask, "pairs": pairs,
+                    "pair_labels": pair_labels, "category": cat})
     return out
 
 
@@ -181,6 +190,8 @@ def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "tags": tags,
             "pairs": torch.tensor(pairs, dtype=torch.long).reshape(-1, 6),
             "pair_labels": torch.tensor(pl, dtype=torch.float),
+            "tag_mask": torch.tensor([b.get("tag_mask") or [True] * len(BIO_LABELS) for b in batch],
+                                     dtype=torch.bool),
             "category": torch.tensor([b.get("category", -100) for b in batch], dtype=torch.long)}
 
 
@@ -211,7 +222,8 @@ def loss_on_batch(model: EncoderExtractorModel, batch: dict[str, torch.Tensor],
     h = model.hidden(batch["input_ids"], batch["attention_mask"])
     loss = h.new_zeros(())
     if (batch["tags"] != -100).any():  # a batch of category-only notes has no tag to score
-        loss = loss + nn.functional.cross_entropy(model.heads.ner(h).flatten(0, 1), batch["tags"].flatten(),
+        logits = model.heads.ner(h).masked_fill(~batch["tag_mask"][:, None, :], -1e4)
+        loss = loss + nn.functional.cross_entropy(logits.flatten(0, 1), batch["tags"].flatten(),
                                                   ignore_index=-100)
     if batch["pairs"].numel():
         loss = loss + nn.functional.binary_cross_entropy_with_logits(

@@ -52,6 +52,18 @@ MACCROBAT_TYPE_MAP: dict[str, str] = {
     "Therapeutic_procedure": "PROCEDURE",
 }
 
+# n2c2 2018 Track 2 (medication / ADE) -> schema. Reason and ADE are problems, but the corpus
+# marks only those tied to a drug, so they are not PROBLEM-complete and are left out.
+N2C2_TYPE_MAP: dict[str, str] = {
+    "Drug": "MEDICATION",
+    "Strength": "DOSE",
+    "Dose": "DOSE",
+    "Route": "ROUTE",
+    "Frequency": "FREQUENCY",
+}
+# the type names of the two brat corpora do not collide, so one map reads both
+BRAT_TYPE_MAP: dict[str, str] = {**MACCROBAT_TYPE_MAP, **N2C2_TYPE_MAP}
+
 SPLITS = ("train", "val", "test")
 
 

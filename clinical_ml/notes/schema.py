@@ -147,6 +147,24 @@ def record_from_annotations(entities: list[dict], relations: list[dict]) -> dict
     return record
 
 
+def annotated_labels(doc: dict) -> tuple[str, ...]:
+    """The labels whose spans are exhaustively annotated in ``doc``: for these, a token outside
+    every gold span really is "not this label". Other labels are unknown there (a corpus that
+    annotates only chemicals and diseases says nothing about doses), so training must not score
+    them. ``annotated_labels`` (a list) sets them; ``spans_annotated: false`` (MTSamples,
+    category-only notes) means none; absent means all (the synthetic gold)."""
+    if doc.get("spans_annotated", True) is False:
+        return ()
+    labels = doc.get("annotated_labels")
+    if labels is None:
+        return ENTITY_LABELS
+    unknown = set(labels) - set(ENTITY_LABELS)
+    if unknown:
+        raise ValueError(f"document {doc.get('id')!r}: annotated_labels has unknown labels "
+                         f"{sorted(unknown)}; use some of {', '.join(ENTITY_LABELS)}")
+    return tuple(lab for lab in ENTITY_LABELS if lab in labels)
+
+
 def record_errors(record: Any) -> list[str]:
     """Human-readable schema violations of a structured record; empty when valid."""
     return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
