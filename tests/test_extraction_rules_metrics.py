@@ -31,8 +31,9 @@ def test_rules_extracts_meds_attributes_and_negation():
     (ann,) = RulesExtractor().extract([text])
     assert annotation_errors({"id": 1, **ann}, text) == []
     rec = ann["record"]
-    assert {"name": "metoprolol", "dose": "25 mg", "route": "po", "frequency": "bid"} in rec["medications"]
-    assert {"name": "aspirin", "dose": "81 mg", "route": None, "frequency": "daily"} in rec["medications"]
+    none = {"form": None, "duration": None}  # the rules seeds have no FORM/DURATION
+    assert {"name": "metoprolol", "dose": "25 mg", "route": "po", "frequency": "bid", **none} in rec["medications"]
+    assert {"name": "aspirin", "dose": "81 mg", "route": None, "frequency": "daily", **none} in rec["medications"]
     assert rec["problems"] == [{"name": "chest pain", "negated": True}]
     assert rec["tests"] == [{"name": "cxr", "negated": False}]
 
@@ -155,3 +156,91 @@ def test_bio_decoding_snaps_subword_fragments_to_words():
     assert ent["text"] == "prednisolone" and (ent["start"], ent["end"]) == (8, 20)
     (ent,) = bio_to_spans(text, offsets, ["O", "B-MEDICATION", "O", "B-MEDICATION", "O"], snap_words=True)
     assert ent["text"] == "prednisolone"
+
+
+# ---------------------------------------------------------------- FORM / DURATION (schema 1.1)
+def _n2c2_like():
+    text = "Cephalexin 500 mg Capsule PO Q6H for 7 days."
+    spans = [("Cephalexin", "MEDICATION"), ("500 mg", "DOSE"), ("Capsule", "FORM"), ("PO", "ROUTE"),
+             ("Q6H", "FREQUENCY"), ("for 7 days", "DURATION")]
+    ents = [{"start": text.index(s), "end": text.index(s) + len(s), "label": lab, "text": s, "negated": False}
+            for s, lab in spans]
+    rels = [{"type": f"{lab}_OF", "head": i, "tail": 0} for i, (_, lab) in enumerate(spans) if i]
+    return text, ents, rels
+
+
+def test_record_has_form_and_duration_and_first_attribute_in_text_wins():
+    from clinical_ml.notes.schema import record_from_annotations
+
+    text, ents, rels = _n2c2_like()
+    rec = record_from_annotations(ents, rels)
+    assert rec["medications"] == [{"name": "cephalexin", "dose": "500 mg", "route": "po", "frequency": "q6h",
+                                   "form": "capsule", "duration": "for 7 days"}]
+    assert record_errors(rec) == []
+    # a second DOSE ("One (1)" next to the strength): the first in the text is kept, whatever the
+    # order of the relations
+    text2 = text + " One (1) capsule."
+    ents2 = ents + [{"start": text2.index("One (1)"), "end": text2.index("One (1)") + 7, "label": "DOSE",
+                     "text": "One (1)", "negated": False}]
+    for order in (rels + [{"type": "DOSE_OF", "head": 6, "tail": 0}],
+                  [{"type": "DOSE_OF", "head": 6, "tail": 0}] + rels):
+        assert record_from_annotations(ents2, order)["medications"][0]["dose"] == "500 mg"
+
+
+def test_records_without_form_duration_stay_valid_and_compact_drops_only_their_nulls():
+    from clinical_ml.extraction.generative import compact
+    from clinical_ml.notes.schema import compact_record, complete_record
+
+    old = {"medications": [{"name": "aspirin", "dose": "81 mg", "route": None, "frequency": "daily"}],
+           "problems": [], "tests": [], "procedures": []}
+    assert record_errors(old) == []  # a record written before schema 1.1
+    full = complete_record(old)
+    assert full["medications"][0] == {**old["medications"][0], "form": None, "duration": None}
+    assert compact_record(full) == old
+    # the generative target of a synthetic note is what it was before FORM/DURATION existed
+    assert compact(full) == ('{"medications":[{"name":"aspirin","dose":"81 mg","route":null,"frequency":"daily"}],'
+                             '"problems":[],"tests":[],"procedures":[]}')
+    with_form = {**full, "medications": [{**full["medications"][0], "form": "tablet"}]}
+    assert '"form":"tablet"' in compact(with_form) and "duration" not in compact(with_form)
+    bad = {**old, "medications": [{**old["medications"][0], "form": 3}]}
+    assert record_errors(bad)
+
+
+def test_parse_record_fills_missing_form_duration_and_ground_links_them():
+    raw = ('{"medications":[{"name":"cephalexin","dose":"500 mg","route":"po","frequency":"q6h",'
+           '"form":"capsule","duration":"for 7 days"},{"name":"aspirin","dose":null,"route":null,'
+           '"frequency":null}],"problems":[],"tests":[],"procedures":[]}')
+    rec, valid, repaired = decoding.parse_record(raw)
+    assert valid and not repaired
+    assert rec["medications"][1] == {"name": "aspirin", "dose": None, "route": None, "frequency": None,
+                                     "form": None, "duration": None}
+    text, gold_ents, gold_rels = _n2c2_like()
+    ents, rels = decoding.ground(text, rec)
+    assert [(e["label"], e["text"]) for e in ents] == [(e["label"], e["text"]) for e in gold_ents]
+    assert sorted(r["type"] for r in rels) == sorted(r["type"] for r in gold_rels)
+    coerced = decoding.coerce_record({"medications": [{"name": "x", "form": "tablet", "duration": 7}]})
+    assert coerced["medications"] == [{"name": "x", "dose": None, "route": None, "frequency": None,
+                                       "form": "tablet", "duration": None}]
+
+
+def test_record_fields_score_form_and_duration():
+    from clinical_ml.notes.schema import record_from_annotations
+
+    _, ents, rels = _n2c2_like()
+    gold = record_from_annotations(ents, rels)
+    no_form = {**gold, "medications": [{**gold["medications"][0], "form": None}]}
+    s = metrics.record_scores([gold], [no_form])
+    assert (s["tp"], s["pred"], s["gold"]) == (5, 5, 6)  # name + 5 attributes, form missed
+
+
+def test_rules_learn_form_and_duration_only_from_training_gold():
+    text, ents, rels = _n2c2_like()
+    doc = {"id": 1, "text": text, "entities": ents, "relations": rels}
+    assert not {e["label"] for e in RulesExtractor().extract([text])[0]["entities"]} & {"FORM", "DURATION"}
+    fitted = RulesExtractor().fit([doc])
+    (ann,) = fitted.extract(["Then cephalexin 250 mg Capsule PO QID for 7 days."])
+    got = {(e["label"], e["text"]) for e in ann["entities"]}
+    assert {("FORM", "Capsule"), ("DURATION", "for 7 days")} <= got
+    assert ann["record"]["medications"][0]["form"] == "capsule"
+    again = RulesExtractor.from_dict(json.loads(json.dumps(fitted.to_dict())))
+    assert again.extract([text]) == fitted.extract([text])

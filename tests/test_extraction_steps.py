@@ -68,7 +68,8 @@ def test_train_writes_model_dir_contract(trained):
     assert meta["training"]["steps"] == 3 and meta["training"]["train_docs"] == 24
     assert "validation" in meta["training"]
     schema = json.loads((model / "schema.json").read_text())
-    assert schema["relation_types"] == ["DOSE_OF", "ROUTE_OF", "FREQUENCY_OF"]
+    assert schema["relation_types"] == ["DOSE_OF", "ROUTE_OF", "FREQUENCY_OF", "FORM_OF", "DURATION_OF"]
+    assert schema["version"] == meta["schema_version"] == "1.1"
     for p in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "heads.safetensors",
               "tokenizer/tokenizer.json", "base/config.json", "merged/config.json"):
         assert (model / p).is_file(), p

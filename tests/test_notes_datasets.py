@@ -46,8 +46,8 @@ def test_brat_maps_types_negation_and_relations(brat_dir):
     rels = {(r["type"], doc["entities"][r["head"]]["text"]) for r in doc["relations"]}
     # the reversed MODIFY (medication -> frequency) is normalized to attribute -> medication
     assert rels == {("DOSE_OF", "60 mg"), ("ROUTE_OF", "orally"), ("FREQUENCY_OF", "daily")}
-    assert doc["record"]["medications"] == [{"name": "prednisolone", "dose": "60 mg",
-                                             "route": "orally", "frequency": "daily"}]
+    assert doc["record"]["medications"] == [{"name": "prednisolone", "dose": "60 mg", "route": "orally",
+                                             "frequency": "daily", "form": None, "duration": None}]
     assert doc["record"]["problems"] == [{"name": "chest pain", "negated": True}]
 
 

@@ -109,6 +109,7 @@ def test_gold_spans_match_note_text(synth):
     gold = [json.loads(x) for x in (synth / gen.GOLD).read_text().splitlines()]
     assert [g["row_id"] for g in gold] == notes["ROW_ID"].tolist()
     from clinical_ml.notes.schema import annotation_errors, record_from_annotations
+    from clinical_ml.synth import notes as notes_mod
 
     texts = dict(zip(notes["ROW_ID"], notes["TEXT"]))
     labels, negated = set(), 0
@@ -121,6 +122,7 @@ def test_gold_spans_match_note_text(synth):
             negated += e["negated"]
         assert g["record"] == record_from_annotations(g["entities"], g["relations"])
     assert labels == {"MEDICATION", "DOSE", "ROUTE", "FREQUENCY", "PROBLEM", "TEST", "PROCEDURE"}
+    assert labels == set(notes_mod.GOLD_LABELS)  # no FORM / DURATION in the synthetic gold
     assert negated > 0
     assert set(notes["CATEGORY"]) == {"Discharge summary", "Nursing", "Radiology"}
 

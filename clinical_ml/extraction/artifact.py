@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from clinical_ml.io import DataError, read_json, write_json
-from clinical_ml.notes.schema import ENTITY_LABELS, RECORD_SCHEMA, RELATION_TYPES
-
-SCHEMA_VERSION = "1.0"
+from clinical_ml.notes.schema import ENTITY_LABELS, RECORD_SCHEMA, RELATION_TYPES, SCHEMA_VERSION
 
 
 def schema_spec() -> dict[str, Any]:

@@ -12,8 +12,8 @@ import json
 import re
 from typing import Any
 
-from clinical_ml.notes.schema import (ATTRIBUTE_RELATIONS, FINDING_LABELS, empty_record, normalize,
-                                      record_errors)
+from clinical_ml.notes.schema import (ATTRIBUTE_RELATIONS, FINDING_LABELS, MEDICATION_FIELDS,
+                                      complete_record, empty_record, normalize, record_errors)
 
 _CLOSE = {"{": "}", "[": "]"}
 
@@ -57,7 +57,7 @@ def coerce_record(obj: Any) -> dict:
         if isinstance(m, dict) and isinstance(m.get("name"), str) and m["name"].strip():
             rec["medications"].append({"name": m["name"], **{
                 k: (m.get(k) if isinstance(m.get(k), str) and m.get(k).strip() else None)
-                for k in ("dose", "route", "frequency")}})
+                for k in MEDICATION_FIELDS.values()}})
     for section in FINDING_LABELS.values():
         for f in obj.get(section) or []:
             if isinstance(f, str) and f.strip():
@@ -68,7 +68,8 @@ def coerce_record(obj: Any) -> dict:
 
 
 def parse_record(raw: str) -> tuple[dict, bool, bool]:
-    """(record, valid_as_generated, repaired). The record is always schema-valid."""
+    """(record, valid_as_generated, repaired). The record is always schema-valid, with every
+    medication key (a valid record that leaves out the optional form/duration gets them null)."""
     text = raw.strip()
     text = re.sub(r"^```(?:json)?\s*|\s*```$", "", text)
     start = text.find("{")
@@ -78,7 +79,7 @@ def parse_record(raw: str) -> tuple[dict, bool, bool]:
     try:
         obj = json.loads(body)
         if not record_errors(obj):
-            return obj, True, False
+            return complete_record(obj), True, False
     except json.JSONDecodeError:
         obj = None
     if obj is None:
@@ -128,7 +129,7 @@ def ground(text: str, record: dict) -> tuple[list[dict], list[dict]]:
         if span is None:
             continue
         mi = add(span, "MEDICATION")
-        for attr, label in (("dose", "DOSE"), ("route", "ROUTE"), ("frequency", "FREQUENCY")):
+        for label, attr in MEDICATION_FIELDS.items():
             value = med.get(attr)
             aspan = _find(text_l, normalize(value), used, near=span[0]) if value else None
             if aspan is not None and abs(aspan[0] - span[0]) < 200:

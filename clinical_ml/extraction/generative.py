@@ -23,14 +23,15 @@ import torch
 from clinical_ml.extraction.decoding import ground, parse_record
 from clinical_ml.extraction.optim import optimizer_step
 from clinical_ml.logs import get_logger
-from clinical_ml.notes.schema import record_from_annotations
+from clinical_ml.notes.schema import compact_record, record_from_annotations
 
 log = get_logger(__name__)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 ZERO_SHOT_INSTRUCTION = (
-    "Extract medications (with dose, route, frequency), problems, tests and procedures from the "
-    "clinical note. Answer with JSON only, exactly in this shape: "
-    '{"medications":[{"name":"aspirin","dose":"81 mg","route":"po","frequency":"daily"}],'
+    "Extract medications (with dose, route, frequency, and form and duration when stated), "
+    "problems, tests and procedures from the clinical note. Answer with JSON only, exactly in "
+    'this shape: {"medications":[{"name":"aspirin","dose":"81 mg","route":"po","frequency":"daily",'
+    '"form":"tablet","duration":"for 7 days"}],'
     '"problems":[{"name":"chest pain","negated":false}],"tests":[{"name":"ecg","negated":false}],'
     '"procedures":[]}')
 
@@ -48,7 +49,9 @@ class GenConfig:
 
 
 def compact(record: dict) -> str:
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    """The record as the model writes it: no spaces, and no ``"form":null``/``"duration":null``
+    (optional in the schema; a note without FORM/DURATION gold costs no extra tokens)."""
+    return json.dumps(compact_record(record), separators=(",", ":"), ensure_ascii=False)
 
 
 class GenerativeExtractor:
@@ -236,6 +239,8 @@ def save_generative(ext: GenerativeExtractor, out: str | Path, base_model: str, 
 
 
 def load_generative(model_dir: Path, meta: dict, base_dir: str) -> GenerativeExtractor:
+    """The extractor saved by ``save_generative`` (``clinical_ml.extraction.load`` calls this
+    for generative model directories)."""
     from peft import PeftModel
     from transformers import AutoTokenizer
 

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any, Iterable
 
 from clinical_ml.extraction.bio import char_spans_to_word_bio
-from clinical_ml.notes.schema import ENTITY_LABELS, FINDING_LABELS, normalize
+from clinical_ml.notes.schema import ENTITY_LABELS, FINDING_LABELS, MEDICATION_FIELDS, normalize
 
 
 def prf(tp: float, n_pred: float, n_gold: float) -> dict[str, float]:
@@ -104,7 +104,7 @@ def record_fields(record: dict) -> Counter:
         if not name:
             continue
         fields[("medication", name)] += 1
-        for attr in ("dose", "route", "frequency"):
+        for attr in MEDICATION_FIELDS.values():
             if m.get(attr):
                 fields[("medication", name, attr, normalize(str(m[attr])))] += 1
     for section in FINDING_LABELS.values():

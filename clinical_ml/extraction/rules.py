@@ -3,7 +3,9 @@ nearest-medication linking for relations.
 
 It is the floor every learned extractor must clear. ``fit(docs)`` adds a gazetteer of the
 training split's gold surface forms (a dictionary extractor built from the same data the
-models see, so the comparison is fair rather than a straw man).
+models see, so the comparison is fair rather than a straw man). FORM and DURATION have no seed
+terms and no regex: they come only from that gazetteer (the synthetic notes do not annotate
+them, so a rules extractor fitted on them finds none; one fitted on n2c2 learns "tablet").
 """
 from __future__ import annotations
 
@@ -76,6 +78,8 @@ FREQ_RE = re.compile(
     r"q\s?\d+\s?(?:h|hr|hrs|hours?)|every\s+\d+\s+(?:hours?|days?|weeks?)|"
     r"(?:once|twice|three times|four times)\s+(?:a|per)?\s*(?:day|daily|week|weekly)|"
     r"daily|nightly|weekly|at bedtime|as needed|per day|a day)\b", re.I)
+# labels found by the gazetteer alone (no seeds: whatever the training gold calls them)
+GAZETTEER_ONLY = ("FORM", "DURATION")
 _SENT = re.compile(r";|\n|\.\s+[A-Z]")  # a sentence break, not "p.o." or "0.5"
 
 
@@ -85,7 +89,7 @@ class RulesExtractor:
     kind = "rules"
 
     def __init__(self, lexicon: dict[str, Iterable[str]] | None = None, use_seed: bool = True):
-        self.lexicon: dict[str, set[str]] = {lab: set() for lab in SEED_LEXICON}
+        self.lexicon: dict[str, set[str]] = {lab: set() for lab in (*SEED_LEXICON, *GAZETTEER_ONLY)}
         if use_seed:
             for lab, terms in SEED_LEXICON.items():
                 self.lexicon[lab].update(normalize(t) for t in terms)
@@ -95,7 +99,7 @@ class RulesExtractor:
 
     def fit(self, docs: Iterable[dict], min_count: int = 1, max_words: int = 5) -> "RulesExtractor":
         """Add the gold surface forms of the training documents to the lexicon (labels with a
-        lexicon only: DOSE/ROUTE/FREQUENCY stay regex)."""
+        lexicon only, FORM and DURATION included: DOSE/ROUTE/FREQUENCY stay regex)."""
         counts: Counter = Counter()
         for d in docs:
             for e in d["entities"]:
@@ -152,8 +156,8 @@ class RulesExtractor:
 
 
 def link_nearest(text: str, entities: list[dict], max_chars: int = 80) -> list[dict]:
-    """Attach each DOSE/ROUTE/FREQUENCY to the nearest MEDICATION in its sentence (preferring
-    the one before it, as in "metoprolol 25 mg PO BID")."""
+    """Attach each attribute (DOSE, ROUTE, FREQUENCY, FORM, DURATION) to the nearest MEDICATION
+    in its sentence (preferring the one before it, as in "metoprolol 25 mg PO BID")."""
     meds = [i for i, e in enumerate(entities) if e["label"] == "MEDICATION"]
     rels = []
     for i, ent in enumerate(entities):

@@ -9,13 +9,21 @@ An annotated note (gold or predicted) is::
      "record":    <structured record, RECORD_SCHEMA>}
 
 - ``start``/``end`` are character offsets into the note text (``text[start:end] == text``);
-- ``head``/``tail`` index ``entities``: the head is the attribute (DOSE, ROUTE, FREQUENCY),
-  the tail the MEDICATION it belongs to;
+- ``head``/``tail`` index ``entities``: the head is the attribute (DOSE, ROUTE, FREQUENCY,
+  FORM, DURATION), the tail the MEDICATION it belongs to;
 - ``negated`` is true when the finding is explicitly absent ("denies chest pain").
 
 The record is what a perfect extractor produces from the spans: ``record_from_annotations``
 derives it, so gold records, predicted records and the generative model's targets agree by
 construction. See docs/contracts.md for the gold file layout (``annotations/notes_gold.jsonl``).
+
+FORM ("tablet", "capsule") and DURATION ("for 7 days") came with the n2c2 2018 medication
+corpus (schema 1.1). The synthetic gold does not annotate them, so its records have
+``"form": null, "duration": null`` (its discharge "Sig:" lines do write "Tablet"/"Capsule",
+unlabelled: next to n2c2 it is not FORM-complete). In ``RECORD_SCHEMA`` the two keys are
+optional (nullable when present): records written before 1.1 stay valid, and a generative
+model need not spend tokens on ``"form":null,"duration":null`` (``compact_record``).
+``record_from_annotations`` always writes every key.
 """
 from __future__ import annotations
 
@@ -23,14 +31,22 @@ from typing import Any, Iterable
 
 import jsonschema
 
+# 1.1: FORM and DURATION (FORM_OF, DURATION_OF; optional "form"/"duration" in medications)
+SCHEMA_VERSION = "1.1"
+
 ENTITY_LABELS: tuple[str, ...] = (
-    "MEDICATION", "DOSE", "ROUTE", "FREQUENCY", "PROBLEM", "TEST", "PROCEDURE",
+    "MEDICATION", "DOSE", "ROUTE", "FREQUENCY", "FORM", "DURATION", "PROBLEM", "TEST", "PROCEDURE",
 )
 # Attribute label -> relation type linking it to its medication.
 ATTRIBUTE_RELATIONS: dict[str, str] = {
     "DOSE": "DOSE_OF", "ROUTE": "ROUTE_OF", "FREQUENCY": "FREQUENCY_OF",
+    "FORM": "FORM_OF", "DURATION": "DURATION_OF",
 }
 RELATION_TYPES: tuple[str, ...] = tuple(ATTRIBUTE_RELATIONS.values())
+# Attribute label -> its key in a record's medication object ("DOSE" -> "dose").
+MEDICATION_FIELDS: dict[str, str] = {lab: lab.lower() for lab in ATTRIBUTE_RELATIONS}
+# Medication keys a record may leave out (added in schema 1.1; absent means null).
+OPTIONAL_MEDICATION_FIELDS: tuple[str, ...] = ("form", "duration")
 # Labels whose findings can be negated and land in the record as lists of findings.
 FINDING_LABELS: dict[str, str] = {"PROBLEM": "problems", "TEST": "tests", "PROCEDURE": "procedures"}
 
@@ -55,6 +71,8 @@ RECORD_SCHEMA: dict[str, Any] = {
                     "dose": _nullable_str,
                     "route": _nullable_str,
                     "frequency": _nullable_str,
+                    "form": _nullable_str,
+                    "duration": _nullable_str,
                 },
                 "required": ["name", "dose", "route", "frequency"],
                 "additionalProperties": False,
@@ -117,23 +135,26 @@ def normalize(text: str) -> str:
 def record_from_annotations(entities: list[dict], relations: list[dict]) -> dict[str, list]:
     """The structured record a perfect extractor would produce from these spans.
 
-    Medications keep text order; an attribute without a relation is dropped (it cannot be
-    attached to a medication); duplicates (same normalized name and attributes) are merged.
+    Medications keep text order, with every attribute key (null when the medication has none);
+    an attribute without a relation is dropped (it cannot be attached to a medication); a
+    medication with two attributes of one kind (n2c2's Strength "81 mg" and Dose "One (1)"
+    are both DOSE) keeps the first in text order, whatever the order of the relations;
+    duplicates (same normalized name and attributes) are merged.
     """
     record = empty_record()
     attrs: dict[int, dict[str, str]] = {}
-    for rel in relations:
-        head, tail = entities[rel["head"]], entities[rel["tail"]]
-        if tail["label"] != "MEDICATION" or head["label"] not in ATTRIBUTE_RELATIONS:
-            continue
-        attrs.setdefault(rel["tail"], {})[head["label"].lower()] = normalize(head["text"])
+    linked = [r for r in relations if entities[r["tail"]]["label"] == "MEDICATION"
+              and entities[r["head"]]["label"] in MEDICATION_FIELDS]
+    for rel in sorted(linked, key=lambda r: (entities[r["head"]]["start"], entities[r["head"]]["end"])):
+        head = entities[rel["head"]]
+        attrs.setdefault(rel["tail"], {}).setdefault(MEDICATION_FIELDS[head["label"]],
+                                                     normalize(head["text"]))
     seen: set[tuple] = set()
     for i, ent in enumerate(entities):
         label = ent["label"]
         if label == "MEDICATION":
             a = attrs.get(i, {})
-            med = {"name": normalize(ent["text"]), "dose": a.get("dose"),
-                   "route": a.get("route"), "frequency": a.get("frequency")}
+            med = {"name": normalize(ent["text"]), **{f: a.get(f) for f in MEDICATION_FIELDS.values()}}
             key = ("med", *med.values())
         elif label in FINDING_LABELS:
             med = {"name": normalize(ent["text"]), "negated": bool(ent.get("negated", False))}
@@ -145,6 +166,25 @@ def record_from_annotations(entities: list[dict], relations: list[dict]) -> dict
         seen.add(key)
         record["medications" if label == "MEDICATION" else FINDING_LABELS[label]].append(med)
     return record
+
+
+def compact_record(record: dict) -> dict:
+    """The record without the optional medication keys that are null: the same content in
+    fewer tokens (the generative model's target; schema-valid either way)."""
+    out = dict(record)
+    out["medications"] = [{k: v for k, v in m.items()
+                           if v is not None or k not in OPTIONAL_MEDICATION_FIELDS}
+                          for m in record.get("medications", [])]
+    return out
+
+
+def complete_record(record: dict) -> dict:
+    """The record with every medication key present (optional ones absent -> null), the shape
+    ``record_from_annotations`` writes."""
+    out = dict(record)
+    out["medications"] = [{**m, **{f: m.get(f) for f in OPTIONAL_MEDICATION_FIELDS}}
+                          for m in record.get("medications", [])]
+    return out
 
 
 def annotated_labels(doc: dict) -> tuple[str, ...]:

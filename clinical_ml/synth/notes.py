@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from clinical_ml.notes.schema import record_from_annotations
+from clinical_ml.notes.schema import ENTITY_LABELS, record_from_annotations
 from clinical_ml.synth.cohort import Admission, Patient, Stay
 from clinical_ml.synth.notebuilder import (SERVICE_NAMES, NoteBuilder, _date, _lab_value, _negations,
                                            _positive_symptoms, deid_date)
 from clinical_ml.synth.vocab import CONDITIONS, DRUGS, LAB_ITEMS
+
+# The labels the synthetic gold annotates: not FORM or DURATION (records have them null), though
+# the discharge "Sig:" lines do write "Tablet"/"Capsule". A corpus mixed with these notes should
+# give them ``annotated_labels = GOLD_LABELS`` (``clinical_ml.notes.schema.annotated_labels``).
+GOLD_LABELS: tuple[str, ...] = tuple(lab for lab in ENTITY_LABELS if lab not in ("FORM", "DURATION"))
 
 def discharge_summary(rng, pt: Patient, adm: Admission) -> tuple[str, list[dict], list[dict]]:
     b = NoteBuilder(rng)
