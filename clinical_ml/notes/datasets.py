@@ -1,5 +1,5 @@
-"""Note datasets in the extraction schema: loaders for brat, BIO/CoNLL and JSONL, MACCROBAT's
-type map, MTSamples, and deterministic splits.
+"""Note datasets in the extraction schema: loaders for brat, BIO/CoNLL and JSONL, the type
+maps of MACCROBAT and n2c2 2018 Track 2, MTSamples, and deterministic splits.
 
 Every loader returns *documents*: ``{"id", "text", "entities", "relations", "record"}`` (plus
 ``category`` where the source has one), the shape of a ``build-notes`` line
@@ -21,11 +21,36 @@ Therapeutic_procedure                  PROCEDURE
 everything else (Lab_value, Date, ...) dropped
 =====================================  ==========  ============================================
 
-Relations: ``MODIFY`` from a DOSE/ROUTE/FREQUENCY span to a MEDICATION span becomes DOSE_OF /
-ROUTE_OF / FREQUENCY_OF (head = attribute, tail = medication); other relations are dropped.
+n2c2 2018 Track 2 (medication and adverse drug events, MIMIC-III discharge summaries) -> schema:
+
+=====================================  ==========  ============================================
+n2c2 type                              schema       note
+=====================================  ==========  ============================================
+Drug                                   MEDICATION
+Strength                               DOSE         "81 mg"
+Dose                                   DOSE         "One (1)", "2 puffs"
+Route                                  ROUTE
+Frequency                              FREQUENCY
+Form                                   FORM         "Tablet", "Tablet, Chewable"
+Duration                               DURATION     "for 7 days"
+Reason, ADE                            dropped      problems, but only those tied to a drug are
+                                                    marked (the reason for it, an adverse event),
+                                                    so the corpus is not PROBLEM-complete
+=====================================  ==========  ============================================
+
+Relations: MACCROBAT's ``MODIFY`` and n2c2's ``Strength-Drug``, ``Dose-Drug``, ``Route-Drug``,
+``Frequency-Drug``, ``Form-Drug``, ``Duration-Drug`` between an attribute span and a
+MEDICATION span become the attribute's ``*_OF`` relation (DOSE_OF, ROUTE_OF, FREQUENCY_OF,
+FORM_OF, DURATION_OF; head = attribute, tail = medication, whichever way the file writes
+them); ``Reason-Drug``, ``ADE-Drug`` and other relations are dropped.
 ``POLARITY ... NEG`` on an event marks its trigger span ``negated``. Overlapping mapped spans
 are resolved by keeping the earliest-starting, then longest span (BIO tagging needs a flat
 layer); relations to a dropped span are dropped with it.
+
+Both corpora use ``Frequency`` and ``Duration``, and MACCROBAT's Duration is any event's
+("fever for 3 days"), not a drug's: ``BRAT_TYPE_MAP`` (the default) therefore picks the map per
+document, n2c2's when the .ann has a type only n2c2 uses (Drug, Strength, Dose, Route, Form,
+Reason, ADE), MACCROBAT's otherwise.
 """
 from __future__ import annotations
 
@@ -60,8 +85,17 @@ N2C2_TYPE_MAP: dict[str, str] = {
     "Dose": "DOSE",
     "Route": "ROUTE",
     "Frequency": "FREQUENCY",
+    "Form": "FORM",
+    "Duration": "DURATION",
 }
-# the type names of the two brat corpora do not collide, so one map reads both
+# n2c2 types MACCROBAT never uses: a document with one of them is an n2c2 document
+N2C2_ONLY_TYPES: frozenset[str] = frozenset(
+    {"Drug", "Strength", "Dose", "Route", "Form", "Reason", "ADE"})
+# brat relation types linking an attribute and its medication (MACCROBAT; n2c2 "<Type>-Drug")
+ATTRIBUTE_LINKS: frozenset[str] = frozenset(
+    {"MODIFY"} | {f"{t}-Drug" for t in ("Strength", "Dose", "Route", "Frequency", "Form", "Duration")})
+# Both brat corpora, told apart per document (``brat_type_map``): MACCROBAT's Duration is any
+# event's duration, so merging the two maps would label "fever for 3 days" a drug DURATION.
 BRAT_TYPE_MAP: dict[str, str] = {**MACCROBAT_TYPE_MAP, **N2C2_TYPE_MAP}
 
 SPLITS = ("train", "val", "test")
@@ -137,8 +171,17 @@ def _parse_ann(lines: Iterable[str], source: str) -> tuple[dict, dict, list, set
     return spans, events, rels, negated
 
 
-def brat_document(txt_path: str | os.PathLike, type_map: dict[str, str] = MACCROBAT_TYPE_MAP) -> dict:
-    """One brat .txt/.ann pair as a schema document (see the module docstring for the map)."""
+def brat_type_map(type_map: dict[str, str], kinds: Iterable[str]) -> dict[str, str]:
+    """The map for one brat document with span types ``kinds``: ``BRAT_TYPE_MAP`` resolves to
+    n2c2's map when a type only n2c2 uses is there, else to MACCROBAT's; any other map is used
+    as given."""
+    if type_map != BRAT_TYPE_MAP:
+        return type_map
+    return N2C2_TYPE_MAP if N2C2_ONLY_TYPES & set(kinds) else MACCROBAT_TYPE_MAP
+
+
+def brat_document(txt_path: str | os.PathLike, type_map: dict[str, str] = BRAT_TYPE_MAP) -> dict:
+    """One brat .txt/.ann pair as a schema document (see the module docstring for the maps)."""
     txt_path = Path(txt_path)
     ann_path = txt_path.with_suffix(".ann")
     if not ann_path.is_file():
@@ -147,6 +190,7 @@ def brat_document(txt_path: str | os.PathLike, type_map: dict[str, str] = MACCRO
     spans, events, rels, negated_ids = _parse_ann(
         ann_path.read_text(encoding="utf-8").splitlines(), str(ann_path))
     neg_spans = {events.get(e, e) for e in negated_ids}
+    type_map = brat_type_map(type_map, (kind for kind, *_ in spans.values()))
     ids, entities = [], []
     for tid, (kind, start, end, _) in spans.items():
         label = type_map.get(kind)
@@ -160,7 +204,7 @@ def brat_document(txt_path: str | os.PathLike, type_map: dict[str, str] = MACCRO
     relations = []
     for kind, a1, a2 in rels:
         h, t = index.get(events.get(a1, a1)), index.get(events.get(a2, a2))
-        if kind != "MODIFY" or h is None or t is None:
+        if kind not in ATTRIBUTE_LINKS or h is None or t is None:
             continue
         head, tail = entities[h], entities[t]
         if head["label"] == "MEDICATION" and tail["label"] in ATTRIBUTE_RELATIONS:
@@ -171,7 +215,7 @@ def brat_document(txt_path: str | os.PathLike, type_map: dict[str, str] = MACCRO
     return make_document(txt_path.stem, text, entities, relations)
 
 
-def read_brat(folder: str | os.PathLike, type_map: dict[str, str] = MACCROBAT_TYPE_MAP) -> list[dict]:
+def read_brat(folder: str | os.PathLike, type_map: dict[str, str] = BRAT_TYPE_MAP) -> list[dict]:
     """Every ``*.txt`` (with its ``.ann``) in a brat folder, sorted by file name."""
     folder = Path(folder)
     txts = sorted(folder.glob("*.txt"))
