@@ -10,44 +10,22 @@ tokenizer/         the tokenizer the adapter was trained with
 base/              base weights, only when the base is not an offline package alias
 lexicon.json       rules extractor lexicon (rules)
 ```
+
+Shared files (metadata.json, schema.json, base/) are written by ``modeldir``; this module
+imports ``generative`` (lazily, to load that kind) and never the other way round.
 """
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import shutil
 from pathlib import Path
 from typing import Any
 
+from clinical_ml.extraction.modeldir import base_weights_dir, copy_base, schema_spec, write_common
 from clinical_ml.io import DataError, read_json, write_json
-from clinical_ml.notes.schema import ENTITY_LABELS, RECORD_SCHEMA, RELATION_TYPES, SCHEMA_VERSION
+from clinical_ml.notes.schema import ENTITY_LABELS, SCHEMA_VERSION
 
-
-def schema_spec() -> dict[str, Any]:
-    return {"version": SCHEMA_VERSION, "entity_labels": list(ENTITY_LABELS),
-            "relation_types": list(RELATION_TYPES), "record_schema": RECORD_SCHEMA}
-
-
-def write_common(out: Path, kind: str, base_model: str | None, extra: dict[str, Any]) -> None:
-    from clinical_ml.version import code_version
-
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"model_type": "extractor", "kind": kind, "base_model": base_model,
-            "labels": list(ENTITY_LABELS), "relation_types": list(RELATION_TYPES),
-            "schema_version": SCHEMA_VERSION, "code_version": code_version(),
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    meta.update(extra)
-    write_json(out / "metadata.json", meta)
-    write_json(out / "schema.json", schema_spec())
-
-
-def copy_base(base_dir: Path, out: Path) -> None:
-    """Keep the base weights beside the adapter when nobody else can provide them."""
-    dest = out / "base"
-    dest.mkdir(parents=True, exist_ok=True)
-    for p in base_dir.iterdir():
-        if p.is_file() and (p.suffix in (".json", ".safetensors", ".txt", ".model") or p.name == "merges.txt"):
-            shutil.copy2(p, dest / p.name)
+# SCHEMA_VERSION and schema_spec stay importable from here
+__all__ = ["SCHEMA_VERSION", "schema_spec", "save_encoder", "load_encoder", "save_rules", "load"]
 
 
 def save_encoder(extractor, out: str | Path, base_model: str, base_dir: Path,
@@ -70,14 +48,6 @@ def save_encoder(extractor, out: str | Path, base_model: str, base_dir: Path,
     return out
 
 
-def _base_dir(model_dir: Path, meta: dict) -> str:
-    from clinical_ml.extraction.base_models import resolve
-
-    if (model_dir / "base" / "config.json").is_file():
-        return str(model_dir / "base")
-    return str(resolve(meta["base_model"]))
-
-
 def load_encoder(model_dir: Path, meta: dict):
     from peft import PeftModel
     from safetensors.torch import load_file
@@ -86,9 +56,15 @@ def load_encoder(model_dir: Path, meta: dict):
     from clinical_ml.extraction.encoder import (EncoderConfig, EncoderExtractor,
                                                 EncoderExtractorModel, _is_bert)
 
-    base_dir = _base_dir(model_dir, meta)
-    kw = {"add_pooling_layer": False} if _is_bert(base_dir) else {}
-    base = AutoModel.from_pretrained(base_dir, **kw)
+    labels = meta.get("labels")
+    if labels is not None and list(labels) != list(ENTITY_LABELS):
+        raise DataError(f"{model_dir}/metadata.json: this encoder was trained with labels "
+                        f"{', '.join(labels)} (schema {meta.get('schema_version', '1.0')}); this code's "
+                        f"schema {SCHEMA_VERSION} has {', '.join(ENTITY_LABELS)}, so its NER head does "
+                        "not fit; retrain it with train-extractor")
+    base_path = base_weights_dir(model_dir, meta)
+    kw = {"add_pooling_layer": False} if _is_bert(base_path) else {}
+    base = AutoModel.from_pretrained(base_path, **kw)
     encoder = PeftModel.from_pretrained(base, str(model_dir / "adapter"))
     cfg = EncoderConfig(**meta["config"])
     model = EncoderExtractorModel(encoder, cfg)
@@ -125,7 +101,7 @@ def load(model_dir: str | Path):
     elif kind in ("generative", "zero-shot"):
         from clinical_ml.extraction.generative import load_generative
 
-        ext = load_generative(model_dir, meta, _base_dir(model_dir, meta))
+        ext = load_generative(model_dir, meta, base_weights_dir(model_dir, meta))
     else:
         raise DataError(f"{model_dir}/metadata.json: unknown extractor kind {kind!r}")
     ext.metadata = meta

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from clinical_ml.extraction.decoding import ground, parse_record
+from clinical_ml.extraction.modeldir import copy_base, write_common
 from clinical_ml.extraction.optim import optimizer_step
 from clinical_ml.logs import get_logger
 from clinical_ml.notes.schema import compact_record, record_from_annotations
@@ -225,7 +226,6 @@ def fit_generative(ext: GenerativeExtractor, docs: list[dict], *, epochs: float 
 
 def save_generative(ext: GenerativeExtractor, out: str | Path, base_model: str, base_dir: Path,
                     training: dict[str, Any] | None = None) -> Path:
-    from clinical_ml.extraction.artifact import copy_base, write_common
     from clinical_ml.extraction.base_models import is_alias
 
     out = Path(out)
