@@ -7,7 +7,12 @@ demo layout, local or ``s3://``) holding ``NOTEEVENTS`` and ``annotations/notes_
 ``notes/manifest.json`` (counts and hashes). Splits are by SUBJECT_ID (a salted hash), so no
 patient's notes are in two splits. Error notes (ISERROR=1) are skipped.
 
-    python -m processing.build_notes --input DIR --output OUT [--max-notes N]
+``--corpora DIR`` (a local folder or ``s3://`` prefix of brat / PubTator / JSONL corpora,
+``clinical_ml.notes.corpora``) adds real annotated documents: each corpus's own train/val/test
+documents go into the same split files. Every line carries ``corpus`` (``"synthetic"`` for the
+NOTEEVENTS notes) and corpus documents ``annotated_labels`` (``clinical_ml.notes.merge``).
+
+    python -m processing.build_notes --input DIR --output OUT [--max-notes N] [--corpora DIR]
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from clinical_ml import audit
 from clinical_ml.io import DataError, localize, sha256_file, write_json
 from clinical_ml.logs import get_logger
 from clinical_ml.notes.datasets import SPLITS, split_of, write_jsonl
+from clinical_ml.notes.merge import SYNTHETIC, fetch_corpora, merge_corpora
 from clinical_ml.notes.schema import annotation_errors, record_from_annotations
 
 log = get_logger("build_notes")
@@ -38,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-notes", type=int, default=0, help="keep at most N annotated notes (0: all)")
     p.add_argument("--include-unannotated", action="store_true",
                    help="also write notes without gold (empty annotations)")
+    p.add_argument("--corpora", default="",
+                   help="folder or s3:// prefix of annotated corpora (brat / PubTator / JSONL) to merge "
+                        "into the splits (default: none, synthetic notes only)")
     return p.parse_args(argv)
 
 
@@ -138,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     src = localize(args.input)
     gold_uri = args.gold or (src.rstrip("/") + "/annotations/notes_gold.jsonl")
     splits, stats = build(src, gold_uri, fractions, args.seed, args.max_notes, args.include_unannotated)
+    corpora = {}
+    if args.corpora.strip():
+        from clinical_ml.notes.corpora import read_corpora
+
+        corpora = read_corpora(fetch_corpora(args.corpora.strip()))
+    stats["corpora"] = merge_corpora(splits, corpora, MAX_BAD_FRACTION)
+    stats["corpora_source"] = args.corpora.strip() or None
+    stats["documents"] = {s: len(v) for s, v in splits.items()}
     out = Path(args.output) / "notes"
     hashes = {}
     for name, docs in splits.items():
@@ -145,8 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         hashes[name] = sha256_file(out / f"{name}.jsonl")
     write_json(out / "manifest.json", {**stats, "sha256": hashes})
     audit.ingest_event(src, ("NOTEEVENTS",), step="build-notes")
-    log.info("build-notes: %d notes (train %d, val %d, test %d), %d gold rows rejected",
+    log.info("build-notes: %d synthetic notes (train %d, val %d, test %d), %d gold rows rejected",
              stats["notes"], *(stats["splits"][s] for s in SPLITS), stats["rejected_gold"])
+    for name, c in stats["corpora"].items():
+        if name != SYNTHETIC:
+            log.info("build-notes: corpus %s: train %d, val %d, test %d documents (%d rejected), labels %s",
+                     name, *(c[s] for s in SPLITS), c["rejected"], ",".join(c["annotated_labels"]) or "none")
+    if not corpora:
+        log.info("build-notes: no annotated corpora (--corpora not given): synthetic notes only")
+    log.info("build-notes: wrote train %d, val %d, test %d documents", *(stats["documents"][s] for s in SPLITS))
     return 0
 
 
