@@ -42,6 +42,7 @@ class Parameters:
     data_window_start: ParameterString
     data_window_end: ParameterString
     input_data_uri: ParameterString
+    annotated_corpora_uri: ParameterString
     processing_instance_type: ParameterString
     processing_instance_count: ParameterInteger
     training_instance_type: ParameterString
@@ -76,6 +77,10 @@ def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: 
         data_window_start=ParameterString("DataWindowStart", default_value="none"),
         data_window_end=ParameterString("DataWindowEnd", default_value="none"),
         input_data_uri=ParameterString("InputDataUri", default_value=f"s3://{default_bucket}/mimic-iii/"),
+        # real annotated corpora (brat / PubTator / JSONL folders) merged into the note splits
+        # and scored per corpus; "" = none (synthetic notes only). An argument, not a
+        # processing input: a ProcessingInput cannot be optional (an empty S3Uri is invalid)
+        annotated_corpora_uri=ParameterString("AnnotatedCorporaUri", default_value=""),
         processing_instance_type=ParameterString("ProcessingInstanceType", default_value="ml.m5.xlarge"),
         processing_instance_count=ParameterInteger("ProcessingInstanceCount", default_value=1),
         training_instance_type=ParameterString("TrainingInstanceType", default_value="ml.m5.2xlarge"),

@@ -291,6 +291,24 @@ def test_gate_fails_naming_the_missed_metrics(definition, ihm, f1, missed):
     assert "MinIhmAuroc" in message or "MinExtractionF1" in message
 
 
+def test_annotated_corpora_parameter_reaches_build_notes(definition):
+    """AnnotatedCorporaUri (default "": none) is BuildNotes' --corpora; the extractor's
+    evaluation gets the training notes for the per-corpus rules baseline."""
+    (param,) = [p for p in definition["Parameters"] if p["Name"] == "AnnotatedCorporaUri"]
+    assert param["Type"] == "String" and param.get("DefaultValue") == ""
+    steps = all_steps(definition)
+    args = steps["BuildNotes"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert args[args.index("--corpora") + 1] == {"Get": "Parameters.AnnotatedCorporaUri"}
+    evaluate = steps["EvaluateExtractor"]["Arguments"]
+    train = {i["InputName"]: i for i in evaluate["ProcessingInputs"]}["train"]
+    assert train["S3Input"]["S3Uri"]["Std:Join"]["Values"][-1] == "train.jsonl"
+    eargs = evaluate["AppSpecification"]["ContainerArguments"]
+    assert eargs[eargs.index("--train") + 1] == train["S3Input"]["LocalPath"]
+    # the gate's failure message says which figure it read (real corpora or synthetic notes)
+    fail = steps["FailExtractionF1"]["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
+    assert any(isinstance(v, dict) and v.get("Std:JsonGet", {}).get("Path") == "gate.metric" for v in fail)
+
+
 def test_guard_runs_first_and_can_end_the_execution(definition):
     first, check = definition["Steps"]
     assert first["Name"] == "DriftGuard" and check["Name"] == "CheckGuard"
