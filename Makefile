@@ -17,6 +17,9 @@ export MOTO_PORT ?= 5055
 OUT ?= pipeline-definition.json
 PARAMS ?=
 DATA ?=
+# real annotated corpora for the demo's extractor (brat / PubTator / JSONL folders, or s3://):
+# unset = ../shared/data when that folder exists, else none; CORPORA=none = synthetic notes only
+CORPORA ?=
 
 .PHONY: install test demo bench bench-synth bench-tasks bench-models bench-serve bench-drift \
         bench-llm bench-demo definition upsert-pipeline run-pipeline moto-server image clean
@@ -37,7 +40,7 @@ test: install
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 demo: install
-	$(CLI) run-local --demo $(if $(DATA),--data $(DATA)) $(PARAMS)
+	$(CLI) run-local --demo $(if $(DATA),--data $(DATA)) $(if $(CORPORA),--corpora $(CORPORA)) $(PARAMS)
 
 bench: bench-synth bench-tasks bench-models bench-serve bench-drift bench-llm
 

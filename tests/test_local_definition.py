@@ -53,3 +53,26 @@ def test_demo_names_missing_pieces(monkeypatch, tmp_path):
     assert rc == 1
     summary = json.loads((tmp_path / "runs" / "latest" / "summary.json").read_text())
     assert "no_such_script.py" in summary["error"] and summary["missing"]
+
+
+def test_demo_corpora_default_is_shared_data_when_present(monkeypatch, tmp_path):
+    """make demo: CORPORA unset -> ../shared/data if it exists, else none; CORPORA=none forces
+    synthetic only; --param AnnotatedCorporaUri wins; the run says which."""
+    from clinical_ml.io import DataError
+    from pipelines.local import demo
+    from pipelines.local.runner import CORPORA_PARAMETER
+
+    monkeypatch.setattr(demo, "SHARED_CORPORA", tmp_path / "shared" / "data")
+    assert demo.choose_corpora(None, {}) == (
+        "", "extractor: synthetic notes only (no ../shared/data; CORPORA= to add corpora)")
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    value, said = demo.choose_corpora(None, {})
+    assert value == str((tmp_path / "shared" / "data").resolve())
+    assert said == f"extractor: synthetic + real corpora from {value}"
+    assert demo.choose_corpora("none", {}) == ("", "extractor: synthetic notes only (CORPORA=none)")
+    (tmp_path / "mine").mkdir()
+    assert demo.choose_corpora(str(tmp_path / "mine"), {})[0] == str((tmp_path / "mine").resolve())
+    assert demo.choose_corpora("s3://b/corpora", {})[0] == "s3://b/corpora"
+    assert demo.choose_corpora("none", {CORPORA_PARAMETER: "s3://b/c"})[0] == "s3://b/c"
+    with pytest.raises(DataError, match="nowhere: no such folder"):
+        demo.choose_corpora(str(tmp_path / "nowhere"), {})

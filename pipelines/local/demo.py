@@ -1,6 +1,9 @@
 """``make demo`` (``clinical-ml run-local --demo``): the whole loop on one machine.
 
-1. synthetic MIMIC-III with notes (``clinical-ml synth``), unless ``--data DIR``;
+1. synthetic MIMIC-III with notes (``clinical-ml synth``), unless ``--data DIR``; the
+   extractor also trains and is scored on the real annotated corpora of ``--corpora`` (default:
+   ``../shared/data`` beside the repository when it exists; ``none``: synthetic notes only),
+   passed as the AnnotatedCorporaUri parameter;
 2. execution 1 (Trigger=manual) of the pipeline definition: tasks, notes, training,
    evaluation gate, registry, drift baseline, deploy (the local endpoint), drift schedule;
 3. normal traffic, then shifted traffic (``clinical-ml drift-scenarios``) to the endpoint;
@@ -29,7 +32,8 @@ from clinical_ml.tasks.io import read_split
 
 from pipelines.local.entrypoints import REPO_ROOT
 from pipelines.local.report import write_report
-from pipelines.local.runner import DATA_PARAMETER, build_definition, parse_params, point_latest, run_execution
+from pipelines.local.runner import (CORPORA_PARAMETER, DATA_PARAMETER, build_definition, corpora_value, parse_params,
+                                    point_latest, run_execution)
 
 DEMO_PATIENTS = int(os.environ.get("CLINICAL_ML_DEMO_PATIENTS", "1000"))
 TRAFFIC_ROWS = int(os.environ.get("CLINICAL_ML_DEMO_ROWS", "300"))
@@ -38,6 +42,9 @@ SHIFT_SIZE = os.environ.get("CLINICAL_ML_DEMO_SHIFT_SIZE", "0.5")  # units: half
 # the extractor is the demo's longest step on 2 CPU cores: train on fewer notes than the
 # pipeline default (a SageMaker run gets a GPU); any --param ExtractorMaxTrainDocs wins
 DEMO_EXTRACTOR_DOCS = os.environ.get("CLINICAL_ML_DEMO_EXTRACTOR_DOCS", "300")
+
+# real annotated corpora (bc5cdr, ncbi-disease, maccrobat2020): the shared data beside the repository
+SHARED_CORPORA = REPO_ROOT.parent / "shared" / "data"
 
 # what the demo needs from the other parts of the project (path -> what it is)
 REQUIRED = {
@@ -83,6 +90,22 @@ def synth_data(root: Path, patients: int) -> Path:
     _say(f"synthetic MIMIC-III: {patients} patients -> {out}")
     _cli(["synth", "--out", str(out), "--patients", str(patients), "--seed", "0"], root / "demo-data" / "synth.log")
     return out
+
+
+def choose_corpora(arg: str | None, user: dict[str, str]) -> tuple[str, str]:
+    """(AnnotatedCorporaUri value, the line the run says): ``--param AnnotatedCorporaUri=`` wins,
+    then ``--corpora`` (``none``: synthetic only), else ../shared/data when that folder exists."""
+    if CORPORA_PARAMETER in user:
+        value, why = user[CORPORA_PARAMETER], f"--param {CORPORA_PARAMETER}"
+    elif arg is not None and arg.strip():
+        value, why = corpora_value(arg), "CORPORA=none" if arg.strip().lower() == "none" else ""
+    elif SHARED_CORPORA.is_dir():
+        value, why = str(SHARED_CORPORA.resolve()), ""
+    else:
+        return "", "extractor: synthetic notes only (no ../shared/data; CORPORA= to add corpora)"
+    if not value:
+        return "", f"extractor: synthetic notes only ({why or 'no corpora'})"
+    return value, f"extractor: synthetic + real corpora from {value}"
 
 
 def endpoint_info(run_dir: Path) -> dict[str, Any]:
@@ -188,12 +211,16 @@ def run_demo(args: argparse.Namespace) -> int:
             summary["missing"] = missing
             raise DemoError("missing pieces: " + "; ".join(missing))
         user = parse_params(args.param)
+        corpora, said = choose_corpora(getattr(args, "corpora", None), user)  # a bad folder fails before synth
+        _say(said)
+        summary["corpora"] = corpora or None
         t = time.monotonic()
         data = args.data.resolve() if args.data else synth_data(root, DEMO_PATIENTS)
         summary["timings_s"]["data"] = round(time.monotonic() - t, 1)
         definition = build_definition()
         declared = {p["Name"] for p in definition.get("Parameters", [])}
-        demo_defaults = {"ModelApprovalStatus": "Approved", "ExtractorMaxTrainDocs": DEMO_EXTRACTOR_DOCS}
+        demo_defaults = {"ModelApprovalStatus": "Approved", "ExtractorMaxTrainDocs": DEMO_EXTRACTOR_DOCS,
+                         CORPORA_PARAMETER: corpora}
         base = {DATA_PARAMETER: str(data), **{k: v for k, v in demo_defaults.items() if k in declared}, **user}
 
         _say("execution 1 (trigger=manual)")
@@ -291,6 +318,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _print_summary(summary: dict[str, Any], demo_dir: Path) -> None:
     lines = ["", "clinical-ml demo summary"]
+    if "corpora" in summary:
+        corpora = summary["corpora"]
+        lines.append(f"  extractor data: synthetic notes {'+ corpora from ' + corpora if corpora else 'only'}")
     for ex in summary["executions"]:
         lines.append(f"  execution {ex['execution_id']}  trigger={ex['trigger']}  {ex['status']}  {ex['duration_s']:.0f}s")
     for r in summary["registered"]:

@@ -4,7 +4,7 @@ The definition is the JSON that ``make definition`` writes and ``make upsert-pip
 uploads, built by the same ``get_pipeline`` code (``pipelines.commands.build_definition``);
 there is no second, hand-written DAG. See docs/local-runner.md.
 
-    clinical-ml run-local [--param Name=Value ...] [--data DIR] [--from-step S] [--run-dir runs]
+    clinical-ml run-local [--param Name=Value ...] [--data DIR] [--corpora DIR] [--from-step S] [--run-dir runs]
     clinical-ml run-local --demo          # the whole loop: synth data, train, deploy, drift, retrain
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from clinical_ml.io import DataError, read_json, write_json
 from pipelines.local.engine import Execution, StepResult, dependencies, descendants, flatten_steps, parameter_values
 
 DATA_PARAMETER = "InputDataUri"
+CORPORA_PARAMETER = "AnnotatedCorporaUri"
 
 
 def new_execution_id() -> str:
@@ -166,12 +167,28 @@ def parse_params(items: list[str]) -> dict[str, str]:
     return out
 
 
+def corpora_value(arg: str) -> str:
+    """``--corpora`` as the AnnotatedCorporaUri value: "" for none, a folder made absolute."""
+    if arg.strip().lower() in ("", "none"):
+        return ""
+    if arg.startswith("s3://"):
+        return arg
+    p = Path(arg).expanduser()
+    if not p.is_dir():
+        raise DataError(f"--corpora {arg}: no such folder; pass a folder of brat / PubTator / JSONL "
+                        "corpora (e.g. ../shared/data), an s3:// prefix, or none")
+    return str(p.resolve())
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="clinical-ml run-local", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="override a pipeline parameter (repeatable)")
     ap.add_argument("--data", type=Path, help=f"MIMIC-III folder to run on (sets {DATA_PARAMETER})")
+    ap.add_argument("--corpora", metavar="DIR|s3://...|none",
+                    help=f"annotated corpora (brat / PubTator / JSONL) for the extractor (sets {CORPORA_PARAMETER}; "
+                         "'none': synthetic notes only; with --demo the default is ../shared/data when present)")
     ap.add_argument("--demo", action="store_true",
                     help="the whole loop on synthetic data: train, register, deploy, traffic, drift, retrain")
     ap.add_argument("--from-step", help="resume the latest execution (or --resume RUN) from this step")
@@ -194,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.data.exists():
             raise DataError(f"--data {args.data}: no such folder")
         params[DATA_PARAMETER] = str(args.data.resolve())
+    if args.corpora:
+        params[CORPORA_PARAMETER] = corpora_value(args.corpora)
     definition = read_json(args.definition) if args.definition else build_definition()
     ex, summary = run_execution(definition, args.run_dir, params, trigger=args.trigger, from_step=args.from_step,
                                 resume=args.resume, use_cache=not args.no_cache)
