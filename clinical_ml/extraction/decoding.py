@@ -1,8 +1,9 @@
 """From generated text to a schema-valid record and grounded spans.
 
-- ``parse_record(raw)``: strict parse + schema check; if that fails, repair (strip code fences
-  and chatter, cut at the last complete value, close open brackets, coerce to the schema) and
-  say so, so validity is *reported*, never hidden;
+- ``parse_record(raw)``: strict parse + schema check, the keys the record leaves out filled
+  first (``fill_missing``); if that fails, repair (strip code fences and chatter, cut at the
+  last complete value, close open brackets, coerce to the schema) and say so, so validity is
+  *reported*, never hidden;
 - ``ground(text, record)``: find the record's strings in the note to produce entity spans with
   offsets and the medication relations (the generative model writes names, not offsets).
 """
@@ -67,9 +68,25 @@ def coerce_record(obj: Any) -> dict:
     return rec
 
 
+def fill_missing(obj: Any) -> Any:
+    """A generated record with the keys it left out filled: absent sections empty, absent
+    medication attributes null. The fine-tuned model writes only the fields its prompt names
+    (a BC5CDR-style answer is ``{"medications":[{"name":...}],"problems":[...]}``); anything
+    else (wrong types, unknown keys) is left for the schema check to reject."""
+    if not isinstance(obj, dict):
+        return obj
+    out = {**empty_record(), **obj}
+    meds = out["medications"]
+    if isinstance(meds, list):
+        out["medications"] = [{"name": None, **{f: None for f in MEDICATION_FIELDS.values()}, **m}
+                              if isinstance(m, dict) else m for m in meds]
+    return out
+
+
 def parse_record(raw: str) -> tuple[dict, bool, bool]:
     """(record, valid_as_generated, repaired). The record is always schema-valid, with every
-    medication key (a valid record that leaves out the optional form/duration gets them null)."""
+    section and medication key (``fill_missing``: a record that leaves out fields its prompt did
+    not ask for, or the optional form/duration, is valid, the keys filled empty/null)."""
     text = raw.strip()
     text = re.sub(r"^```(?:json)?\s*|\s*```$", "", text)
     start = text.find("{")
@@ -77,7 +94,7 @@ def parse_record(raw: str) -> tuple[dict, bool, bool]:
         return empty_record(), False, True
     body = text[start:]
     try:
-        obj = json.loads(body)
+        obj = fill_missing(json.loads(body))
         if not record_errors(obj):
             return complete_record(obj), True, False
     except json.JSONDecodeError:

@@ -4,8 +4,18 @@ repaired when needed (validity reported), and grounded back to spans (decoding.p
 
 Training targets are built from the *visible* part of the note: the note is cut to the
 prompt budget first and the record is derived from the gold spans inside the cut, so the model
-is never taught to invent what it cannot see. ``zero_shot_extractor`` prompts the same base
-without an adapter (the baseline the fine-tuning must beat).
+is never taught to invent what it cannot see.
+
+Corpora annotate different labels (BC5CDR: chemicals and diseases; NCBI-disease: diseases).
+The fine-tuned prompt therefore names the fields to write (``### Fields: medications (dose,
+route, frequency), problems, tests, procedures``), derived from the document's
+``annotated_labels``, and the target holds only those fields: a BC5CDR abstract's target is
+``{"medications":[{"name":...}],"problems":[...]}``, so training never teaches "no tests here"
+from a corpus that does not annotate tests. At inference the prompt asks for every field the
+model was trained on (``GenConfig.labels``: the union over its training documents; none
+recorded = every schema label), and ``parse_record`` fills the keys a record leaves out.
+``zero_shot_extractor`` prompts the same base without an adapter, with its own instruction (the
+baseline the fine-tuning must beat).
 """
 from __future__ import annotations
 
@@ -24,7 +34,9 @@ from clinical_ml.extraction.decoding import ground, parse_record
 from clinical_ml.extraction.modeldir import copy_base, write_common
 from clinical_ml.extraction.optim import optimizer_step
 from clinical_ml.logs import get_logger
-from clinical_ml.notes.schema import compact_record, record_from_annotations
+from clinical_ml.notes.schema import (ATTRIBUTE_RELATIONS, ENTITY_LABELS, FINDING_LABELS, MEDICATION_FIELDS,
+                                      OPTIONAL_MEDICATION_FIELDS, annotated_labels, compact_record,
+                                      record_from_annotations)
 
 log = get_logger(__name__)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -47,12 +59,50 @@ class GenConfig:
     lora_dropout: float = 0.05
     retrieval: bool = False
     zero_shot: bool = False
+    # the labels the inference prompt asks for (None: every schema label); fit_generative sets
+    # the union of its training documents' annotated labels
+    labels: list[str] | None = None
+    # "### Fields: ..." in the fine-tuned prompt; False for models saved before it existed
+    prompt_fields: bool = True
 
 
-def compact(record: dict) -> str:
-    """The record as the model writes it: no spaces, and no ``"form":null``/``"duration":null``
-    (optional in the schema; a note without FORM/DURATION gold costs no extra tokens)."""
-    return json.dumps(compact_record(record), separators=(",", ":"), ensure_ascii=False)
+def fields_line(labels) -> str:
+    """The prompt's field list: ``medications (dose, route, frequency), problems, tests``."""
+    labels = set(labels)
+    parts = []
+    if "MEDICATION" in labels:
+        attrs = [MEDICATION_FIELDS[lab] for lab in ATTRIBUTE_RELATIONS if lab in labels]
+        parts.append("medications" + (f" ({', '.join(attrs)})" if attrs else ""))
+    parts += [section for label, section in FINDING_LABELS.items() if label in labels]
+    return ", ".join(parts)
+
+
+def target_record(record: dict, labels=ENTITY_LABELS) -> dict:
+    """The record's fields of ``labels`` only, compact: top-level sections the labels annotate;
+    a medication keeps its name and the annotated attributes (dose/route/frequency null when
+    absent, the optional form/duration only when set). Every label -> ``compact_record``."""
+    labels = set(labels)
+    out: dict[str, list] = {}
+    if "MEDICATION" in labels:
+        keys = [MEDICATION_FIELDS[lab] for lab in ATTRIBUTE_RELATIONS if lab in labels]
+        out["medications"] = [{"name": m["name"], **{k: m.get(k) for k in keys
+                                                     if m.get(k) is not None or k not in OPTIONAL_MEDICATION_FIELDS}}
+                              for m in record.get("medications", [])]
+    for label, section in FINDING_LABELS.items():
+        if label in labels:
+            out[section] = list(record.get(section, []))
+    return out
+
+
+def compact(record: dict, labels=None) -> str:
+    """The record as the model writes it: no spaces, no ``"form":null``/``"duration":null``
+    (optional in the schema; a note without FORM/DURATION gold costs no extra tokens) and, with
+    ``labels``, only the fields of those labels (``target_record``)."""
+    return _dumps(compact_record(record) if labels is None else target_record(record, labels))
+
+
+def _dumps(record: dict) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
 
 
 class GenerativeExtractor:
@@ -74,13 +124,23 @@ class GenerativeExtractor:
             return text
         return text[:offs[self.cfg.max_prompt_tokens - 1][1]]
 
-    def prompt(self, text: str) -> str:
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """What the inference prompt asks for: ``cfg.labels`` (the training union), else all."""
+        return tuple(lab for lab in ENTITY_LABELS if lab in (self.cfg.labels or ENTITY_LABELS))
+
+    def prompt(self, text: str, labels=None) -> str:
+        """The zero-shot instruction prompt, or the fine-tuned one naming the fields of
+        ``labels`` (default: ``self.labels``)."""
         if self.cfg.zero_shot and getattr(self.tokenizer, "chat_template", None):
             msgs = [{"role": "system", "content": ZERO_SHOT_INSTRUCTION},
                     {"role": "user", "content": text}]
             return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        head = ZERO_SHOT_INSTRUCTION + "\n" if self.cfg.zero_shot else ""
-        return f"{head}### Note:\n{text}\n### JSON:\n"
+        if self.cfg.zero_shot:
+            return f"{ZERO_SHOT_INSTRUCTION}\n### Note:\n{text}\n### JSON:\n"
+        if not self.cfg.prompt_fields:
+            return f"### Note:\n{text}\n### JSON:\n"
+        return f"### Fields: {fields_line(self.labels if labels is None else labels)}\n### Note:\n{text}\n### JSON:\n"
 
     def reduce(self, text: str) -> str:
         if not self.cfg.retrieval:
@@ -93,6 +153,9 @@ class GenerativeExtractor:
 
     # -------------------------------------------------------------- training data
     def training_pair(self, doc: dict) -> tuple[list[int], list[int]]:
+        """(prompt ids, target ids + eos) for one annotated document: the prompt names the
+        fields its corpus annotates and the target holds only those."""
+        labels = annotated_labels(doc)
         text = self.visible_text(self.reduce(doc["text"]) if self.cfg.retrieval else doc["text"])
         if self.cfg.retrieval:
             # spans no longer line up with the reduced text: rebuild them by grounding the gold record
@@ -103,8 +166,8 @@ class GenerativeExtractor:
             ents = [doc["entities"][i] for i in keep]
             rels = [{**r, "head": idx[r["head"]], "tail": idx[r["tail"]]} for r in doc["relations"]
                     if r["head"] in idx and r["tail"] in idx]
-        record = record_from_annotations(ents, rels)
-        p_ids = self.tokenizer(self.prompt(text), add_special_tokens=False)["input_ids"]
+        record = target_record(record_from_annotations(ents, rels), labels)
+        p_ids = self.tokenizer(self.prompt(text, labels), add_special_tokens=False)["input_ids"]
         t_ids = self._fit_target(record)
         return p_ids, t_ids + [self.tokenizer.eos_token_id]
 
@@ -112,7 +175,7 @@ class GenerativeExtractor:
         """Target tokens within budget: drop items from the end until the JSON fits."""
         rec = {k: list(v) for k, v in record.items()}
         while True:
-            ids = self.tokenizer(compact(rec), add_special_tokens=False)["input_ids"]
+            ids = self.tokenizer(_dumps(rec), add_special_tokens=False)["input_ids"]
             if len(ids) <= self.cfg.max_target_tokens or not any(rec.values()):
                 return ids
             longest = max(rec, key=lambda k: len(rec[k]))
@@ -183,9 +246,15 @@ def _collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str,
 def fit_generative(ext: GenerativeExtractor, docs: list[dict], *, epochs: float = 1.0, lr: float = 1e-3,
                    batch_size: int = 4, seed: int = 0, max_steps: int | None = None, accelerator=None,
                    time_budget_s: float | None = None, bf16: bool = True) -> dict[str, Any]:
-    """LoRA SFT on prompt -> JSON pairs (loss on target tokens only)."""
+    """LoRA SFT on prompt -> JSON pairs (loss on target tokens only). Documents that annotate
+    no label (MTSamples: category only) are left out; ``ext.cfg.labels``, when unset, becomes
+    the union of the training documents' annotated labels (what inference prompts ask for)."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
+    docs = [d for d in docs if annotated_labels(d)]
+    if ext.cfg.labels is None and docs:
+        seen = {lab for d in docs for lab in annotated_labels(d)}
+        ext.cfg = dataclasses.replace(ext.cfg, labels=[lab for lab in ENTITY_LABELS if lab in seen])
     pairs = [ext.training_pair(d) for d in docs]
     model = ext.model
     params = [p for p in model.parameters() if p.requires_grad]
@@ -244,7 +313,8 @@ def load_generative(model_dir: Path, meta: dict, base_dir: str) -> GenerativeExt
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    cfg = GenConfig(**meta.get("config", {}))
+    # a model saved before the "### Fields:" line was trained without it
+    cfg = GenConfig(**{"prompt_fields": False, **meta.get("config", {})})
     model, _ = _load_base(base_dir)
     if (model_dir / "adapter").is_dir():
         model = PeftModel.from_pretrained(model, str(model_dir / "adapter"))
