@@ -28,6 +28,7 @@ from clinical_ml.logs import get_logger
 from clinical_ml.notes.datasets import SPLITS, split_of, write_jsonl
 from clinical_ml.notes.merge import SYNTHETIC, fetch_corpora, merge_corpora
 from clinical_ml.notes.schema import annotation_errors, record_from_annotations
+from clinical_ml.synth.notes import GOLD_LABELS
 
 log = get_logger("build_notes")
 PROC = "/opt/ml/processing"
@@ -115,7 +116,9 @@ def build(src: str, gold_uri: str, fractions: tuple[float, ...], seed: int, max_
         ents, rels = (g.get("entities", []), g.get("relations", [])) if g else ([], [])
         doc = {"id": row_id, "text": text, "category": row.CATEGORY.strip(),
                "subject_id": int(row.SUBJECT_ID), "hadm_id": int(row.HADM_ID) if row.HADM_ID else None,
-               "entities": ents, "relations": rels, "record": record_from_annotations(ents, rels)}
+               "entities": ents, "relations": rels, "record": record_from_annotations(ents, rels),
+               # gold without the field was written for the synthetic generator's labels
+               "annotated_labels": list(g.get("annotated_labels", GOLD_LABELS)) if g else []}
         if annotation_errors(doc, text):
             bad += 1
             continue

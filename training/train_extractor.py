@@ -49,8 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=256, help="tokens per window (encoder) / prompt (generative)")
     p.add_argument("--max-target-tokens", type=int, default=160, help="generative: target JSON budget")
     p.add_argument("--lora-r", type=int, default=16)
-    p.add_argument("--max-train-docs", type=int, default=600, help="0: all (fast default for the demo)")
-    p.add_argument("--max-val-docs", type=int, default=100)
+    p.add_argument("--max-train-docs", type=int, default=600,
+                   help="at most N training documents of each corpus (0: all)")
+    p.add_argument("--max-val-docs", type=int, default=100, help="at most N validation documents of each corpus")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--save-merged", action="store_true",
@@ -59,6 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_docs(paths: list[str], limit: int, seed: int) -> list[dict]:
+    """Documents of every path, at most ``limit`` of each corpus (``corpus`` field; none =
+    synthetic): a cap on the whole set would let the biggest corpus crowd out the others."""
     from clinical_ml.notes.datasets import read_documents
 
     docs = []
@@ -67,9 +70,26 @@ def load_docs(paths: list[str], limit: int, seed: int) -> list[dict]:
             docs += read_documents(p)
         elif p:
             raise DataError(f"{p}: training data not found (a notes JSONL file/folder, brat folder or CoNLL file)")
-    if limit and len(docs) > limit:
-        docs = random.Random(seed).sample(docs, limit)
-    return docs
+    return cap_per_corpus(docs, limit, seed)
+
+
+def cap_per_corpus(docs: list[dict], limit: int, seed: int) -> list[dict]:
+    by_corpus: dict[str, list[dict]] = {}
+    for d in docs:
+        by_corpus.setdefault(d.get("corpus") or "synthetic", []).append(d)
+    rng = random.Random(seed)
+    out = []
+    for name in sorted(by_corpus):
+        group = by_corpus[name]
+        out += rng.sample(group, limit) if limit and len(group) > limit else group
+    return out
+
+
+def corpus_counts(docs: list[dict]) -> str:
+    counts: dict[str, int] = {}
+    for d in docs:
+        counts[d.get("corpus") or "synthetic"] = counts.get(d.get("corpus") or "synthetic", 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
 def _accelerator():
@@ -126,6 +146,17 @@ def save_merged(ext, out: Path) -> None:
     ext.tokenizer.save_pretrained(out)
 
 
+def validate(ext, docs: list[dict]) -> dict[str, dict]:
+    """Metrics per corpus, each on the labels that corpus annotates."""
+    from clinical_ml.extraction.corpus_eval import by_corpus, score
+
+    out = {}
+    for name, group in by_corpus(docs).items():
+        preds = ext.extract([d["text"] for d in group])
+        out[name] = score(group, preds, [p.get("valid_json", True) for p in preds])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -134,7 +165,6 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     from clinical_ml.extraction import artifact
-    from clinical_ml.extraction.metrics import evaluate
 
     hf_logging.set_verbosity_error()
     if args.threads:
@@ -143,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     if not train_docs:
         raise DataError(f"{args.train}: no training notes")
     val_docs = load_docs([args.validation], args.max_val_docs, args.seed) if args.validation else []
-    log.info("train-extractor: kind=%s, %d train notes, %d validation notes",
-             args.kind, len(train_docs), len(val_docs))
+    log.info("train-extractor: kind=%s, %d train notes (%s), %d validation notes",
+             args.kind, len(train_docs), corpus_counts(train_docs), len(val_docs))
     t0 = time.time()
     hyper = {k: v for k, v in vars(args).items() if k not in ("train", "validation", "model_dir",
                                                                 "output_data_dir", "extra_train")}
@@ -162,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                   "loss_last": sum(losses[-10:]) / len(losses[-10:]) if losses else None})
     val = {}
     if val_docs:
-        preds = ext.extract([d["text"] for d in val_docs])
-        val = evaluate(val_docs, preds, [p.get("valid_json", True) for p in preds])
-        stats["validation"] = {k: val[k] for k in ("entity_f1", "relation_f1", "record_f1", "json_validity")}
+        val = validate(ext, val_docs)
+        stats["validation"] = {name: {k: m[k] for k in ("entity_f1", "entity_f1_lenient", "record_f1")}
+                               for name, m in val.items()}
     training = {"hyperparameters": hyper, **stats}
     out = Path(args.model_dir)
     if args.kind == "rules":

@@ -80,6 +80,48 @@ def bio_to_spans(text: str, offsets: list[tuple[int, int]], tags: list[str],
     return out
 
 
+def word_starts(text: str, offsets: list[tuple[int, int]]) -> list[bool]:
+    """Which subword tokens begin a word: a token continues the previous one when it starts
+    where that one ended, inside one run of letters and digits ("hyper" + "##tension")."""
+    out = []
+    prev_end = -1
+    for s, e in offsets:
+        cont = (s == prev_end and 0 < s < len(text) and text[s - 1].isalnum() and text[s].isalnum())
+        out.append(not cont)
+        if e > s:
+            prev_end = e
+    return out
+
+
+def decode_words(text: str, offsets: list[tuple[int, int]], tags: list[str]) -> list[dict]:
+    """Subword tags -> clean entity spans, one label per word.
+
+    A word takes the tag of its first subword (the one the model is trained to tag, and the
+    only one whose context is the word's start); an I- tag continues a same-label mention
+    across words, anything else opens one; spans are then merged, trimmed to words and cleaned
+    of junk (``clinical_ml.extraction.spans``)."""
+    from clinical_ml.extraction.spans import clean_entities
+
+    entities: list[dict] = []
+    cur: dict | None = None
+    starts = word_starts(text, offsets)
+    for (s, e), tag, first in zip(offsets, tags, starts):
+        if e <= s:
+            continue
+        if not first:
+            if cur is not None:
+                cur["end"] = e
+            continue
+        if tag == "O":
+            cur = None
+        elif tag[0] == "I" and cur is not None and cur["label"] == tag[2:]:
+            cur["end"] = e
+        else:
+            cur = {"start": s, "end": e, "label": tag[2:], "negated": False}
+            entities.append(cur)
+    return clean_entities(text, entities)
+
+
 def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
     """Widen a span that starts or ends inside a word to the whole word. Gold spans are word
     aligned (0 of 3,339 synthetic and 13 of 10,115 MACCROBAT spans change), so this only repairs

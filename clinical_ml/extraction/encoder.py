@@ -18,11 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from clinical_ml.extraction.bio import BIO_LABELS, LABEL2ID, bio_to_spans, tags_for_offsets
+from clinical_ml.extraction.bio import BIO_LABELS, LABEL2ID, decode_words, tags_for_offsets
 from clinical_ml.extraction.negation import apply_negation
 from clinical_ml.extraction.optim import optimizer_step
+from clinical_ml.extraction.propagate import propagate
 from clinical_ml.logs import get_logger
-from clinical_ml.notes.schema import ATTRIBUTE_RELATIONS, annotated_labels, record_from_annotations
+from clinical_ml.notes.schema import ATTRIBUTE_RELATIONS, ENTITY_LABELS, annotated_labels, record_from_annotations
 
 log = get_logger(__name__)
 DIST_BUCKETS = 10
@@ -39,6 +40,9 @@ class EncoderConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     categories: list[str] = field(default_factory=list)
+    # labels some training document annotates; the others' tags are never predicted (their
+    # logits got no training signal)
+    labels: list[str] = field(default_factory=lambda: list(ENTITY_LABELS))
 
 
 def _bucket(d: int) -> int:
@@ -243,46 +247,58 @@ class EncoderExtractor:
     kind = "encoder"
 
     def __init__(self, model: EncoderExtractorModel, tokenizer, batch_size: int = 16,
-                 snap_words: bool = True):
+                 propagate: bool = True):
         self.model = model.eval()
-        self.snap_words = snap_words
+        self.propagate = propagate
         self.tokenizer = tokenizer
         self.cfg = model.cfg
         self.batch_size = batch_size
 
     @torch.no_grad()
-    def _hidden_windows(self, enc: dict) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        """Hidden states (windows, L, H), their attention mask and the predicted tag id of
-        every token."""
-        items = [{"ids": [self.tokenizer.cls_token_id] + enc["ids"][ws:we] + [self.tokenizer.sep_token_id]}
-                 for ws, we, _, _ in enc["windows"]]
-        hs, masks, tags = [], [], [0] * len(enc["ids"])
-        for i in range(0, len(items), self.batch_size):
-            b = collate(items[i:i + self.batch_size], self.tokenizer.pad_token_id or 0)
+    def _window_states(self, encs: list[dict]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Hidden states and attention mask ``(windows, L, H)``, ``(windows, L)`` per document.
+
+        The windows of all documents are run together, sorted by length and cut into batches
+        of at most ``batch_size * max_length`` tokens: no batch pads a 20-token window to 256."""
+        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        items = [(d, w, [cls] + enc["ids"][ws:we] + [sep])
+                 for d, enc in enumerate(encs) for w, (ws, we, _, _) in enumerate(enc["windows"])]
+        items.sort(key=lambda it: len(it[2]))
+        states: dict[tuple[int, int], torch.Tensor] = {}
+        budget, pad = self.batch_size * self.cfg.max_length, self.tokenizer.pad_token_id or 0
+        i = 0
+        while i < len(items):
+            j = i + 1
+            while j < len(items) and len(items[j][2]) * (j + 1 - i) <= budget:
+                j += 1
+            b = collate([{"ids": ids} for _, _, ids in items[i:j]], pad)
             h = self.model.hidden(b["input_ids"], b["attention_mask"])
-            hs.append(h)
-            masks.append(b["attention_mask"])
-        if not hs:
-            return torch.zeros(0), torch.zeros(0), tags
-        n = max(x.shape[1] for x in hs)
-        h = torch.cat([nn.functional.pad(x, (0, 0, 0, n - x.shape[1])) for x in hs])
-        mask = torch.cat([nn.functional.pad(x, (0, n - x.shape[1])) for x in masks])
-        pred = self.model.heads.ner(h).argmax(-1)
-        for w, (ws, we, os_, oe) in enumerate(enc["windows"]):
-            for t in range(os_, oe):
-                tags[t] = int(pred[w, t - ws + 1])
-        return h, mask, tags
+            for k, (d, w, ids) in enumerate(items[i:j]):
+                states[(d, w)] = h[k, :len(ids)]
+            i = j
+        out = []
+        for d, enc in enumerate(encs):
+            hs = [states[(d, w)] for w in range(len(enc["windows"]))]
+            n = max(x.shape[0] for x in hs)
+            h = torch.stack([nn.functional.pad(x, (0, 0, 0, n - x.shape[0])) for x in hs])
+            mask = torch.stack([torch.arange(n) < x.shape[0] for x in hs]).long()
+            out.append((h, mask))
+        return out
+
+    def _token_tags(self, enc: dict, h: torch.Tensor) -> list[int]:
+        """Each token's tag from the window that holds it most centrally."""
+        allowed = torch.tensor(tag_mask(tuple(self.cfg.labels)))
+        pred = self.model.heads.ner(h).masked_fill(~allowed, -1e4).argmax(-1)
+        tags = [0] * len(enc["ids"])
+        for w, (ws, _, os_, oe) in enumerate(enc["windows"]):
+            tags[os_:oe] = pred[w, os_ - ws + 1:oe - ws + 1].tolist()
+        return tags
 
     @torch.no_grad()
-    def extract_one(self, text: str) -> dict:
-        text = text or ""
-        enc = encode_document(self.tokenizer, text, self.cfg)
-        if not enc["ids"]:
-            return {"entities": [], "relations": [], "record": record_from_annotations([], []),
-                    "category": None}
-        h, mask, tag_ids = self._hidden_windows(enc)
-        ents = apply_negation(text, bio_to_spans(text, enc["offsets"], [BIO_LABELS[t] for t in tag_ids],
-                                                 snap_words=self.snap_words))
+    def _annotate(self, text: str, enc: dict, h: torch.Tensor, mask: torch.Tensor) -> dict:
+        tag_ids = self._token_tags(enc, h)
+        ents = decode_words(text, enc["offsets"], [BIO_LABELS[t] for t in tag_ids])
+        ents = apply_negation(text, propagate(text, ents) if self.propagate else ents)
         rels = self._relations(h, enc, ents)
         category = None
         if self.cfg.categories:
@@ -290,6 +306,9 @@ class EncoderExtractor:
             category = self.cfg.categories[int(probs.argmax())]
         return {"entities": ents, "relations": rels, "record": record_from_annotations(ents, rels),
                 "category": category}
+
+    def extract_one(self, text: str) -> dict:
+        return self.extract([text])[0]
 
     def _relations(self, h: torch.Tensor, enc: dict, ents: list[dict]) -> list[dict]:
         starts = [s for s, _ in enc["offsets"]]
@@ -317,8 +336,20 @@ class EncoderExtractor:
         return [{"type": ATTRIBUTE_RELATIONS[ents[i]["label"]], "head": i, "tail": j}
                 for i, (_, j) in sorted(best.items())]
 
-    def extract(self, texts: list[str]) -> list[dict]:
-        return [self.extract_one(t) for t in texts]
+    @torch.no_grad()
+    def extract(self, texts: list[str], chunk_docs: int = 64) -> list[dict]:
+        """Annotations of ``texts``, in order; documents are encoded ``chunk_docs`` at a time
+        so memory stays bounded on a shard of long notes."""
+        out: list[dict] = []
+        empty = {"entities": [], "relations": [], "record": record_from_annotations([], []), "category": None}
+        for c in range(0, len(texts), chunk_docs):
+            chunk = [t or "" for t in texts[c:c + chunk_docs]]
+            encs = [encode_document(self.tokenizer, t, self.cfg) for t in chunk]
+            live = [i for i, e in enumerate(encs) if e["ids"]]
+            states = dict(zip(live, self._window_states([encs[i] for i in live])))
+            out += [self._annotate(t, encs[i], *states[i]) if i in states else
+                    {**empty, "record": record_from_annotations([], [])} for i, t in enumerate(chunk)]
+        return out
 
 
 # ------------------------------------------------------------------ training
@@ -343,6 +374,43 @@ def _is_bert(base_dir: str) -> bool:
         return False
 
 
+def length_batches(examples: list[dict], batch_tokens: int, rng: random.Random) -> list[list[dict]]:
+    """Batches of similar-length windows, at most ``batch_tokens`` padded tokens each, in a
+    random order: a corpus of 300-token abstracts cut into 254 + 50-token windows wastes half
+    of every mixed batch on padding."""
+    order = sorted(range(len(examples)), key=lambda i: (len(examples[i]["ids"]), rng.random()))
+    out: list[list[dict]] = []
+    cur: list[dict] = []
+    longest = 0
+    for i in order:
+        n = len(examples[i]["ids"])
+        if cur and max(longest, n) * (len(cur) + 1) > batch_tokens:
+            out.append(cur)
+            cur, longest = [], 0
+        cur.append(examples[i])
+        longest = max(longest, n)
+    if cur:
+        out.append(cur)
+    rng.shuffle(out)
+    return out
+
+
+BUDGET_PROBE_STEPS = 10
+
+
+def lr_factor(step: int, total: int) -> float:
+    """Linear warm-up over the first 10 % of the steps, then linear decay to zero."""
+    return min(1.0, (step + 1) / max(1, total // 10)) * max(0.0, 1 - step / total)
+
+
+def steps_within_budget(planned: int, done: int, elapsed_s: float, budget_s: float) -> int:
+    """Fewer steps when the time budget will not hold the planned ones, measured on the first
+    steps: the learning rate then decays to zero by the end of the budget instead of being cut
+    off at its peak."""
+    per_step = elapsed_s / max(1, done)
+    return max(done + 1, min(planned, int(budget_s / max(per_step, 1e-9))))
+
+
 def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epochs: float = 2.0,
         lr: float = 3e-3, batch_size: int = 8, seed: int = 0, max_steps: int | None = None,
         accelerator=None, time_budget_s: float | None = None) -> dict[str, Any]:
@@ -350,35 +418,39 @@ def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epoc
     rng = random.Random(seed)
     torch.manual_seed(seed)
     examples = [ex for d in train_docs for ex in training_examples(tokenizer, d, model.cfg, rng)]
+    seen = {lab for d in train_docs for lab in annotated_labels(d)}
+    model.cfg.labels = [lab for lab in ENTITY_LABELS if lab in seen] or list(ENTITY_LABELS)
     if not examples:
         return {"steps": 0, "losses": [], "train_tokens": 0, "train_tokens_per_s": 0.0}
     cat_weight = category_weights(examples, len(model.cfg.categories))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    steps_per_epoch = math.ceil(len(examples) / batch_size)
-    total = max_steps or max(1, int(steps_per_epoch * epochs))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, total // 10)) * max(0.0, 1 - s / total))
+    batch_tokens = batch_size * model.cfg.max_length
+    steps_per_epoch = len(length_batches(examples, batch_tokens, random.Random(seed)))
+    plan = {"total": max_steps or max(1, int(steps_per_epoch * epochs))}
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, plan["total"]))
     if accelerator is not None:
         model, opt = accelerator.prepare(model, opt)
     model.train()
     losses, tokens, step, t0 = [], 0, 0, time.time()
     pad = tokenizer.pad_token_id or 0
-    while step < total:
-        rng.shuffle(examples)
-        for i in range(0, len(examples), batch_size):
-            batch = collate(examples[i:i + batch_size], pad)
+    while step < plan["total"]:
+        for chunk in length_batches(examples, batch_tokens, rng):
+            batch = collate(chunk, pad)
             if accelerator is not None:
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             loss = loss_on_batch(model, batch, cat_weight)
             losses.append(optimizer_step(loss, params, opt, sched, accelerator))
             tokens += int(batch["attention_mask"].sum())
             step += 1
+            if time_budget_s and step == BUDGET_PROBE_STEPS:
+                plan["total"] = steps_within_budget(plan["total"], step, time.time() - t0, time_budget_s)
             if step % 20 == 0:
-                log.info("encoder step %d/%d loss %.4f", step, total, sum(losses[-20:]) / 20)
-            if step >= total or (time_budget_s and time.time() - t0 > time_budget_s):
+                log.info("encoder step %d/%d loss %.4f (%.0f s)", step, plan["total"],
+                         sum(losses[-20:]) / 20, time.time() - t0)
+            if step >= plan["total"] or (time_budget_s and time.time() - t0 > time_budget_s):
                 break
-        if time_budget_s and time.time() - t0 > time_budget_s:
+        if step >= plan["total"] or (time_budget_s and time.time() - t0 > time_budget_s):
             break
     model.eval()
     dt = max(time.time() - t0, 1e-9)

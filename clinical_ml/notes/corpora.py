@@ -40,7 +40,7 @@ from clinical_ml.io import DataError
 from clinical_ml.logs import get_logger
 from clinical_ml.notes.datasets import (BRAT_TYPE_MAP, SPLITS, brat_document, flatten_entities,
                                         make_document, read_documents, split_documents, split_of)
-from clinical_ml.notes.schema import ENTITY_LABELS
+from clinical_ml.notes.schema import ENTITY_LABELS, annotated_labels
 
 log = get_logger(__name__)
 
@@ -85,7 +85,10 @@ def parse_pubtator(lines: Iterable[str], source: str,
         if cur is None or parts[0] != cur["pmid"]:
             raise DataError(f"{source}:{n}: annotation line outside its document; expected "
                             "'PMID|t|title', 'PMID|a|abstract', then 'PMID<TAB>start<TAB>end...'")
-        if len(parts) >= 5 and parts[1].isdigit() and parts[2].isdigit():
+        if len(parts) >= 5:
+            if not (parts[1].isdigit() and parts[2].isdigit()):
+                raise DataError(f"{source}:{n}: mention offsets {parts[1]!r}-{parts[2]!r} are not "
+                                "character offsets; expected 'PMID<TAB>start<TAB>end<TAB>text<TAB>type'")
             cur["mentions"].append((int(parts[1]), int(parts[2]), parts[4], n))
         elif len(parts) < 4:  # relation lines (PMID CID a b) have 4 columns and are not spans
             raise DataError(f"{source}:{n}: malformed PubTator line; expected "
@@ -171,10 +174,17 @@ def read_corpus(folder: str | os.PathLike) -> dict[str, list[dict]] | None:
         splits = split_documents(_brat_folder(folder))
     else:
         return None
+    # brat / PubTator labels are read off the types seen, and what a corpus annotates is a
+    # property of the corpus, not of one split file (a test file without a DOSE mention still
+    # annotates doses); JSONL rows say it themselves
+    labels = sorted({lab for docs in splits.values() for d in docs for lab in annotated_labels(d)},
+                    key=ENTITY_LABELS.index)
     for docs in splits.values():
         for d in docs:
             d["corpus"] = name
             d["id"] = f"{name}/{d['id']}"
+            if not jsonl:
+                d["annotated_labels"] = labels
     return splits
 
 
