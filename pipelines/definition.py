@@ -154,7 +154,8 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         channels={"train": notes_split("train"), "validation": notes_split("val")},
         image=p.training_gpu_image_uri, instance_type=p.extractor_instance_type,
         arguments=["--kind", p.extractor_kind, "--base-model", p.extractor_base_model,
-                   "--max-train-docs", p.extractor_max_train_docs.to_string()],
+                   "--max-train-docs", p.extractor_max_train_docs.to_string(),
+                   "--time-budget-s", p.extractor_train_seconds.to_string()],
         volume_kms=False)
     extractor_model = step_train_extractor.properties.ModelArtifacts.S3ModelArtifacts
 

@@ -50,6 +50,7 @@ class Parameters:
     extractor_kind: ParameterString
     extractor_base_model: ParameterString
     extractor_max_train_docs: ParameterInteger
+    extractor_train_seconds: ParameterInteger
     endpoint_instance_type: ParameterString
     min_ihm_auroc: ParameterFloat
     min_extraction_f1: ParameterFloat
@@ -90,6 +91,8 @@ def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: 
         # "" = the kind's default base (minilm for encoder, smollm2 for generative), baked in the image
         extractor_base_model=ParameterString("ExtractorBaseModel", default_value=""),
         extractor_max_train_docs=ParameterInteger("ExtractorMaxTrainDocs", default_value=600),
+        # 0 = train the configured epochs; > 0 stops (and decays the learning rate) by then
+        extractor_train_seconds=ParameterInteger("ExtractorTrainSeconds", default_value=0),
         endpoint_instance_type=ParameterString("EndpointInstanceType", default_value="ml.m5.large"),
         min_ihm_auroc=ParameterFloat("MinIhmAuroc", default_value=0.70),
         min_extraction_f1=ParameterFloat("MinExtractionF1", default_value=0.70),

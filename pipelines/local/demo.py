@@ -42,6 +42,9 @@ SHIFT_SIZE = os.environ.get("CLINICAL_ML_DEMO_SHIFT_SIZE", "0.5")  # units: half
 # the extractor is the demo's longest step on 2 CPU cores: train on fewer notes than the
 # pipeline default (a SageMaker run gets a GPU); any --param ExtractorMaxTrainDocs wins
 DEMO_EXTRACTOR_DOCS = os.environ.get("CLINICAL_ML_DEMO_EXTRACTOR_DOCS", "300")
+# and for a fixed time: TrainExtractor may take 8 of the demo's 15 minutes (model load,
+# tokenizing and validation included), so the training loop gets 6.5
+DEMO_EXTRACTOR_SECONDS = os.environ.get("CLINICAL_ML_DEMO_EXTRACTOR_SECONDS", "390")
 
 # real annotated corpora (bc5cdr, ncbi-disease, maccrobat2020): the shared data beside the repository
 SHARED_CORPORA = REPO_ROOT.parent / "shared" / "data"
@@ -220,6 +223,7 @@ def run_demo(args: argparse.Namespace) -> int:
         definition = build_definition()
         declared = {p["Name"] for p in definition.get("Parameters", [])}
         demo_defaults = {"ModelApprovalStatus": "Approved", "ExtractorMaxTrainDocs": DEMO_EXTRACTOR_DOCS,
+                         "ExtractorTrainSeconds": DEMO_EXTRACTOR_SECONDS,
                          CORPORA_PARAMETER: corpora}
         base = {DATA_PARAMETER: str(data), **{k: v for k, v in demo_defaults.items() if k in declared}, **user}
 
