@@ -20,6 +20,8 @@ DATA ?=
 # real annotated corpora for the demo's extractor (brat / PubTator / JSONL folders, or s3://):
 # unset = ../shared/data when that folder exists, else none; CORPORA=none = synthetic notes only
 CORPORA ?=
+# extra arguments of benchmarks/bench_llm.py (make bench-llm)
+BENCH_LLM_ARGS ?=
 
 .PHONY: install test demo bench bench-synth bench-tasks bench-models bench-serve bench-drift \
         bench-llm bench-demo definition upsert-pipeline run-pipeline moto-server image clean
@@ -59,8 +61,9 @@ bench-serve: install
 bench-drift: install
 	$(PY) benchmarks/bench_drift.py --out bench-results/drift.json
 
+# e.g. BENCH_LLM_ARGS="--encoder-model runs/<demo>/.../model --threads 1" or "--smoke"
 bench-llm: install
-	$(PY) benchmarks/bench_llm.py --out bench-results/llm.json
+	$(PY) benchmarks/bench_llm.py --out bench-results/llm.json $(BENCH_LLM_ARGS)
 
 bench-demo:
 	$(PY) benchmarks/bench_demo.py --out bench-results/demo.json
