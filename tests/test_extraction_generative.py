@@ -170,3 +170,13 @@ def test_zero_shot_prompt_is_unchanged(tiny_llama):
     zs = GenerativeExtractor(model, tok, GenConfig(zero_shot=True))
     assert zs.prompt("x") == f"{ZERO_SHOT_INSTRUCTION}\n### Note:\nx\n### JSON:\n"  # no chat template here
     assert "### Fields" not in zs.prompt("x")
+
+
+def test_lr_schedule_anneals_by_the_time_budget():
+    from clinical_ml.extraction.generative import lr_factor
+
+    assert lr_factor(0, 100) == 0.1  # warm-up over the first tenth
+    assert lr_factor(50, 100) == 0.5
+    # half the steps but the whole time budget spent: at the floor, not at half the peak
+    assert lr_factor(50, 100, budget_used=1.0) == 0.05
+    assert lr_factor(20, 100, budget_used=0.5) == 0.5

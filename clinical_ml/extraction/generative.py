@@ -252,6 +252,13 @@ def cpu_bf16() -> bool:
         return False
 
 
+def lr_factor(step: int, total: int, budget_used: float = 0.0) -> float:
+    """Warm-up over the first tenth of the steps, then linear decay to 5 % by the last step or
+    by the end of the time budget (``budget_used``: the fraction spent), whichever comes first,
+    so a time-budgeted run ends annealed."""
+    return min(1.0, (step + 1) / max(1, total // 10)) * max(0.05, 1 - max(step / total, budget_used))
+
+
 def fit_generative(ext: GenerativeExtractor, docs: list[dict], *, epochs: float = 1.0, lr: float = 1e-3,
                    batch_size: int = 4, seed: int = 0, max_steps: int | None = None, accelerator=None,
                    time_budget_s: float | None = None, bf16: bool | None = None) -> dict[str, Any]:
@@ -269,15 +276,16 @@ def fit_generative(ext: GenerativeExtractor, docs: list[dict], *, epochs: float 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     total = max_steps or max(1, int(math.ceil(len(pairs) / batch_size) * epochs))
+    t0 = time.time()
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, total // 10)) * max(0.05, 1 - s / total))
+        opt, lambda s: lr_factor(s, total, (time.time() - t0) / time_budget_s if time_budget_s else 0.0))
     if accelerator is not None:
         model, opt = accelerator.prepare(model, opt)
     device = accelerator.device if accelerator is not None else torch.device("cpu")
     # CPU bf16 autocast (None: only where the CPU does bf16 natively, ``cpu_bf16``)
     use_autocast = (cpu_bf16() if bf16 is None else bf16) and accelerator is None
     model.train()
-    losses, tokens, step, t0 = [], 0, 0, time.time()
+    losses, tokens, step = [], 0, 0
     pad = ext.tokenizer.pad_token_id
     while step < total and pairs:
         rng.shuffle(pairs)
