@@ -16,6 +16,7 @@ from clinical_ml.extraction.metrics import evaluate
 from clinical_ml.io import DataError
 from clinical_ml.notes import datasets as ds
 from clinical_ml.notes.schema import ENTITY_LABELS, annotation_errors, record_from_annotations
+from clinical_ml.synth.notes import GOLD_LABELS
 from clinical_ml.notes.toy import toy_documents
 
 PUBTATOR = {  # split file -> [(pmid, title, abstract, [(mention, type)])]
@@ -114,7 +115,7 @@ def test_build_notes_merges_corpus_splits_and_keeps_annotated_labels(built):
         for d in docs:
             assert annotation_errors(d, d["text"]) == [], d["id"]
             if d["corpus"] == "synthetic":
-                assert "annotated_labels" not in d  # absent = every label
+                assert d["annotated_labels"] == list(GOLD_LABELS)  # the generator's labels, no FORM/DURATION
             else:  # the loader's labels, kept as they are
                 assert d["id"].startswith(d["corpus"] + "/") and d["annotated_labels"] == loaded[d["id"]]
     assert {d["annotated_labels"] == ["MEDICATION", "PROBLEM"] for d in by["test"]["tinychem"]} == {True}

@@ -195,3 +195,27 @@ def test_abbreviations_and_repeats_take_the_tagged_label():
     # "(MRI)" after an untagged phrase, or a short form that does not fit, defines nothing
     assert abbreviations("magnetic resonance imaging (XYZ)", [{"start": 0, "end": 26, "label": "TEST",
                                                               "text": "magnetic resonance imaging"}]) == {}
+
+
+# ---------------------------------------------------------------- training loop pieces
+def test_length_batches_respect_the_token_budget_and_keep_every_window():
+    import random
+
+    from clinical_ml.extraction.encoder import length_batches
+
+    rng = random.Random(0)
+    examples = [{"ids": [0] * n, "k": i} for i, n in enumerate(rng.randint(3, 256) for _ in range(300))]
+    batches = length_batches(examples, 8 * 256, random.Random(1))
+    assert sorted(ex["k"] for b in batches for ex in b) == list(range(300))
+    assert all(max(len(ex["ids"]) for ex in b) * len(b) <= 8 * 256 for b in batches)
+    # similar lengths together: far less padding than random batches of 8
+    padded = sum(max(len(ex["ids"]) for ex in b) * len(b) for b in batches)
+    assert padded < 1.1 * sum(len(ex["ids"]) for ex in examples)
+
+
+def test_budgeted_schedule_reaches_zero_at_the_budget():
+    from clinical_ml.extraction.encoder import lr_factor
+
+    assert lr_factor(0, 1000) < 0.1 and lr_factor(29, 1000) == pytest.approx(1 - 29 / 1000)
+    assert lr_factor(100, 1000, budget_used=0.5) == pytest.approx(0.5)  # time, not steps, decides
+    assert lr_factor(100, 1000, budget_used=1.0) == 0.0 and lr_factor(1000, 1000) == 0.0

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from clinical_ml.extraction import decoding, metrics, negation, retrieval
-from clinical_ml.extraction.bio import bio_to_spans, char_spans_to_word_bio, tags_for_offsets, words_with_offsets
+from clinical_ml.extraction.bio import char_spans_to_word_bio, decode_words, tags_for_offsets, words_with_offsets
 from clinical_ml.extraction.rules import RulesExtractor
 from clinical_ml.notes.schema import annotation_errors, record_errors
 from clinical_ml.notes.toy import toy_documents
@@ -52,7 +52,7 @@ def test_bio_round_trip_on_words():
     doc = toy_documents(1, seed=5)[0]
     words = words_with_offsets(doc["text"])
     tags = tags_for_offsets([(s, e) for _, s, e in words], doc["entities"])
-    spans = bio_to_spans(doc["text"], [(s, e) for _, s, e in words], tags)
+    spans = decode_words(doc["text"], [(s, e) for _, s, e in words], tags)
     assert [(e["start"], e["end"], e["label"]) for e in spans] == \
         [(e["start"], e["end"], e["label"]) for e in doc["entities"]]
     assert len(char_spans_to_word_bio(doc["text"], doc["entities"])) == len(words)
@@ -146,16 +146,15 @@ def test_retrieval_keeps_entity_sentences_only():
     assert retrieval.reduce_note("", RulesExtractor()) == ("", 1.0)
 
 
-def test_bio_decoding_snaps_subword_fragments_to_words():
+def test_bio_decoding_takes_each_word_from_its_first_subword():
     text = "Started prednisolone today"
-    # subword units: "pred" "##nis" "##olone"; the model tagged only the middle piece
+    # subword units: "pred" "##nis" "##olone"
     offsets = [(0, 7), (8, 12), (12, 15), (15, 20), (21, 26)]
-    tags = ["O", "O", "B-MEDICATION", "O", "O"]
-    assert bio_to_spans(text, offsets, tags)[0]["text"] == "nis"
-    (ent,) = bio_to_spans(text, offsets, tags, snap_words=True)
+    (ent,) = decode_words(text, offsets, ["O", "B-MEDICATION", "O", "B-PROBLEM", "O"])
     assert ent["text"] == "prednisolone" and (ent["start"], ent["end"]) == (8, 20)
-    (ent,) = bio_to_spans(text, offsets, ["O", "B-MEDICATION", "O", "B-MEDICATION", "O"], snap_words=True)
-    assert ent["text"] == "prednisolone"
+    assert ent["label"] == "MEDICATION"
+    # a tag on a later piece only says nothing about the word
+    assert decode_words(text, offsets, ["O", "O", "B-MEDICATION", "O", "O"]) == []
 
 
 # ---------------------------------------------------------------- FORM / DURATION (schema 1.1)

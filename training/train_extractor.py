@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--max-train-docs", type=int, default=600,
                    help="at most N training documents of each corpus (0: all)")
-    p.add_argument("--max-val-docs", type=int, default=100, help="at most N validation documents of each corpus")
+    p.add_argument("--max-val-docs", type=int, default=50, help="at most N validation documents of each corpus")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--save-merged", action="store_true",

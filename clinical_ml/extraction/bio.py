@@ -41,45 +41,6 @@ def char_spans_to_word_bio(text: str, entities: list[dict]) -> list[tuple[str, s
     return list(zip([w for w, _, _ in words], tags_for_offsets([(s, e) for _, s, e in words], entities)))
 
 
-def bio_to_spans(text: str, offsets: list[tuple[int, int]], tags: list[str],
-                 snap_words: bool = False) -> list[dict]:
-    """Decode BIO tags on units back to entity spans; an I- without a matching B- opens a new
-    span (lenient decoding, like seqeval's default)."""
-    entities: list[dict] = []
-    cur: dict | None = None
-    for (s, e), tag in zip(offsets, tags):
-        if e <= s:
-            continue
-        if tag == "O":
-            cur = None
-            continue
-        prefix, label = tag[0], tag[2:]
-        if prefix == "I" and cur is not None and cur["label"] == label:
-            cur["end"] = e
-        else:
-            cur = {"start": s, "end": e, "label": label}
-            entities.append(cur)
-    out: list[dict] = []
-    for ent in entities:
-        s, e = ent["start"], ent["end"]
-        if snap_words:
-            s, e = snap_to_words(text, s, e)
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e <= s:
-            continue
-        if out and s < out[-1]["end"]:
-            # fragments of one word snapped onto each other: merge same-label, else keep the first
-            if out[-1]["label"] == ent["label"]:
-                out[-1]["end"] = max(out[-1]["end"], e)
-                out[-1]["text"] = text[out[-1]["start"]:out[-1]["end"]]
-            continue
-        out.append({"start": s, "end": e, "label": ent["label"], "text": text[s:e], "negated": False})
-    return out
-
-
 def word_starts(text: str, offsets: list[tuple[int, int]]) -> list[bool]:
     """Which subword tokens begin a word: a token continues the previous one when it starts
     where that one ended, inside one run of letters and digits ("hyper" + "##tension")."""
@@ -120,14 +81,3 @@ def decode_words(text: str, offsets: list[tuple[int, int]], tags: list[str]) -> 
             cur = {"start": s, "end": e, "label": tag[2:], "negated": False}
             entities.append(cur)
     return clean_entities(text, entities)
-
-
-def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
-    """Widen a span that starts or ends inside a word to the whole word. Gold spans are word
-    aligned (0 of 3,339 synthetic and 13 of 10,115 MACCROBAT spans change), so this only repairs
-    predictions whose subword tags disagree inside one word."""
-    while start > 0 and text[start - 1].isalnum() and text[start].isalnum():
-        start -= 1
-    while end < len(text) and text[end].isalnum() and text[end - 1].isalnum():
-        end += 1
-    return start, end

@@ -3,7 +3,8 @@
 Token classifiers make three kinds of mess on real text: a mention cut in pieces ("lumbar" /
 "stenosis" as two PROBLEMs), edges that stop inside a word or carry a comma or an article
 ("the aspirin,"), and entities that are no mention at all ("." as MEDICATION, "of" as
-PROBLEM, "%" as TEST). ``clean_entities`` repairs the first two and drops the third, so every
+PROBLEM, "%" as TEST, "qd" or "mg" as MEDICATION, the "XYZ" of a de-identified name, the
+surname after "Dr."). ``clean_entities`` repairs the first two and drops the third, so every
 extractor's record is built from clean entities only.
 
 Why merging adjacent same-label spans is safe: in the training corpora two gold mentions of the
@@ -23,8 +24,21 @@ and or but nor by from as into onto upon over under per via than then is was wer
 are am has had have do does did not no any some all each both either neither other such same
 he she it they we you i him them us who whom which what when where while if so also very
 """.split())
+# note furniture that is never a mention: section abbreviations and de-identification
+# placeholders (MTSamples writes "Dr. XYZ", MIMIC-III "[**Name**]")
+SECTION_WORDS = frozenset("hpi pmh psh pmhx pshx shx fhx ros cc hx dx rx sx tx".split())
+_PLACEHOLDER = re.compile(r"(?i)^(?:x{2,}|xyz|\[\*\*.*\*\*\])$")
+# units, routes and schedules: part of a medication's attributes, never the medication, the
+# problem, test or procedure itself
+ATTRIBUTE_WORDS = frozenset("""
+mg mcg g kg ml l cc unit units iu meq mmol mol tab tabs tablet tablets cap caps capsule capsules
+puff puffs drop drops po iv im sc sq subq sl pr top prn qd qod bid tid qid qhs hs qam qpm q4h q6h
+q8h q12h daily weekly nightly stat
+""".split())
+_HONORIFIC = re.compile(r"(?i)\b(?:dr|drs|mr|mrs|ms|miss|prof|doctor)\.?\s+$")
 # labels whose mention may be digits only ("5" mg is a dose; "5" is no problem)
 NUMERIC_LABELS = frozenset({"DOSE", "FREQUENCY", "DURATION"})
+ATTRIBUTE_LABELS = frozenset({"DOSE", "ROUTE", "FREQUENCY", "FORM", "DURATION"})
 _ALNUM = re.compile(r"[^\W_]+", re.UNICODE)
 _LEAD_JUNK = set(",.;:!?)]}>-/*+=&|'\"`~")
 _TRAIL_JUNK = set(",.;:!?([{<-/*+=&|'\"`~")
@@ -67,7 +81,10 @@ def is_junk(surface: str, label: str) -> bool:
     """True for a span that cannot be a mention of ``label``: punctuation only, digits only
     (except doses and frequencies), stop words only, or a single character."""
     words = _ALNUM.findall(surface)
-    if not words:
+    if not words or _PLACEHOLDER.match(surface.strip()):
+        return True
+    lowered = " ".join(w.lower() for w in words)
+    if lowered in SECTION_WORDS or (label not in ATTRIBUTE_LABELS and lowered in ATTRIBUTE_WORDS):
         return True
     if label not in NUMERIC_LABELS:
         if not any(ch.isalpha() for w in words for ch in w):
@@ -75,6 +92,12 @@ def is_junk(surface: str, label: str) -> bool:
         if len("".join(words)) < 2:
             return True
     return all(w.lower() in STOP_WORDS for w in words)
+
+
+def is_person_name(text: str, start: int) -> bool:
+    """A span right after an honorific ("Dr. Madera", "Mrs. Pesce") is a person, whatever the
+    word looks like to a model that met it as a drug name."""
+    return bool(_HONORIFIC.search(text, max(0, start - 12), start))
 
 
 def merge_adjacent(text: str, entities: list[dict]) -> list[dict]:
@@ -100,7 +123,7 @@ def clean_entities(text: str, entities: list[dict]) -> list[dict]:
     out = []
     for ent in merge_adjacent(text, entities):
         s, e = trim_span(text, ent["start"], ent["end"])
-        if e <= s or is_junk(text[s:e], ent["label"]):
+        if e <= s or is_junk(text[s:e], ent["label"]) or is_person_name(text, s):
             continue
         if out and s < out[-1]["end"]:  # trimming widened into the previous span
             continue

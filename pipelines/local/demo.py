@@ -41,10 +41,10 @@ SHIFT_SCENARIO = os.environ.get("CLINICAL_ML_DEMO_SCENARIO", "units")
 SHIFT_SIZE = os.environ.get("CLINICAL_ML_DEMO_SHIFT_SIZE", "0.5")  # units: half the rows in Fahrenheit
 # the extractor is the demo's longest step on 2 CPU cores: train on fewer notes than the
 # pipeline default (a SageMaker run gets a GPU); any --param ExtractorMaxTrainDocs wins
-DEMO_EXTRACTOR_DOCS = os.environ.get("CLINICAL_ML_DEMO_EXTRACTOR_DOCS", "300")
+DEMO_EXTRACTOR_DOCS = os.environ.get("CLINICAL_ML_DEMO_EXTRACTOR_DOCS", "400")
 # and for a fixed time: TrainExtractor may take 8 of the demo's 15 minutes (model load,
-# tokenizing and validation included), so the training loop gets 6.5
-DEMO_EXTRACTOR_SECONDS = os.environ.get("CLINICAL_ML_DEMO_EXTRACTOR_SECONDS", "390")
+# tokenizing and validation included), so the training loop gets 7
+DEMO_EXTRACTOR_SECONDS = os.environ.get("CLINICAL_ML_DEMO_EXTRACTOR_SECONDS", "420")
 
 # real annotated corpora (bc5cdr, ncbi-disease, maccrobat2020): the shared data beside the repository
 SHARED_CORPORA = REPO_ROOT.parent / "shared" / "data"
