@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate-extractor": ("processing.evaluate_extractor", "evaluate extractors (fine-tuned, zero-shot, rules) on note test sets"),
     # inference
     "extract": ("inference.extract", "batch extraction: JSONL notes in, JSONL entities/relations/record out"),
+    "extract-notes": ("processing.extract_notes", "extraction over build-notes' note shards (sharded, resumable) "
+                      "+ per-admission note features"),
     "serve": ("inference.serve", "serve a model on 127.0.0.1 with SageMaker's /ping and /invocations"),
     # monitoring
     "baseline": ("monitoring.baseline", "write Model Monitor statistics.json and constraints.json from training features"),

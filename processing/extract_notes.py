@@ -1,0 +1,381 @@
+"""Note shards -> extracted annotations (sharded, resumable) and per-admission note features.
+
+Processing contract: reads an extractor (``/opt/ml/processing/input/model``: a directory or
+model.tar.gz; ``rules`` for the dictionary baseline) and the note shards of build-notes
+(``/opt/ml/processing/input/notes``: ``part-*.jsonl``, or a folder holding ``extract/`` or
+``notes/extract/``); writes under ``/opt/ml/processing/output`` (docs/contracts.md "Notes"):
+
+``extracted/part-<shard:05d>.jsonl``
+    ``{"id", "entities", "relations", "record"}`` for every note of this shard, sorted by id,
+    plus ``extracted/manifest-<shard:05d>.json`` (counts, model, sha256).
+``features/note_features.parquet``, ``features/vocabulary.json``, ``features/manifest.json``
+    per-admission note features (``clinical_ml.notes.features``), from every shard's output.
+
+Sharding: ``--num-shards K --shard-index I`` keeps the notes whose stable hash of the note id
+falls in shard I (the union of K runs equals one run); inside a SageMaker Processing job with
+instance_count K the defaults come from /opt/ml/config/resourceconfig.json, as in build-tasks.
+Resuming: notes are extracted in ``--checkpoint-every`` chunks, each renamed into
+``extracted/.work-<shard>/`` when complete; a rerun of a killed shard reads back the ids of the
+complete chunks and of an existing ``part-<shard>.jsonl`` and extracts only the rest (partial
+temporary files are ignored), so the part holds each note once. A different model starts over.
+
+Features (``--stage features``, or after the extraction of a single-shard run) need every
+shard's part (``--extracted``, default OUTPUT/extracted) and a vocabulary: ``--fit-vocabulary``
+fits it on the ``--train-admissions`` (a build-tasks tree, whose train/ split is used, or a
+CSV/Parquet with HADM_ID) and writes it to ``--vocabulary`` (default
+OUTPUT/features/vocabulary.json); without it ``--vocabulary FILE`` is read. ``--cut-hours H``
+keeps notes charted at or before the admission's reference time + H (needs ADMISSIONS, and
+ICUSTAYS when present, in ``--mimic``); discharge summaries are then left out unless
+``--allow-discharge-summary``. Logs say counts, never note text or patient identifiers.
+
+    clinical-ml extract-notes --model DIR|rules --notes BUILT/notes --output OUT \\
+        [--num-shards 2 --shard-index 0] [--stage extract|features|both]
+        [--fit-vocabulary --train-admissions TASKS_OUT | --vocabulary FILE] [--cut-hours 48 --mimic DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from clinical_ml.io import DataError, atomic_path, localize, processing_dir, sha256_file, write_json
+from clinical_ml.logs import get_logger
+from clinical_ml.notes.noteevents import extract_parts, iter_extract_notes, read_admission_ids
+
+log = get_logger("extract_notes")
+PROC = processing_dir()
+FEATURES_FILE = "note_features.parquet"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from processing.build_tasks import sagemaker_shard
+
+    k, i = sagemaker_shard()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=f"{PROC}/input/model", help="extractor directory / model.tar.gz, or 'rules'")
+    p.add_argument("--notes", default=f"{PROC}/input/notes", help="note shards (build-notes notes/extract/)")
+    p.add_argument("--output", default=f"{PROC}/output", help="writes OUTPUT/extracted/ and OUTPUT/features/")
+    p.add_argument("--num-shards", type=int, default=k)
+    p.add_argument("--shard-index", type=int, default=i)
+    p.add_argument("--stage", choices=("auto", "extract", "features", "both"), default="auto",
+                   help="auto: both for a single shard, extract when sharded (features then run "
+                        "once, --stage features, over every shard's part)")
+    p.add_argument("--batch-size", type=int, default=16, help="notes per extract() call")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="notes per resumable chunk")
+    p.add_argument("--extracted", default=None, help="every shard's extracted/ parts (default OUTPUT/extracted)")
+    p.add_argument("--vocabulary", default=None,
+                   help="concept vocabulary JSON: read, or written with --fit-vocabulary "
+                        "(default OUTPUT/features/vocabulary.json)")
+    p.add_argument("--fit-vocabulary", action="store_true", help="fit the vocabulary on --train-admissions")
+    p.add_argument("--train-admissions", default=None,
+                   help="training admissions: a build-tasks tree (its train/ split) or a CSV/Parquet with HADM_ID")
+    p.add_argument("--top-k", type=int, default=50, help="indicator concepts per label")
+    p.add_argument("--min-admissions", type=int, default=5,
+                   help="a concept needs this many training admissions to become a column")
+    p.add_argument("--cut-hours", type=float, default=None,
+                   help="features only from notes charted at or before the admission's reference time + H")
+    p.add_argument("--allow-discharge-summary", action="store_true",
+                   help="with --cut-hours, keep discharge summaries (they are written at discharge)")
+    p.add_argument("--mimic", default=f"{PROC}/input/mimic", help="MIMIC-III folder (ADMISSIONS, ICUSTAYS) for --cut-hours")
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------- ids, shards
+def id_key(v: Any) -> tuple:
+    """Sort/dedup key of a note id (ROW_IDs are ints; anything else sorts after, as text)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (0, v)
+    return (1, str(v))
+
+
+def shard_of_note(note_id: Any, num_shards: int) -> int:
+    """Stable shard of a note id: same on every machine, run and Python version."""
+    if num_shards <= 1:
+        return 0
+    h = hashlib.sha256(f"note:{note_id}".encode()).hexdigest()[:12]
+    return int(h, 16) % num_shards
+
+
+def part_name(shard: int) -> str:
+    return f"part-{int(shard):05d}.jsonl"
+
+
+def _read_lines(path: Path) -> Iterable[tuple[tuple, str]]:
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: not valid JSON ({e.msg}); delete the file and rerun the shard") from None
+            yield id_key(obj.get("id")), line if line.endswith("\n") else line + "\n"
+
+
+def load_extractor(spec: str):
+    from inference.extract import load_extractor as _load
+
+    if spec != "rules":
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+        except ImportError:
+            pass
+    return _load(spec)
+
+
+def model_fingerprint(spec: str) -> str:
+    p = Path(spec)
+    for cand in (p / "metadata.json", p / "model.tar.gz", p):
+        if cand.is_file():
+            return sha256_file(cand)
+    return spec
+
+
+# ---------------------------------------------------------------- extraction
+def run_extraction(args: argparse.Namespace, parts: list[Path], out_dir: Path) -> dict:
+    from clinical_ml.extraction import finalize
+
+    k, i = args.num_shards, args.shard_index
+    final = out_dir / part_name(i)
+    work = out_dir / f".work-{i:05d}"
+    fingerprint = model_fingerprint(args.model)
+    manifest_path = out_dir / f"manifest-{i:05d}.json"
+    if final.exists() and manifest_path.exists():
+        old = json.loads(manifest_path.read_text()).get("model_fingerprint")
+        if old != fingerprint:
+            log.info("extract-notes: shard %d: the model changed since the last run: starting over", i)
+            final.unlink()
+            shutil.rmtree(work, ignore_errors=True)
+    if work.is_dir() and (work / "model.txt").is_file() and (work / "model.txt").read_text() != fingerprint:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "model.txt").write_text(fingerprint)
+    for stale in work.glob(".*"):  # partial chunks of a killed run (never renamed into place)
+        stale.unlink() if stale.is_file() else shutil.rmtree(stale, ignore_errors=True)
+    done: set[tuple] = set()
+    sources = ([final] if final.exists() else []) + sorted(work.glob("chunk-*.jsonl"))
+    for src in sources:
+        done.update(key for key, _ in _read_lines(src))
+    next_chunk = len(list(work.glob("chunk-*.jsonl")))
+
+    ext = None
+    shard_keys: set[tuple] = set()
+    pending: list[tuple[Any, str]] = []
+    extracted = 0
+    t0 = time.time()
+
+    def flush() -> None:
+        nonlocal ext, next_chunk, extracted
+        if not pending:
+            return
+        if ext is None:
+            ext = load_extractor(args.model)
+        lines = []
+        for b in range(0, len(pending), args.batch_size):
+            batch = pending[b:b + args.batch_size]
+            for (doc_id, text), ann in zip(batch, ext.extract([t for _, t in batch])):
+                ann = finalize(text, ann, doc_id)
+                ann.pop("category", None)  # the note's own category is known; not predicted here
+                lines.append(json.dumps(ann, ensure_ascii=False) + "\n")
+        with atomic_path(work / f"chunk-{next_chunk:06d}.jsonl") as tmp:
+            tmp.write_text("".join(lines), encoding="utf-8")
+        next_chunk += 1
+        extracted += len(pending)
+        pending.clear()
+
+    for note in iter_extract_notes(parts):
+        if shard_of_note(note["id"], k) != i:
+            continue
+        key = id_key(note["id"])
+        if key in shard_keys:
+            continue
+        shard_keys.add(key)
+        if key in done:
+            continue
+        pending.append((note["id"], note["text"]))
+        if len(pending) >= args.checkpoint_every:
+            flush()
+    flush()
+    seconds = time.time() - t0
+    resumed = len(done & shard_keys)
+
+    merged: dict[tuple, str] = {}
+    for src in ([final] if final.exists() else []) + sorted(work.glob("chunk-*.jsonl")):
+        for key, line in _read_lines(src):
+            if key in shard_keys and key not in merged:
+                merged[key] = line
+    with atomic_path(final) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for key in sorted(merged):
+            f.write(merged[key])
+    stats = {"shard": {"index": i, "count": k}, "notes": len(shard_keys), "written": len(merged),
+             "resumed": resumed, "extracted": extracted, "seconds": round(seconds, 3),
+             "model": args.model if args.model == "rules" else Path(args.model).name,
+             "model_fingerprint": fingerprint, "sha256": sha256_file(final)}
+    write_json(manifest_path, stats)
+    shutil.rmtree(work, ignore_errors=True)
+    if len(merged) != len(shard_keys):
+        raise DataError(f"{final}: {len(shard_keys) - len(merged)} notes of shard {i} have no extraction; rerun the shard")
+    log.info("extract-notes: shard %d/%d: %d notes (%d done before), extracted %d in %.1fs (%.2f notes/s) -> %s",
+             i, k, len(shard_keys), stats["resumed"], extracted, seconds,
+             extracted / seconds if seconds > 0 else 0.0, final.name)
+    return stats
+
+
+# ---------------------------------------------------------------- features
+def read_reference_times(mimic: str) -> dict[int, Any]:
+    """hadm_id -> reference time (earlier of ADMITTIME and the first ICU INTIME)."""
+    import pandas as pd
+
+    from clinical_ml.mimic.files import locate_table, open_binary
+    from clinical_ml.notes.features import _parse, reference_time
+
+    def read(table: str, cols: tuple[str, ...]):
+        tf = locate_table(mimic, table)
+        with open_binary(tf) as f:
+            df = pd.read_csv(f, dtype=str, keep_default_na=False, usecols=lambda c: c.strip().upper() in cols)
+        df.columns = [c.strip().upper() for c in df.columns]
+        if set(cols) - set(df.columns):
+            raise DataError(f"{tf.uri}: {table} lacks columns {sorted(set(cols) - set(df.columns))}")
+        return df
+
+    try:
+        adm = read("ADMISSIONS", ("HADM_ID", "ADMITTIME"))
+    except DataError as e:
+        raise DataError(f"--cut-hours needs the ADMISSIONS table (ADMITTIME) in --mimic: {e}") from None
+    intimes: dict[int, list] = {}
+    try:
+        icu = read("ICUSTAYS", ("HADM_ID", "INTIME"))
+        for h, t in zip(icu["HADM_ID"], icu["INTIME"]):
+            if h.strip():
+                intimes.setdefault(int(float(h)), []).append(_parse(t))
+    except DataError:
+        log.info("extract-notes: no ICUSTAYS in --mimic: the cut counts from ADMITTIME only")
+    out = {}
+    for h, t in zip(adm["HADM_ID"], adm["ADMITTIME"]):
+        if h.strip():
+            hadm = int(float(h))
+            out[hadm] = reference_time(_parse(t), intimes.get(hadm, ()))
+    return out
+
+
+def run_features(args: argparse.Namespace, parts: list[Path], extracted_dir: Path, out: Path) -> dict:
+    from clinical_ml.notes import features as F
+
+    vocab_path = Path(args.vocabulary) if args.vocabulary else out / "vocabulary.json"
+    settings = {"cut_hours": args.cut_hours, "allow_discharge_summary": bool(args.allow_discharge_summary)}
+    vocabulary = None
+    if not args.fit_vocabulary:
+        if not vocab_path.is_file():
+            raise DataError(f"{vocab_path}: vocabulary not found; fit one on the training split "
+                            "(--fit-vocabulary --train-admissions TASKS_OUT) or pass --vocabulary FILE")
+        vocabulary = json.loads(vocab_path.read_text(encoding="utf-8"))
+        if vocabulary.get("version") != F.VOCABULARY_VERSION or "concepts" not in vocabulary:
+            raise DataError(f"{vocab_path}: not a note-feature vocabulary (version {F.VOCABULARY_VERSION}); refit it")
+        for key, val in settings.items():
+            if vocabulary.get(key) != val:
+                log.warning("extract-notes: the vocabulary was fitted with %s=%s, this run uses %s",
+                            key, vocabulary.get(key), val)
+    train_ids = None
+    if args.fit_vocabulary:
+        train_ids = read_admission_ids(args.train_admissions, ["train"])
+    refs = read_reference_times(args.mimic) if args.cut_hours is not None else {}
+
+    # note metadata (no text kept): which notes count, for which admission
+    use: dict[tuple, int] = {}
+    subjects: dict[int, int | None] = {}
+    all_keys: set[tuple] = set()
+    excluded: dict[str, int] = {}
+    for note in iter_extract_notes(parts):
+        key = id_key(note["id"])
+        all_keys.add(key)
+        hadm = note.get("hadm_id")
+        if hadm is None:
+            excluded["no_hadm_id"] = excluded.get("no_hadm_id", 0) + 1
+            continue
+        hadm = int(hadm)
+        subjects.setdefault(hadm, note.get("subject_id"))
+        why = F.exclusion(note.get("category"), F.note_time(note.get("chartdate"), note.get("charttime")),
+                          refs.get(hadm), args.cut_hours, args.allow_discharge_summary)
+        if why:
+            excluded[why] = excluded.get(why, 0) + 1
+            continue
+        use[key] = hadm
+    admissions = {h: (s, F.empty_admission()) for h, s in subjects.items()}
+    found: set[tuple] = set()
+    ext_parts = sorted(extracted_dir.glob("part-*.jsonl")) if extracted_dir.is_dir() else []
+    for p in ext_parts:
+        for key, line in _read_lines(p):
+            found.add(key)
+            hadm = use.get(key)
+            if hadm is not None:
+                F.add_note(admissions[hadm][1], json.loads(line).get("record"))
+    missing = len(all_keys - found)
+    if missing:
+        raise DataError(f"{extracted_dir}: {missing} of {len(all_keys)} notes have no extraction "
+                        f"(parts here: {', '.join(p.name for p in ext_parts) or 'none'}); run every shard "
+                        "(--stage extract --shard-index I) into this folder first")
+    accs = {h: acc for h, (_, acc) in admissions.items()}
+    if vocabulary is None:
+        vocabulary = F.fit_vocabulary(accs, train_ids, args.top_k, args.min_admissions, **settings)
+        write_json(vocab_path, vocabulary)
+    frame = F.feature_frame(admissions, vocabulary)
+    with atomic_path(out / FEATURES_FILE) as tmp:
+        frame.to_parquet(tmp, index=False)
+    if vocab_path.resolve() != (out / "vocabulary.json").resolve():
+        write_json(out / "vocabulary.json", vocabulary)
+    n_concepts = sum(len(v) for v in vocabulary["concepts"].values())
+    stats = {"admissions": len(frame), "notes": len(all_keys), "notes_used": len(use),
+             "excluded": dict(sorted(excluded.items())), "columns": len(frame.columns) - 2,
+             "concepts": n_concepts, "vocabulary_fitted": bool(args.fit_vocabulary),
+             "train_admissions": None if train_ids is None else len(train_ids), **settings,
+             "extracted_parts": [p.name for p in ext_parts], "sha256": sha256_file(out / FEATURES_FILE)}
+    write_json(out / "manifest.json", stats)
+    log.info("extract-notes: features for %d admissions from %d of %d notes (left out: %s); %d concept "
+             "columns (vocabulary %s)", stats["admissions"], stats["notes_used"], stats["notes"],
+             ", ".join(f"{k} {v}" for k, v in stats["excluded"].items()) or "none", n_concepts,
+             f"fitted on {len(train_ids)} training admissions" if train_ids is not None else f"read from {vocab_path}")
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.num_shards < 1 or not 0 <= args.shard_index < args.num_shards:
+        raise DataError(f"--shard-index {args.shard_index} must be in 0..{args.num_shards - 1}")
+    for name in ("batch_size", "checkpoint_every", "top_k"):
+        if getattr(args, name) < 1:
+            raise DataError(f"--{name.replace('_', '-')} must be at least 1")
+    output = Path(localize(args.output))
+    if str(output).startswith("s3://"):
+        raise DataError(f"--output {output}: write to a local folder (SageMaker uploads it for you)")
+    stage = args.stage if args.stage != "auto" else ("both" if args.num_shards == 1 else "extract")
+    want_features = stage == "features" or (stage == "both" and (args.fit_vocabulary or args.vocabulary))
+    if want_features and args.fit_vocabulary and not args.train_admissions:
+        raise DataError("--fit-vocabulary: the vocabulary is fitted on training-split admissions only; pass "
+                        "--train-admissions (the build-tasks output folder or a CSV/Parquet with HADM_ID)")
+    if stage in ("extract", "both") and args.model != "rules" and not Path(localize(args.model)).exists():
+        raise DataError(f"--model {args.model}: not found; pass the train-extractor output (a directory "
+                        "or model.tar.gz) or 'rules'")
+    parts = extract_parts(args.notes)
+    extracted_dir = Path(args.extracted) if args.extracted else output / "extracted"
+    if stage in ("extract", "both"):
+        run_extraction(args, parts, output / "extracted")
+    if want_features:
+        run_features(args, parts, extracted_dir, output / "features")
+    elif stage == "both":
+        log.info("extract-notes: no note features (pass --fit-vocabulary --train-admissions DIR, or --vocabulary FILE)")
+    elif stage == "extract" and args.num_shards > 1:
+        log.info("extract-notes: shard %d of %d done; note features run once every shard is: --stage features",
+                 args.shard_index, args.num_shards)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
