@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -235,7 +234,7 @@ def read_reference_times(mimic: str) -> dict[int, Any]:
     import pandas as pd
 
     from clinical_ml.mimic.files import locate_table, open_binary
-    from clinical_ml.notes.features import _parse, reference_time
+    from clinical_ml.notes.features import parse_time, reference_time
 
     def read(table: str, cols: tuple[str, ...]):
         tf = locate_table(mimic, table)
@@ -255,14 +254,14 @@ def read_reference_times(mimic: str) -> dict[int, Any]:
         icu = read("ICUSTAYS", ("HADM_ID", "INTIME"))
         for h, t in zip(icu["HADM_ID"], icu["INTIME"]):
             if h.strip():
-                intimes.setdefault(int(float(h)), []).append(_parse(t))
+                intimes.setdefault(int(float(h)), []).append(parse_time(t))
     except DataError:
         log.info("extract-notes: no ICUSTAYS in --mimic: the cut counts from ADMITTIME only")
     out = {}
     for h, t in zip(adm["HADM_ID"], adm["ADMITTIME"]):
         if h.strip():
             hadm = int(float(h))
-            out[hadm] = reference_time(_parse(t), intimes.get(hadm, ()))
+            out[hadm] = reference_time(parse_time(t), intimes.get(hadm, ()))
     return out
 
 
@@ -286,7 +285,12 @@ def run_features(args: argparse.Namespace, parts: list[Path], extracted_dir: Pat
     train_ids = None
     if args.fit_vocabulary:
         train_ids = read_admission_ids(args.train_admissions, ["train"])
-    refs = read_reference_times(args.mimic) if args.cut_hours is not None else {}
+    refs = {}
+    if args.cut_hours is not None:
+        from clinical_ml import audit
+
+        refs = read_reference_times(args.mimic)
+        audit.ingest_event(args.mimic, ("ADMISSIONS", "ICUSTAYS"), step="extract-notes")
 
     # note metadata (no text kept): which notes count, for which admission
     use: dict[tuple, int] = {}
@@ -352,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("batch_size", "checkpoint_every", "top_k"):
         if getattr(args, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.model != "rules":
+        args.model = localize(args.model)
     output = Path(localize(args.output))
     if str(output).startswith("s3://"):
         raise DataError(f"--output {output}: write to a local folder (SageMaker uploads it for you)")
@@ -360,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     if want_features and args.fit_vocabulary and not args.train_admissions:
         raise DataError("--fit-vocabulary: the vocabulary is fitted on training-split admissions only; pass "
                         "--train-admissions (the build-tasks output folder or a CSV/Parquet with HADM_ID)")
-    if stage in ("extract", "both") and args.model != "rules" and not Path(localize(args.model)).exists():
+    if stage in ("extract", "both") and args.model != "rules" and not Path(args.model).exists():
         raise DataError(f"--model {args.model}: not found; pass the train-extractor output (a directory "
                         "or model.tar.gz) or 'rules'")
     parts = extract_parts(args.notes)

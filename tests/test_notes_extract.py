@@ -413,3 +413,34 @@ def test_extract_notes_runs_as_a_file():
     r = subprocess.run([sys.executable, "processing/extract_notes.py", "--help"], capture_output=True, text=True,
                        timeout=120, cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 0 and "--num-shards" in r.stdout, r.stderr
+
+
+def test_feature_functions_are_small_and_pure():
+    from datetime import datetime
+
+    from clinical_ml.notes import features as F
+    from clinical_ml.notes.noteevents import parse_categories
+
+    assert F.normalize_concept("  Aspirin, ") == "aspirin" and F.normalize_concept(None) == ""
+    assert F.note_time("2150-01-02", None) == datetime(2150, 1, 2, 23, 59, 59)
+    assert F.note_time("2150-01-02 00:00:00", "2150-01-02 07:30:00") == datetime(2150, 1, 2, 7, 30)
+    assert F.note_time("", "") is None
+    ref = F.reference_time(datetime(2150, 1, 1, 2), [datetime(2150, 1, 1, 0), None])
+    assert ref == datetime(2150, 1, 1, 0)
+    assert F.exclusion("Nursing", datetime(2150, 1, 3, 0), ref, 48) is None  # exactly at the cut: counts
+    assert F.exclusion("Nursing", datetime(2150, 1, 3, 0, 0, 1), ref, 48) == "after_cut"
+    assert F.exclusion("Discharge summary ", datetime(2150, 1, 1, 1), ref, 48) == "discharge_summary"
+    assert F.exclusion("Discharge summary", datetime(2150, 1, 1, 1), ref, 48, allow_discharge_summary=True) is None
+    assert F.exclusion("Nursing", None, ref, 48) == "no_time" and F.exclusion("Nursing", None, None, None) is None
+    acc = F.add_note(F.empty_admission(), {"medications": [{"name": "X-Ray dye"}],
+                                           "problems": [{"name": "fever", "negated": True}]})
+    assert acc["counts"]["MEDICATION"] == 1 and acc["negated_problems"] == 1 and acc["concepts"]["PROBLEM"] == set()
+    acc2 = F.add_note(F.empty_admission(), {"medications": [{"name": "x ray dye"}, {"name": "x-ray dye"}]})
+    vocab = F.fit_vocabulary({1: acc, 2: acc2}, [1, 2], top_k=5, min_admissions=1)
+    cols = [c["column"] for c in vocab["concepts"]["MEDICATION"]]
+    assert [c["name"] for c in vocab["concepts"]["MEDICATION"]] == ["x-ray dye", "x ray dye"]  # 2 admissions, 1
+    assert cols == ["note_med_x_ray_dye", "note_med_x_ray_dye_2"]  # one column name each
+    assert parse_categories("all") is None
+    assert parse_categories("Radiology, discharge SUMMARY,radiology") == ["discharge summary", "radiology"]
+    with pytest.raises(DataError, match="--categories"):
+        parse_categories(" , ")

@@ -47,7 +47,7 @@ def is_discharge_summary(category: Any) -> bool:
     return " ".join(str(category or "").split()).casefold() == "discharge summary"
 
 
-def _parse(ts: Any) -> datetime | None:
+def parse_time(ts: Any) -> datetime | None:
     s = str(ts or "").strip()
     if not s:
         return None
@@ -59,10 +59,10 @@ def _parse(ts: Any) -> datetime | None:
 
 def note_time(chartdate: Any, charttime: Any) -> datetime | None:
     """When a note counts as written: CHARTTIME, else the last second of CHARTDATE, else None."""
-    t = _parse(charttime)
+    t = parse_time(charttime)
     if t is not None:
         return t
-    d = _parse(str(chartdate or "").strip()[:10])
+    d = parse_time(str(chartdate or "").strip()[:10])
     return None if d is None else d.replace(hour=23, minute=59, second=59, microsecond=0)
 
 
