@@ -123,6 +123,7 @@ def test_build_notes_cohort_from_a_build_tasks_tree(no_gold, tmp_path):
     pd.DataFrame({"icustay_id": [5]}).to_parquet(tmp_path / "train" / "timeseries" / "part-00000.parquet")
     assert read_admission_ids(tmp_path) == {10, 20, 30}
     assert read_admission_ids(tmp_path, ["train"]) == {10, 20}
+    assert read_admission_ids(tmp_path / "train", ["train"]) == {10, 20}  # one split's folder, as mounted
 
 
 def test_build_notes_with_gold_also_writes_note_shards(synth, tmp_path):

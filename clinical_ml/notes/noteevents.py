@@ -264,7 +264,8 @@ def _ids_from_file(path: Path, splits: tuple[str, ...] | None) -> set[int]:
 def read_admission_ids(path: str | os.PathLike, splits: Iterable[str] | None = None) -> set[int]:
     """HADM_IDs of a cohort: a CSV/Parquet file with a HADM_ID column (a ``split`` column, when
     present, is filtered to ``splits``), or a build-tasks output tree
-    (``<split>/<task>/part-*.parquet``; only the ``splits`` folders when given)."""
+    (``<split>/<task>/part-*.parquet``; only the ``splits`` folders when given) or one split's
+    folder of it (``<task>/part-*.parquet``, as a processing job gets ``input/train``: all of it)."""
     local = localize(str(path))
     if local.startswith("s3://"):
         raise DataError(f"{path}: admissions must be a local file or folder (a processing job "
@@ -277,6 +278,9 @@ def read_admission_ids(path: str | os.PathLike, splits: Iterable[str] | None = N
         raise DataError(f"{p}: admissions file or folder not found")
     tree = [q for q in sorted(p.glob("*/*/part-*.parquet"))
             if q.parent.name != "timeseries" and (want is None or q.parent.parent.name in want)]
+    if not tree and not any(p.glob("*/*/part-*.parquet")):  # one split's folder (<task>/part-*.parquet),
+        tree = [q for q in sorted(p.glob("*/part-*.parquet"))  # e.g. a job's input/train: taken whole
+                if q.parent.name != "timeseries"]
     files = tree or [q for q in sorted(p.iterdir())
                      if q.is_file() and q.name.lower().endswith((".parquet", ".csv", ".csv.gz"))]
     if not files:
