@@ -214,8 +214,29 @@ def test_length_batches_respect_the_token_budget_and_keep_every_window():
 
 
 def test_budgeted_schedule_reaches_zero_at_the_budget():
-    from clinical_ml.extraction.encoder import lr_factor
+    from clinical_ml.extraction.optim import lr_factor
 
     assert lr_factor(0, 1000) < 0.1 and lr_factor(29, 1000) == pytest.approx(1 - 29 / 1000)
     assert lr_factor(100, 1000, budget_used=0.5) == pytest.approx(0.5)  # time, not steps, decides
     assert lr_factor(100, 1000, budget_used=1.0) == 0.0 and lr_factor(1000, 1000) == 0.0
+
+
+# ---------------------------------------------------------------- gazetteer
+def test_gazetteer_keeps_only_reliably_annotated_names_and_fills_gaps():
+    from clinical_ml.extraction.gazetteer import Gazetteer, fit_gazetteer
+
+    def doc(text, meds, labels=("MEDICATION", "PROBLEM")):
+        ents = [{"start": text.index(m), "end": text.index(m) + len(m), "label": "MEDICATION", "text": m,
+                 "negated": False} for m in meds]
+        return {"id": text, "text": text, "entities": ents, "relations": [], "annotated_labels": list(labels)}
+
+    docs = [doc("Cisplatin was given. Potassium was low.", ["Cisplatin", "Potassium"]),
+            doc("cisplatin again; potassium 4.1, potassium 3.9, potassium 4.0", ["cisplatin"]),
+            doc("Potassium supplement", ["Potassium"]),
+            # a corpus that does not annotate MEDICATION does not count against a name
+            doc("cisplatin cisplatin cisplatin", [], labels=("PROBLEM",))]
+    gz = fit_gazetteer(docs)
+    assert gz == {"cisplatin": "MEDICATION"}  # potassium: 2 of 5 occurrences annotated
+    ents = Gazetteer(gz).add_to("Cisplatin and CISPLATIN-based aspirin", [
+        {"start": 0, "end": 9, "label": "PROBLEM", "text": "Cisplatin", "negated": False}])
+    assert [(e["label"], e["text"]) for e in ents] == [("PROBLEM", "Cisplatin"), ("MEDICATION", "CISPLATIN")]

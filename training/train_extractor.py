@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-train-docs", type=int, default=600,
                    help="at most N training documents of each corpus (0: all)")
     p.add_argument("--max-val-docs", type=int, default=50, help="at most N validation documents of each corpus")
+    p.add_argument("--gazetteer", action=argparse.BooleanOptionalAction, default=True,
+                   help="encoder: also find the training split's reliably annotated names "
+                        "(clinical_ml.extraction.gazetteer) where the model tagged nothing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--save-merged", action="store_true",
@@ -107,6 +110,7 @@ def train_encoder(args, train_docs: list[dict]):
 
     from clinical_ml.extraction.base_models import resolve
     from clinical_ml.extraction.encoder import EncoderConfig, EncoderExtractor, build_model, fit
+    from clinical_ml.extraction.gazetteer import fit_gazetteer
 
     base = args.base_model or "minilm"
     base_dir = resolve(base)
@@ -120,7 +124,9 @@ def train_encoder(args, train_docs: list[dict]):
                 time_budget_s=args.time_budget_s or None)
     if hasattr(model, "module"):
         model = model.module
-    return EncoderExtractor(model.cpu(), tok), base, base_dir, stats
+    gazetteer = fit_gazetteer(train_docs) if args.gazetteer else None
+    stats["gazetteer_terms"] = len(gazetteer or {})
+    return EncoderExtractor(model.cpu(), tok, gazetteer=gazetteer), base, base_dir, stats
 
 
 def train_generative(args, train_docs: list[dict]):

@@ -6,6 +6,7 @@ metadata.json      {"model_type": "extractor", "kind": "encoder|generative|rules
 schema.json        schema version, entity labels, relation types, record JSON schema
 adapter/           peft LoRA adapter (encoder, generative)
 heads.safetensors  encoder heads: NER, relation, category (encoder)
+gazetteer.json     training-split names added where the encoder tagged nothing (encoder)
 tokenizer/         the tokenizer the adapter was trained with
 base/              base weights, only when the base is not an offline package alias
 lexicon.json       rules extractor lexicon (rules)
@@ -42,6 +43,8 @@ def save_encoder(extractor, out: str | Path, base_model: str, base_dir: Path,
     extractor.tokenizer.save_pretrained(out / "tokenizer")
     if not is_alias(base_model):
         copy_base(base_dir, out)
+    if extractor.gazetteer is not None:
+        write_json(out / "gazetteer.json", extractor.gazetteer.terms)
     write_common(out, "encoder", base_model, {
         "categories": list(model.cfg.categories), "config": dataclasses.asdict(model.cfg),
         "training": training or {}})
@@ -70,7 +73,8 @@ def load_encoder(model_dir: Path, meta: dict):
     model = EncoderExtractorModel(encoder, cfg)
     model.heads.load_state_dict(load_file(str(model_dir / "heads.safetensors")))
     tok = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
-    return EncoderExtractor(model, tok)
+    gazetteer = read_json(model_dir / "gazetteer.json") if (model_dir / "gazetteer.json").is_file() else None
+    return EncoderExtractor(model, tok, gazetteer=gazetteer)
 
 
 def save_rules(extractor, out: str | Path, training: dict[str, Any] | None = None) -> Path:

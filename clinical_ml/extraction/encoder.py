@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from clinical_ml.extraction.bio import BIO_LABELS, LABEL2ID, decode_words, tags_for_offsets
+from clinical_ml.extraction.gazetteer import Gazetteer
 from clinical_ml.extraction.negation import apply_negation
-from clinical_ml.extraction.optim import optimizer_step
+from clinical_ml.extraction.optim import budgeted_schedule, optimizer_step
 from clinical_ml.extraction.propagate import propagate
 from clinical_ml.logs import get_logger
 from clinical_ml.notes.schema import ATTRIBUTE_RELATIONS, ENTITY_LABELS, annotated_labels, record_from_annotations
@@ -253,9 +254,10 @@ class EncoderExtractor:
     kind = "encoder"
 
     def __init__(self, model: EncoderExtractorModel, tokenizer, batch_size: int = 16,
-                 propagate: bool = True):
+                 propagate: bool = True, gazetteer: dict[str, str] | None = None):
         self.model = model.eval()
         self.propagate = propagate
+        self.gazetteer = Gazetteer(gazetteer) if gazetteer else None
         self.tokenizer = tokenizer
         self.cfg = model.cfg
         self.batch_size = batch_size
@@ -309,6 +311,8 @@ class EncoderExtractor:
     def _annotate(self, text: str, enc: dict, h: torch.Tensor, mask: torch.Tensor) -> dict:
         tag_ids = self._token_tags(enc, h)
         ents = decode_words(text, enc["offsets"], [BIO_LABELS[t] for t in tag_ids])
+        if self.gazetteer is not None:
+            ents = self.gazetteer.add_to(text, ents)
         ents = apply_negation(text, propagate(text, ents) if self.propagate else ents)
         rels = self._relations(h, enc, ents)
         category = None
@@ -406,15 +410,6 @@ def length_batches(examples: list[dict], batch_tokens: int, rng: random.Random) 
     return out
 
 
-def lr_factor(step: int, total: int, budget_used: float = 0.0) -> float:
-    """Linear warm-up over the first 10 % of the steps (at most 30), then linear decay to zero
-    by the last step or by the end of the time budget, whichever comes first: a budgeted run
-    ends with its learning rate at zero, not cut off at its peak, however fast the machine
-    turns out to be."""
-    progress = max(step / total, budget_used)
-    return min(1.0, (step + 1) / max(1, min(30, total // 10))) * max(0.0, 1 - progress)
-
-
 def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epochs: float = 2.0,
         lr: float = 3e-3, batch_size: int = 8, seed: int = 0, max_steps: int | None = None,
         accelerator=None, time_budget_s: float | None = None) -> dict[str, Any]:
@@ -433,8 +428,7 @@ def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epoc
     steps_per_epoch = len(length_batches(examples, batch_tokens, random.Random(seed)))
     total = max_steps or max(1, int(steps_per_epoch * epochs))
     t0 = time.time()
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total, (time.time() - t0) / time_budget_s if time_budget_s else 0.0))
+    sched = budgeted_schedule(opt, total, time_budget_s)
     if accelerator is not None:
         model, opt = accelerator.prepare(model, opt)
     model.train()

@@ -32,7 +32,7 @@ import torch
 
 from clinical_ml.extraction.decoding import ground, parse_record
 from clinical_ml.extraction.modeldir import copy_base, write_common
-from clinical_ml.extraction.optim import optimizer_step
+from clinical_ml.extraction.optim import budgeted_schedule, optimizer_step
 from clinical_ml.logs import get_logger
 from clinical_ml.notes.schema import (ATTRIBUTE_RELATIONS, ENTITY_LABELS, FINDING_LABELS, MEDICATION_FIELDS,
                                       OPTIONAL_MEDICATION_FIELDS, annotated_labels, compact_record,
@@ -252,13 +252,6 @@ def cpu_bf16() -> bool:
         return False
 
 
-def lr_factor(step: int, total: int, budget_used: float = 0.0) -> float:
-    """Warm-up over the first tenth of the steps, then linear decay to 5 % by the last step or
-    by the end of the time budget (``budget_used``: the fraction spent), whichever comes first,
-    so a time-budgeted run ends annealed."""
-    return min(1.0, (step + 1) / max(1, total // 10)) * max(0.05, 1 - max(step / total, budget_used))
-
-
 def fit_generative(ext: GenerativeExtractor, docs: list[dict], *, epochs: float = 1.0, lr: float = 1e-3,
                    batch_size: int = 4, seed: int = 0, max_steps: int | None = None, accelerator=None,
                    time_budget_s: float | None = None, bf16: bool | None = None) -> dict[str, Any]:
@@ -277,8 +270,7 @@ def fit_generative(ext: GenerativeExtractor, docs: list[dict], *, epochs: float 
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     total = max_steps or max(1, int(math.ceil(len(pairs) / batch_size) * epochs))
     t0 = time.time()
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total, (time.time() - t0) / time_budget_s if time_budget_s else 0.0))
+    sched = budgeted_schedule(opt, total, time_budget_s, floor=0.05)
     if accelerator is not None:
         model, opt = accelerator.prepare(model, opt)
     device = accelerator.device if accelerator is not None else torch.device("cpu")

@@ -1,6 +1,8 @@
-"""One optimizer step, shared by the encoder and generative LoRA training loops."""
+"""The optimizer step and learning-rate schedule shared by the encoder and generative LoRA
+training loops."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -14,3 +16,19 @@ def optimizer_step(loss: torch.Tensor, params: list, opt: Any, sched: Any, accel
     sched.step()
     opt.zero_grad()
     return loss.item()
+
+
+def lr_factor(step: int, total: int, budget_used: float = 0.0, floor: float = 0.0) -> float:
+    """Linear warm-up over the first 10 % of the steps (at most 30), then linear decay to
+    ``floor`` by the last step or by the end of the time budget (``budget_used``: the fraction
+    spent), whichever comes first: a budgeted run ends annealed, not cut off at its peak,
+    however fast or busy the machine turns out to be."""
+    progress = max(step / total, budget_used)
+    return min(1.0, (step + 1) / max(1, min(30, total // 10))) * max(floor, 1 - progress)
+
+
+def budgeted_schedule(opt: Any, total: int, time_budget_s: float | None, floor: float = 0.0) -> Any:
+    """A LambdaLR of ``lr_factor`` whose clock starts now."""
+    t0 = time.time()
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total, (time.time() - t0) / time_budget_s if time_budget_s else 0.0, floor))

@@ -1,0 +1,94 @@
+"""A gazetteer of the training split beside the encoder: names the corpora taught, found again.
+
+On test abstracts that share their vocabulary with the training split, a dictionary of the
+training gold is as good as a one-epoch CPU-trained encoder (BC5CDR MEDICATION: precision 0.97,
+recall 0.66, against the encoder's 0.90 / 0.71), and they miss different mentions. The
+extractor therefore adds the gazetteer's matches where the encoder tagged nothing.
+
+Only terms the training text almost always annotates are kept: a term enters when it is a gold
+mention at least ``min_count`` times and at least ``min_rate`` of its whole-word occurrences in
+the training documents that annotate its label are that label's mentions. "potassium" in lab
+lines, "medication" or "therapy" in running text and a surname never make it; "cisplatin"
+does.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Iterable
+
+from clinical_ml.notes.schema import annotated_labels, normalize
+
+GAZETTEER_LABELS = ("MEDICATION", "PROBLEM")
+
+
+def _pattern(terms: Iterable[str]) -> re.Pattern | None:
+    alts = sorted((r"\s+".join(map(re.escape, t.split())) for t in terms), key=len, reverse=True)
+    return re.compile(r"(?<!\w)(?:" + "|".join(alts) + r")(?!\w)", re.I) if alts else None
+
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+MAX_TOKENS = 8
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    return tuple(_TOKEN.findall(text.lower()))
+
+
+def fit_gazetteer(docs: list[dict], labels: Iterable[str] = GAZETTEER_LABELS, min_count: int = 2,
+                  min_rate: float = 0.5, max_words: int = 4) -> dict[str, str]:
+    """Normalized term -> label, from the gold mentions of ``docs`` (see the module doc).
+    Occurrences are counted as token n-grams (one pass over each text), not with the matching
+    regex: a 2,000-term alternation over a training split took 33 s, this takes about one."""
+    gold: dict[str, Counter] = {}
+    for d in docs:
+        ann = annotated_labels(d)
+        for e in d["entities"]:
+            term = normalize(e["text"])
+            if e["label"] in labels and e["label"] in ann and len(term) > 2 and len(term.split()) <= max_words:
+                gold.setdefault(e["label"], Counter())[term] += 1
+    out: dict[str, str] = {}
+    for label, counts in gold.items():
+        cands = {_tokens(t): t for t, n in counts.items() if n >= min_count and 0 < len(_tokens(t)) <= MAX_TOKENS}
+        if not cands:
+            continue
+        lengths = sorted({len(k) for k in cands})
+        seen: Counter = Counter()
+        for d in docs:
+            if label not in annotated_labels(d):
+                continue
+            toks = _tokens(d["text"])
+            for n in lengths:
+                for i in range(len(toks) - n + 1):
+                    key = toks[i:i + n]
+                    if key in cands:
+                        seen[key] += 1
+        for key, t in cands.items():
+            if counts[t] >= min_rate * max(seen[key], 1) and t not in out:
+                out[t] = label
+    return out
+
+
+class Gazetteer:
+    """``find(text)``: the gazetteer's mentions in ``text``, longest first, never overlapping."""
+
+    def __init__(self, terms: dict[str, str]):
+        self.terms = dict(terms)
+        self._patterns = [(lab, _pattern(t for t, lab2 in self.terms.items() if lab2 == lab))
+                          for lab in sorted(set(self.terms.values()))]
+
+    def find(self, text: str) -> list[dict]:
+        cands = sorted(((m.start(), m.end(), lab) for lab, pat in self._patterns if pat
+                        for m in pat.finditer(text)), key=lambda c: (c[0], -(c[1] - c[0])))
+        out, last = [], -1
+        for s, e, lab in cands:
+            if s >= last:
+                out.append({"start": s, "end": e, "label": lab, "text": text[s:e], "negated": False})
+                last = e
+        return out
+
+    def add_to(self, text: str, entities: list[dict]) -> list[dict]:
+        """``entities`` plus the gazetteer mentions that overlap none of them."""
+        extra = [g for g in self.find(text)
+                 if not any(e["start"] < g["end"] and g["start"] < e["end"] for e in entities)]
+        return sorted(entities + extra, key=lambda e: e["start"]) if extra else entities
