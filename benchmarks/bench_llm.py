@@ -6,7 +6,8 @@ splits of the real corpora in ``--shared`` (MACCROBAT2020, BC5CDR, NCBI-disease;
 message when the folder is absent). Every score goes through ``corpus_eval.score``: each corpus
 on the labels it annotates. Extractors:
 
-- ``rules``: rules + negation, gazetteer fitted on that corpus's train split;
+- ``rules``: rules + negation, gazetteer fitted on that corpus's train split; ``rules_seed``:
+  the same without training (seed lexicon only, the baseline the issue quotes);
 - ``encoder_synthetic`` / ``encoder_real``: MiniLM + LoRA trained by ``train_extractor.main``
   with the arguments of ``make demo``'s TrainExtractor step (resolved from the pipeline
   definition with the demo's parameter values: ``--max-train-docs 300 --time-budget-s 390``
@@ -411,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx["rules"] = {c: RulesExtractor().fit(docs) for c, docs in ctx["train"].items()}
         for key, docs in tests.items():
             score_sets(res, "rules", ctx["rules"][key], {key: docs})
+            score_sets(res, "rules_seed", RulesExtractor(), {key: docs})  # untrained: seed lexicon only
 
     def encoder_stage(name: str, notes: Path, reuse: str | None):
         ext = ctx[name] = train_encoder(args, name, notes, reuse, work)

@@ -62,6 +62,22 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataError(f"{p}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
 
 
+def iter_jsonl(path: str | os.PathLike, fix: str = "one JSON object a line") -> Iterator[tuple[int, Any, str]]:
+    """``(line number, object, raw line)`` of a JSON-lines file, blank lines skipped; a bad
+    line is a DataError naming the file, the line and ``fix`` (what to do about it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line), line
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: not valid JSON ({e.msg}); {fix}") from None
+
+
 def _json_default(o: Any) -> Any:
     if hasattr(o, "item"):  # numpy scalars
         return o.item()

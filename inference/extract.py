@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from clinical_ml.io import DataError, atomic_path
+from clinical_ml.extraction import load
+from clinical_ml.io import DataError, atomic_path, iter_jsonl
 from clinical_ml.logs import get_logger
 
 log = get_logger("extract")
@@ -29,31 +30,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def read_inputs(path: Path) -> list[tuple[object, str]]:
-    if not path.is_file():
-        raise DataError(f"{path}: input not found")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: not valid JSON ({e.msg}); one {{\"id\", \"text\"}} a line") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                raise DataError(f"{path}:{n}: needs a string field 'text'")
-            rows.append((obj.get("id", n), obj["text"]))
+    for n, obj, _ in iter_jsonl(path, 'one {"id", "text"} a line'):
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            raise DataError(f"{path}:{n}: needs a string field 'text'")
+        rows.append((obj.get("id", n), obj["text"]))
     return rows
-
-
-def load_extractor(spec: str):
-    if spec == "rules":
-        from clinical_ml.extraction.rules import RulesExtractor
-
-        return RulesExtractor()
-    from clinical_ml.extraction import load
-
-    return load(spec)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.set_verbosity_error()
     rows = read_inputs(Path(args.input))
-    ext = load_extractor(args.model)
+    ext = load(args.model)
     t0 = time.time()
     with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for i in range(0, len(rows), args.batch_size):

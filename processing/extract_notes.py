@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from clinical_ml.io import DataError, atomic_path, localize, processing_dir, sha256_file, write_json
+from clinical_ml.io import DataError, atomic_path, iter_jsonl, localize, processing_dir, sha256_file, write_json
 from clinical_ml.logs import get_logger
 from clinical_ml.notes.noteevents import extract_parts, iter_extract_notes, read_admission_ids
 
@@ -106,28 +106,14 @@ def part_name(shard: int) -> str:
 
 
 def _read_lines(path: Path) -> Iterable[tuple[tuple, str]]:
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: not valid JSON ({e.msg}); delete the file and rerun the shard") from None
-            yield id_key(obj.get("id")), line if line.endswith("\n") else line + "\n"
+    for _, obj, line in iter_jsonl(path, "delete the file and rerun the shard"):
+        yield id_key(obj.get("id")), line if line.endswith("\n") else line + "\n"
 
 
 def load_extractor(spec: str):
-    from inference.extract import load_extractor as _load
+    from clinical_ml.extraction import load
 
-    if spec != "rules":
-        try:
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.set_verbosity_error()
-        except ImportError:
-            pass
-    return _load(spec)
+    return load(spec)
 
 
 def model_fingerprint(spec: str) -> str:

@@ -45,7 +45,7 @@ def test_bars_use_the_measured_figures_and_say_what_was_not_measured():
     assert bars["MTSamples: encoder_real medications >= 2x rules"]["met"] is True
     res["bars"] = list(bars.values())
     md = markdown(res)
-    assert "| BC5CDR test, whole | 4 | rules + negation | 0.600 / 0.700 | 0.500 | 0.600 / 0.700 | 0.500 / 0.600 |" in md
+    assert "| BC5CDR test, whole | 4 | rules + negation (train gazetteer) | 0.600 / 0.700 | 0.500 | 0.600 / 0.700 | 0.500 / 0.600 |" in md
     assert "BC5CDR test, first 192 tokens" in md and "not measured: MACCROBAT" in md
     # whole rows of a set come before its prefix rows, rules before the encoder
     assert md.index("BC5CDR test, whole | 4 | rules") < md.index("BC5CDR test, whole | 4 | MiniLM") \

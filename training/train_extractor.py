@@ -105,7 +105,9 @@ def _accelerator():
     return Accelerator(mixed_precision="bf16" if torch.cuda.is_bf16_supported() else "fp16")
 
 
-def train_encoder(args, train_docs: list[dict]):
+def train_encoder(args, train_docs: list[dict], all_train: list[dict]):
+    """The encoder on ``train_docs``; its gazetteer on every training document (``all_train``:
+    counting names costs seconds, training on them minutes)."""
     from transformers import AutoTokenizer
 
     from clinical_ml.extraction.base_models import resolve
@@ -124,7 +126,7 @@ def train_encoder(args, train_docs: list[dict]):
                 time_budget_s=args.time_budget_s or None)
     if hasattr(model, "module"):
         model = model.module
-    gazetteer = fit_gazetteer(train_docs) if args.gazetteer else None
+    gazetteer = fit_gazetteer(all_train) if args.gazetteer else None
     stats["gazetteer_terms"] = len(gazetteer or {})
     return EncoderExtractor(model.cpu(), tok, gazetteer=gazetteer), base, base_dir, stats
 
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()
     if args.threads:
         torch.set_num_threads(args.threads)
-    train_docs = load_docs([args.train] + args.extra_train, args.max_train_docs, args.seed)
+    all_train = load_docs([args.train] + args.extra_train, 0, args.seed)
+    train_docs = cap_per_corpus(all_train, args.max_train_docs, args.seed)
     if not train_docs:
         raise DataError(f"{args.train}: no training notes")
     val_docs = load_docs([args.validation], args.max_val_docs, args.seed) if args.validation else []
@@ -189,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
         ext, stats = RulesExtractor().fit(train_docs), {"train_docs": len(train_docs)}
     elif args.kind == "encoder":
-        ext, base, base_dir, stats = train_encoder(args, train_docs)
+        ext, base, base_dir, stats = train_encoder(args, train_docs, all_train)
     else:
         ext, base, base_dir, stats = train_generative(args, train_docs)
     losses = stats.pop("losses", [])

@@ -6,8 +6,17 @@ from __future__ import annotations
 
 
 def load(model_dir):
+    """The extractor in ``model_dir`` (a train-extractor output, its model.tar.gz, or
+    ``"rules"`` for the seed-lexicon rules baseline, which needs no training)."""
+    if str(model_dir) == "rules":
+        from clinical_ml.extraction.rules import RulesExtractor
+
+        return RulesExtractor()
+    from transformers.utils import logging as hf_logging
+
     from clinical_ml.extraction.artifact import load as _load
 
+    hf_logging.set_verbosity_error()
     return _load(model_dir)
 
 

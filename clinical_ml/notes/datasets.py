@@ -62,7 +62,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from clinical_ml.io import DataError, atomic_path
+from clinical_ml.io import DataError, atomic_path, iter_jsonl
 from clinical_ml.notes.schema import (ATTRIBUTE_RELATIONS, ENTITY_LABELS,
                                       record_from_annotations)
 
@@ -301,19 +301,7 @@ def _bio_document(doc_id: Any, words: list[tuple[str, str]], path: Path) -> dict
 
 # ---------------------------------------------------------------- JSONL
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: not valid JSON ({e.msg}); one object a line") from None
-    return out
+    return [obj for _, obj, _ in iter_jsonl(path)]
 
 
 def write_jsonl(rows: Iterable[dict], path: str | os.PathLike) -> Path:

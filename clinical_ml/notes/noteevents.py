@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from clinical_ml.io import DataError, atomic_path, localize, sha256_file, write_json
+from clinical_ml.io import DataError, atomic_path, iter_jsonl, localize, sha256_file, write_json
 
 DISCHARGE_SUMMARY = "Discharge summary"
 ALL_CATEGORIES = "all"
@@ -308,14 +308,7 @@ def extract_parts(path: str | os.PathLike) -> list[Path]:
 def iter_extract_notes(parts: Iterable[Path]) -> Iterator[dict]:
     """Every note line of the shards, in order; DataError naming the file and line when bad."""
     for part in parts:
-        with open(part, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{part}:{n}: not valid JSON ({e.msg}); rerun build-notes") from None
-                if not isinstance(obj, dict) or "id" not in obj or not isinstance(obj.get("text"), str):
-                    raise DataError(f"{part}:{n}: a note shard line needs 'id' and a string 'text'")
-                yield obj
+        for n, obj, _ in iter_jsonl(part, "rerun build-notes"):
+            if not isinstance(obj, dict) or "id" not in obj or not isinstance(obj.get("text"), str):
+                raise DataError(f"{part}:{n}: a note shard line needs 'id' and a string 'text'")
+            yield obj
