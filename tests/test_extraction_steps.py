@@ -19,12 +19,7 @@ ODD_TEXTS = ["", "Patiënt kreeg 5 mg morfine — geen koorts. 患者 发烧 �
              ("Started aspirin 81 mg PO daily. Denies chest pain. " * 2000)[:100_000]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
