@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
-from clinical_ml.extraction.base_models import package_dir
 from clinical_ml.notes.schema import ENTITY_LABELS, record_errors
 from clinical_ml.notes.toy import toy_documents
 
