@@ -68,7 +68,9 @@ def load_encoder(model_dir: Path, meta: dict):
     base_path = base_weights_dir(model_dir, meta)
     kw = {"add_pooling_layer": False} if _is_bert(base_path) else {}
     base = AutoModel.from_pretrained(base_path, **kw)
-    encoder = PeftModel.from_pretrained(base, str(model_dir / "adapter"))
+    # LoRA folded into the base weights: the same function, without the adapter's extra
+    # matmuls on every linear layer (inference only; training saves the adapter itself)
+    encoder = PeftModel.from_pretrained(base, str(model_dir / "adapter")).merge_and_unload()
     cfg = EncoderConfig(**meta["config"])
     model = EncoderExtractorModel(encoder, cfg)
     model.heads.load_state_dict(load_file(str(model_dir / "heads.safetensors")))
