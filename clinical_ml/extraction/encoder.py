@@ -269,21 +269,15 @@ class EncoderExtractor:
         The windows of all documents are run together, sorted by length and cut into batches
         of at most ``batch_size * max_length`` tokens: no batch pads a 20-token window to 256."""
         cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-        items = [(d, w, [cls] + enc["ids"][ws:we] + [sep])
-                 for d, enc in enumerate(encs) for w, (ws, we, _, _) in enumerate(enc["windows"])]
-        items.sort(key=lambda it: len(it[2]))
+        examples = [{"ids": [cls] + enc["ids"][ws:we] + [sep], "key": (d, w)}
+                    for d, enc in enumerate(encs) for w, (ws, we, _, _) in enumerate(enc["windows"])]
         states: dict[tuple[int, int], torch.Tensor] = {}
-        budget, pad = self.batch_size * self.cfg.max_length, self.tokenizer.pad_token_id or 0
-        i = 0
-        while i < len(items):
-            j = i + 1
-            while j < len(items) and len(items[j][2]) * (j + 1 - i) <= budget:
-                j += 1
-            b = collate([{"ids": ids} for _, _, ids in items[i:j]], pad)
+        pad = self.tokenizer.pad_token_id or 0
+        for chunk in length_batches(examples, self.batch_size * self.cfg.max_length):
+            b = collate(chunk, pad)
             h = self.model.hidden(b["input_ids"], b["attention_mask"])
-            for k, (d, w, ids) in enumerate(items[i:j]):
-                states[(d, w)] = h[k, :len(ids)]
-            i = j
+            for k, ex in enumerate(chunk):
+                states[ex["key"]] = h[k, :len(ex["ids"])]
         out = []
         for d, enc in enumerate(encs):
             hs = [states[(d, w)] for w in range(len(enc["windows"]))]
@@ -389,11 +383,13 @@ def _is_bert(base_dir: str) -> bool:
         return False
 
 
-def length_batches(examples: list[dict], batch_tokens: int, rng: random.Random) -> list[list[dict]]:
+def length_batches(examples: list[dict], batch_tokens: int,
+                   rng: random.Random | None = None) -> list[list[dict]]:
     """Batches of similar-length windows, at most ``batch_tokens`` padded tokens each, in a
-    random order: a corpus of 300-token abstracts cut into 254 + 50-token windows wastes half
-    of every mixed batch on padding."""
-    order = sorted(range(len(examples)), key=lambda i: (len(examples[i]["ids"]), rng.random()))
+    random order (``rng``; none: shortest first, for inference): a corpus of 300-token
+    abstracts cut into 254 + 50-token windows wastes half of every mixed batch on padding."""
+    order = sorted(range(len(examples)),
+                   key=lambda i: (len(examples[i]["ids"]), rng.random() if rng else i))
     out: list[list[dict]] = []
     cur: list[dict] = []
     longest = 0
@@ -406,7 +402,8 @@ def length_batches(examples: list[dict], batch_tokens: int, rng: random.Random) 
         longest = max(longest, n)
     if cur:
         out.append(cur)
-    rng.shuffle(out)
+    if rng is not None:
+        rng.shuffle(out)
     return out
 
 

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
-from clinical_ml.extraction.spans import is_junk
+from clinical_ml.extraction.spans import is_junk, is_mention_gap
 from clinical_ml.io import DataError
 
 _WORDS = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
@@ -58,7 +58,7 @@ def split_pairs(text: str, entities: list[dict]) -> int:
     n = 0
     for a, b in zip(ents, ents[1:]):
         gap = text[a["end"]:b["start"]]
-        if a["label"] == b["label"] and (gap == "" or (gap.strip(" \t") == "" and len(gap) <= 2)):
+        if a["label"] == b["label"] and (gap == "" or is_mention_gap(gap)):
             n += 1
     return n
 

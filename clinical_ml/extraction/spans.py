@@ -100,6 +100,12 @@ def is_person_name(text: str, start: int) -> bool:
     return bool(_HONORIFIC.search(text, max(0, start - 12), start))
 
 
+def is_mention_gap(gap: str) -> bool:
+    """One or two spaces (no line break, no punctuation): what lies between the pieces of one
+    multi-word mention."""
+    return bool(_MERGE_GAP.fullmatch(gap))
+
+
 def merge_adjacent(text: str, entities: list[dict]) -> list[dict]:
     """Join same-label spans separated only by one or two spaces (no line break, no
     punctuation): the pieces of one multi-word mention."""
@@ -111,7 +117,7 @@ def merge_adjacent(text: str, entities: list[dict]) -> list[dict]:
                 prev["end"] = max(prev["end"], ent["end"])
             continue
         if (prev is not None and prev["label"] == ent["label"]
-                and _MERGE_GAP.fullmatch(text[prev["end"]:ent["start"]])):
+                and is_mention_gap(text[prev["end"]:ent["start"]])):
             prev["end"] = ent["end"]
             continue
         out.append(dict(ent))
