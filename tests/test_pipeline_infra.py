@@ -80,6 +80,55 @@ def test_roles_are_least_privilege(template):
     assert events_stmt["Action"] == "sagemaker:StartPipelineExecution"
 
 
+def test_execution_role_writes_and_passes_only_what_it_must(template):
+    res = template["Resources"]
+    statements = _statements(res["SageMakerExecutionRole"])
+    # S3 writes: the pipeline's prefix and audit/ of the stack's bucket, nothing else
+    writes = [s for s in statements if any(a in ("s3:PutObject", "s3:DeleteObject") for a in
+                                           (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
+    assert [s["Resource"] for s in writes] == [[{"Sub": "${ArtifactBucket.Arn}/${PipelineName}/*"},
+                                                {"Sub": "${ArtifactBucket.Arn}/audit/*"}]]
+    assert not any(s["Action"] == "iam:PassRole" for s in statements)  # only in ExecutionRolePassRoles
+    # ENI writes: this account's ENIs/subnets/security groups, never "*"
+    (eni,) = [s for s in statements if "ec2:CreateNetworkInterface" in s["Action"]]
+    assert all(":${AWS::AccountId}:" in r["Sub"] for r in eni["Resource"]) and eni["Condition"]
+    logs = next(s for s in statements if s["Sid"] == "Logs")
+    assert all("log-group:/aws/sagemaker/" in r["Sub"] and not r["Sub"].endswith("sagemaker/*")
+               for r in logs["Resource"])
+    pass_policy = res["ExecutionRolePassRoles"]["Properties"]
+    assert pass_policy["Roles"] == [{"Ref": "SageMakerExecutionRole"}]
+    passes = {(s["Resource"]["GetAtt"], s["Condition"]["StringEquals"]["iam:PassedToService"])
+              for s in pass_policy["PolicyDocument"]["Statement"]}
+    assert passes == {("SageMakerExecutionRole.Arn", "sagemaker.amazonaws.com"),
+                      ("SchedulerRole.Arn", "scheduler.amazonaws.com")}
+    assert all(s["Action"] == "iam:PassRole" for s in pass_policy["PolicyDocument"]["Statement"])
+
+
+def test_artifact_bucket_access_is_logged_to_a_private_log_bucket(template):
+    res = template["Resources"]
+    logging = res["ArtifactBucket"]["Properties"]["LoggingConfiguration"]
+    assert logging == {"DestinationBucketName": {"Ref": "AccessLogBucket"}, "LogFilePrefix": "artifact-bucket/"}
+    log_bucket = res["AccessLogBucket"]
+    props = log_bucket["Properties"]
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"  # all S3 log delivery supports
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+    (retention,) = props["LifecycleConfiguration"]["Rules"]
+    assert retention["ExpirationInDays"] == {"Ref": "AccessLogRetentionDays"}
+    assert log_bucket["DeletionPolicy"] == "Retain"
+    # every checkov skip in the template carries a written reason
+    for name, r in res.items():
+        for skip in r.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert skip["id"].startswith("CKV_") and len(skip.get("comment", "")) > 20, name
+    policy = res["AccessLogBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    allow, deny = policy
+    assert allow["Principal"] == {"Service": "logging.s3.amazonaws.com"} and allow["Action"] == "s3:PutObject"
+    assert "aws:SourceArn" in allow["Condition"]["ArnLike"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
 def test_alarms_and_rule_match_what_upsert_puts(template):
     from clinical_ml.monitor import alarms
 
