@@ -75,8 +75,9 @@ def features_from_series(rows: list[dict[str, Any]], features: list[str],
             "value_str": pa.array([None] * len(obs), pa.string()),
             "hours": pa.array([o[0] for o in obs], pa.float64())}))
         con.execute("CREATE TEMP TABLE ep AS SELECT * FROM obs_in")
-        con.execute(f"CREATE TEMP TABLE stays_ep AS SELECT 0::BIGINT AS icustay_id, {last + 1.0}::DOUBLE AS los_h")
-        con.execute(f"CREATE TEMP TABLE request_points AS SELECT 0::BIGINT AS icustay_id, {tb}::BIGINT AS tb")
+        con.execute("CREATE TEMP TABLE stays_ep AS SELECT 0::BIGINT AS icustay_id, ?::DOUBLE AS los_h",
+                    [last + 1.0])
+        con.execute("CREATE TEMP TABLE request_points AS SELECT 0::BIGINT AS icustay_id, ?::BIGINT AS tb", [tb])
         with tempfile.TemporaryDirectory(prefix="series-") as tmp:
             tf.build_features(con, ["request_points"], tmp)
             df = con.execute("SELECT * FROM feats").fetch_df()

@@ -2,7 +2,8 @@
 
 ``build(BuildConfig(...))`` is what ``clinical-ml build-tasks`` and the processing step call.
 The steps (cohort, events, episodes, labels, features) live in their own modules; this one
-wires them, assigns splits, writes parts atomically and records the manifest.
+wires them, assigns splits, writes parts atomically and records the manifest. Paths, settings
+and values reach DuckDB as bound parameters, connection config or ``clinical_ml.sql`` literals.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pyarrow as pa
 from clinical_ml.io import DataError, atomic_path, sha256_file, write_json
 from clinical_ml.logs import get_logger
 from clinical_ml.mimic.files import locate_table
+from clinical_ml.sql import Sql, ident, join, literal, raw, render
 from clinical_ml.tasks import cohort, events, features, labels, sources
 from clinical_ml.tasks.io import (PHENOTYPE_COLUMNS, SPLITS, TASKS, TIMESERIES,
                                   part_name)
@@ -56,11 +58,12 @@ class BuildConfig:
 
 
 def _connect(cfg: BuildConfig, tmp: str) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:")
-    con.execute(f"SET memory_limit='{cfg.memory_limit}'")
-    con.execute(f"SET threads={int(cfg.threads)}")
-    con.execute(f"SET temp_directory='{tmp}'")
-    con.execute("SET preserve_insertion_order=false")
+    try:
+        con = duckdb.connect(":memory:", config={
+            "memory_limit": str(cfg.memory_limit), "threads": int(cfg.threads),
+            "temp_directory": str(tmp), "preserve_insertion_order": False})
+    except duckdb.Error as e:
+        raise DataError(f"--memory-limit {cfg.memory_limit!r} / --threads {cfg.threads}: {e}") from None
     # DuckDB 2.0's "type_pushdown" turns TRY_CAST over a CSV column into a strict typed read,
     # so one bad timestamp would abort the scan instead of becoming a counted NULL.
     try:
@@ -80,12 +83,12 @@ def _load_splits(con: duckdb.DuckDBPyConnection, source: str) -> dict:
     if source == "hash":
         expr = hash_split_sql("s.subject_id")
     elif source == "published":
-        expr = "p.split"
+        expr = raw("p.split")
     else:
-        expr = f"coalesce(p.split, {hash_split_sql('s.subject_id')})"
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE subj_split AS
+        expr = render("coalesce(p.split, {h})", h=hash_split_sql("s.subject_id"))
+    con.execute(render("""CREATE OR REPLACE TEMP TABLE subj_split AS
         SELECT s.subject_id, {expr} AS split, p.split IS NOT NULL AS published
-        FROM (SELECT DISTINCT subject_id FROM stays_ep) s LEFT JOIN pub_split p USING (subject_id)""")
+        FROM (SELECT DISTINCT subject_id FROM stays_ep) s LEFT JOIN pub_split p USING (subject_id)""", expr=expr))
     c = con.execute("""SELECT count(*), count(*) FILTER (WHERE published),
                        count(*) FILTER (WHERE split IS NULL) FROM subj_split""").fetchall()[0]
     con.execute("DELETE FROM subj_split WHERE split IS NULL")
@@ -96,22 +99,22 @@ def _load_splits(con: duckdb.DuckDBPyConnection, source: str) -> dict:
 def _load_diagnoses(con: duckdb.DuckDBPyConnection, src: str) -> dict:
     from importlib import resources
     path = resources.files("clinical_ml.tasks.resources").joinpath("phenotype_codes.csv")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE ph_codes AS SELECT * FROM read_csv('{path}', "
-                "header=true, columns={'icd9_code': 'VARCHAR', 'phenotype': 'VARCHAR'})")
+    con.execute("CREATE OR REPLACE TEMP TABLE ph_codes AS SELECT * FROM read_csv(?, "
+                "header=true, columns={'icd9_code': 'VARCHAR', 'phenotype': 'VARCHAR'})", [str(path)])
     rel = sources.read_sql(con, src, "DIAGNOSES_ICD")
-    known = ""
+    known = raw("")
     note = {}
     try:
         drel = sources.read_sql(con, src, "D_ICD_DIAGNOSES")
-        known = f"AND d.ICD9_CODE IN (SELECT ICD9_CODE FROM {drel})"
+        known = render("AND d.ICD9_CODE IN (SELECT ICD9_CODE FROM {drel})", drel=drel)
         note["restricted_to_d_icd_diagnoses"] = True  # the reference's inner merge
     except DataError:
         note["restricted_to_d_icd_diagnoses"] = False
-    sources.run(con, f"""CREATE OR REPLACE TEMP TABLE diag AS
+    sources.run(con, render("""CREATE OR REPLACE TEMP TABLE diag AS
         SELECT DISTINCT TRY_CAST(d.SUBJECT_ID AS BIGINT) AS subject_id,
                TRY_CAST(d.HADM_ID AS BIGINT) AS hadm_id, d.ICD9_CODE AS icd9_code
         FROM {rel} d
-        WHERE TRY_CAST(d.SUBJECT_ID AS BIGINT) IN (SELECT subject_id FROM stays) {known}""",
+        WHERE TRY_CAST(d.SUBJECT_ID AS BIGINT) IN (SELECT subject_id FROM stays) {known}""", rel=rel, known=known),
                 "DIAGNOSES_ICD")
     con.execute("""CREATE OR REPLACE TEMP TABLE diag_pheno AS
         SELECT DISTINCT d.subject_id, d.hadm_id, c.phenotype FROM diag d JOIN ph_codes c USING (icd9_code)""")
@@ -120,13 +123,15 @@ def _load_diagnoses(con: duckdb.DuckDBPyConnection, src: str) -> dict:
     return note
 
 
-def _every_sql(cfg: BuildConfig) -> str:
-    return f"CASE WHEN split = 'train' THEN {cfg.sample_every} ELSE {cfg.eval_sample_every} END"
+def _every_sql(cfg: BuildConfig) -> Sql:
+    return render("CASE WHEN split = 'train' THEN {a} ELSE {b} END",
+                  a=int(cfg.sample_every), b=int(cfg.eval_sample_every))
 
 
-def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+def _copy(con: duckdb.DuckDBPyConnection, query: Sql, path: Path) -> None:
     with atomic_path(path) as tmp:
-        con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)")
+        con.execute(render("COPY ({query}) TO ? (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)",
+                           query=query), [str(tmp)])
 
 
 def _remove_other_parts(path: Path) -> None:
@@ -135,42 +140,47 @@ def _remove_other_parts(path: Path) -> None:
             p.unlink()
 
 
-def _task_query(task: str, split: str) -> str:
-    label = ", ".join(PHENOTYPE_COLUMNS) if task == "pheno" else "t.y"
-    groups = ", ".join(f"s.{g}" for g in ("sex", "age", "age_band", "ethnicity", "insurance"))
-    y = label if task == "pheno" else (f"CAST(t.y AS DOUBLE) AS y, {labels.los_bucket_sql('t.y')} AS y_bucket"
-                                       if task == "los" else "CAST(t.y AS TINYINT) AS y")
-    return f"""SELECT t.subject_id, t.hadm_id, t.icustay_id, CAST(t.prediction_hour AS DOUBLE) AS prediction_hour,
+def _task_query(task: str, split: str) -> Sql:
+    if task == "pheno":
+        y = join(", ", (ident(c) for c in PHENOTYPE_COLUMNS))
+    elif task == "los":
+        y = render("CAST(t.y AS DOUBLE) AS y, {bucket} AS y_bucket", bucket=labels.los_bucket_sql("t.y"))
+    else:
+        y = raw("CAST(t.y AS TINYINT) AS y")
+    groups = join(", ", (render("s.{g}", g=ident(g)) for g in ("sex", "age", "age_band", "ethnicity", "insurance")))
+    return render("""SELECT t.subject_id, t.hadm_id, t.icustay_id, CAST(t.prediction_hour AS DOUBLE) AS prediction_hour,
                {y}, {groups}, f.* EXCLUDE (icustay_id, tb)
-        FROM t_{task} t JOIN subj_split p USING (subject_id)
+        FROM {table} t JOIN subj_split p USING (subject_id)
         JOIN stays s ON s.icustay_id = t.icustay_id
         LEFT JOIN feats f ON f.icustay_id = t.icustay_id AND f.tb = t.tb
-        WHERE p.split = '{split}'
-        ORDER BY t.subject_id, t.icustay_id, t.prediction_hour"""
+        WHERE p.split = {split}
+        ORDER BY t.subject_id, t.icustay_id, t.prediction_hour""",
+                  y=y, groups=groups, table=ident(f"t_{task}"), split=literal(split))
 
 
-def _timeseries_query(split: str) -> str:
-    cols = []
-    for c in channels():
-        val = "value_str" if c.categorical else "value_num"
-        cols.append(f"max({val}) FILTER (WHERE variable = '{c.variable}') AS {c.name}")
-    return f"""SELECT e.icustay_id, e.hours AS hour, {', '.join(cols)}
+def _timeseries_query(split: str) -> Sql:
+    cols = join(", ", (render("max({val}) FILTER (WHERE variable = {var}) AS {name}",
+                              val=raw("value_str" if c.categorical else "value_num"),
+                              var=literal(c.variable), name=ident(c.name)) for c in channels()))
+    return render("""SELECT e.icustay_id, e.hours AS hour, {cols}
         FROM ep e JOIN stays_ep s USING (icustay_id) JOIN subj_split p USING (subject_id)
-        WHERE p.split = '{split}' AND s.los_h IS NOT NULL AND s.n_window > 0 AND s.has_diagnoses
-          AND e.hours > -{events.EPS} AND e.hours < s.los_h + {events.EPS}
-        GROUP BY e.icustay_id, e.hours ORDER BY e.icustay_id, e.hours"""
+        WHERE p.split = {split} AND s.los_h IS NOT NULL AND s.n_window > 0 AND s.has_diagnoses
+          AND e.hours > -{eps} AND e.hours < s.los_h + {eps}
+        GROUP BY e.icustay_id, e.hours ORDER BY e.icustay_id, e.hours""",
+                  cols=cols, split=literal(split), eps=events.EPS)
 
 
 def _prevalence(con: duckdb.DuckDBPyConnection, task: str, split: str) -> dict:
-    where = f"FROM t_{task} JOIN subj_split USING (subject_id) WHERE split = '{split}'"
+    where = render("FROM {table} JOIN subj_split USING (subject_id) WHERE split = ?", table=ident(f"t_{task}"))
     if task == "pheno":
-        sums = ", ".join(f"sum({c})" for c in PHENOTYPE_COLUMNS)
-        row = con.execute(f"SELECT count(*), {sums} {where}").fetchall()[0]
+        sums = join(", ", (render("sum({c})", c=ident(c)) for c in PHENOTYPE_COLUMNS))
+        row = con.execute(render("SELECT count(*), {sums} {where}", sums=sums, where=where), [split]).fetchall()[0]
         n = int(row[0])
         pos = {c: int(v or 0) for c, v in zip(PHENOTYPE_COLUMNS, row[1:])}
         return {"rows": n, "positives": pos,
                 "prevalence": {c: round(v / n, 6) if n else None for c, v in pos.items()}}
-    row = con.execute(f"SELECT count(*), sum(y), count(DISTINCT icustay_id) {where}").fetchall()[0]
+    row = con.execute(render("SELECT count(*), sum(y), count(DISTINCT icustay_id) {where}", where=where),
+                      [split]).fetchall()[0]
     n, total = int(row[0]), float(row[1] or 0)
     if task == "los":
         return {"rows": n, "stays": int(row[2]), "sum_y": round(total, 6),

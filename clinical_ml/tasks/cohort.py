@@ -15,67 +15,66 @@ from __future__ import annotations
 
 import duckdb
 
+from clinical_ml.sql import Sql, ident, join, raw, render
 from clinical_ml.tasks import sources
 from clinical_ml.tasks.splits import shard_sql
 
-_TS = "TRY_CAST({c} AS TIMESTAMP)"
-_INT = "TRY_CAST({c} AS BIGINT)"
 
-
-def _ts(c: str) -> str:
-    return _TS.format(c=c)
-
-
-def _int(c: str) -> str:
-    return _INT.format(c=c)
-
-
-def shard_filter(col: str, num_shards: int, shard_index: int) -> str:
-    """Rows of this shard; rows whose subject id is unreadable belong to shard 0 (counted once)."""
+def shard_filter(col: str, num_shards: int, shard_index: int) -> Sql:
+    """Rows of this shard; rows whose subject id is unreadable belong to shard 0 (counted once).
+    ``col`` is an SQL expression written by this code."""
     if num_shards <= 1:
-        return "TRUE"
-    own = f"{shard_sql(col, num_shards)} = {int(shard_index)}"
-    return f"({own} OR ({col} IS NULL AND {int(shard_index)} = 0))"
+        return raw("TRUE")
+    return render("({own} = {i} OR ({col} IS NULL AND {i} = 0))",
+                  own=shard_sql(col, num_shards), i=int(shard_index), col=raw(col))
 
 
 def _stage_counts(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, int]:
-    n = con.execute(f"SELECT count(DISTINCT icustay_id), count(DISTINCT hadm_id), "
-                    f"count(DISTINCT subject_id) FROM {table}").fetchall()[0]
+    n = con.execute(render("SELECT count(DISTINCT icustay_id), count(DISTINCT hadm_id), "
+                           "count(DISTINCT subject_id) FROM {t}", t=ident(table))).fetchall()[0]
     return {"icustays": int(n[0]), "admissions": int(n[1]), "subjects": int(n[2])}
+
+
+# (table, SELECT list over its VARCHAR columns, columns that must parse)
+_SPECS = {
+    "icu_all": ("ICUSTAYS", """
+        TRY_CAST(SUBJECT_ID AS BIGINT) AS subject_id, TRY_CAST(HADM_ID AS BIGINT) AS hadm_id,
+        TRY_CAST(ICUSTAY_ID AS BIGINT) AS icustay_id, DBSOURCE AS dbsource,
+        FIRST_CAREUNIT AS first_careunit, LAST_CAREUNIT AS last_careunit,
+        TRY_CAST(FIRST_WARDID AS BIGINT) AS first_wardid, TRY_CAST(LAST_WARDID AS BIGINT) AS last_wardid,
+        TRY_CAST(INTIME AS TIMESTAMP) AS intime, TRY_CAST(OUTTIME AS TIMESTAMP) AS outtime,
+        TRY_CAST(LOS AS DOUBLE) AS los""",
+                ["subject_id", "hadm_id", "icustay_id", "intime"]),
+    "adm": ("ADMISSIONS", """
+        TRY_CAST(SUBJECT_ID AS BIGINT) AS subject_id, TRY_CAST(HADM_ID AS BIGINT) AS hadm_id,
+        TRY_CAST(ADMITTIME AS TIMESTAMP) AS admittime, TRY_CAST(DISCHTIME AS TIMESTAMP) AS dischtime,
+        TRY_CAST(DEATHTIME AS TIMESTAMP) AS deathtime, ADMISSION_TYPE AS admission_type,
+        DISCHARGE_LOCATION AS discharge_location, INSURANCE AS insurance,
+        ETHNICITY AS ethnicity_raw""",
+            ["subject_id", "hadm_id", "admittime", "dischtime"]),
+    "pat": ("PATIENTS", """
+        TRY_CAST(SUBJECT_ID AS BIGINT) AS subject_id, GENDER AS gender,
+        TRY_CAST(DOB AS TIMESTAMP) AS dob, TRY_CAST(DOD AS TIMESTAMP) AS dod""",
+            ["subject_id"]),
+}
 
 
 def load_tables(con: duckdb.DuckDBPyConnection, src: str, num_shards: int, shard_index: int) -> dict:
     """ICUSTAYS, ADMISSIONS, PATIENTS of this shard as typed temp tables; bad rows counted."""
     dropped: dict[str, int] = {}
-    specs = {
-        "icu_all": ("ICUSTAYS", f"""
-            {_int('SUBJECT_ID')} AS subject_id, {_int('HADM_ID')} AS hadm_id,
-            {_int('ICUSTAY_ID')} AS icustay_id, DBSOURCE AS dbsource,
-            FIRST_CAREUNIT AS first_careunit, LAST_CAREUNIT AS last_careunit,
-            {_int('FIRST_WARDID')} AS first_wardid, {_int('LAST_WARDID')} AS last_wardid,
-            {_ts('INTIME')} AS intime, {_ts('OUTTIME')} AS outtime, TRY_CAST(LOS AS DOUBLE) AS los""",
-            ["subject_id", "hadm_id", "icustay_id", "intime"]),
-        "adm": ("ADMISSIONS", f"""
-            {_int('SUBJECT_ID')} AS subject_id, {_int('HADM_ID')} AS hadm_id,
-            {_ts('ADMITTIME')} AS admittime, {_ts('DISCHTIME')} AS dischtime,
-            {_ts('DEATHTIME')} AS deathtime, ADMISSION_TYPE AS admission_type,
-            DISCHARGE_LOCATION AS discharge_location, INSURANCE AS insurance,
-            ETHNICITY AS ethnicity_raw""",
-            ["subject_id", "hadm_id", "admittime", "dischtime"]),
-        "pat": ("PATIENTS", f"""
-            {_int('SUBJECT_ID')} AS subject_id, GENDER AS gender, {_ts('DOB')} AS dob,
-            {_ts('DOD')} AS dod""",
-            ["subject_id"]),
-    }
-    for name, (table, select, required) in specs.items():
+    for name, (table, select, required) in _SPECS.items():
         rel = sources.read_sql(con, src, table)
-        sources.run(con, f"CREATE OR REPLACE TEMP TABLE {name}_raw AS SELECT {select} FROM {rel} "
-                         f"WHERE {shard_filter(_int('SUBJECT_ID'), num_shards, shard_index)}", table)
-        ok = " AND ".join(f"{c} IS NOT NULL" for c in required)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_raw WHERE {ok}")
-        bad = con.execute(f"SELECT count(*) FROM {name}_raw WHERE NOT ({ok})").fetchall()[0][0]
+        tmp, out = ident(name + "_raw"), ident(name)
+        sources.run(con, render("CREATE OR REPLACE TEMP TABLE {tmp} AS SELECT {select} FROM {rel} WHERE {shard}",
+                                tmp=tmp, select=raw(select), rel=rel,
+                                shard=shard_filter("TRY_CAST(SUBJECT_ID AS BIGINT)", num_shards, shard_index)),
+                    table)
+        ok = join(" AND ", (render("{c} IS NOT NULL", c=ident(c)) for c in required))
+        con.execute(render("CREATE OR REPLACE TEMP TABLE {out} AS SELECT * FROM {tmp} WHERE {ok}",
+                           out=out, tmp=tmp, ok=ok))
+        bad = con.execute(render("SELECT count(*) FROM {tmp} WHERE NOT ({ok})", tmp=tmp, ok=ok)).fetchall()[0][0]
         dropped[table.lower()] = int(bad)
-        con.execute(f"DROP TABLE {name}_raw")
+        con.execute(render("DROP TABLE {tmp}", tmp=tmp))
     return {"rows_dropped_bad_keys_or_timestamps": dropped}
 
 
@@ -99,7 +98,7 @@ def build_stays(con: duckdb.DuckDBPyConnection) -> dict:
     con.execute("""CREATE OR REPLACE TEMP TABLE s3 AS SELECT * FROM s2 WHERE hadm_id IN
                    (SELECT hadm_id FROM s2 GROUP BY hadm_id HAVING count(icustay_id) = 1)""")
     counts["remove_multiple_stays_per_admission"] = _stage_counts(con, "s3")
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE stays AS
+    con.execute(render("""CREATE OR REPLACE TEMP TABLE stays AS
         WITH a AS (
             SELECT *, date_diff('second', dob, intime) / 3600.0 / 24.0 / 365.0 AS age_raw FROM s3)
         SELECT *,
@@ -112,8 +111,8 @@ def build_stays(con: duckdb.DuckDBPyConnection) -> dict:
             CASE WHEN deathtime IS NULL THEN 1e18
                  ELSE date_diff('microsecond', intime, deathtime) / 3.6e9 END AS lived_h,
             coalesce(gender, 'UNKNOWN') AS sex,
-            {_ETHNICITY} AS ethnicity,
-        FROM a WHERE (CASE WHEN age_raw < 0 THEN 90.0 ELSE age_raw END) >= 18""")
+            {ethnicity} AS ethnicity,
+        FROM a WHERE (CASE WHEN age_raw < 0 THEN 90.0 ELSE age_raw END) >= 18""", ethnicity=raw(_ETHNICITY)))
     con.execute("""ALTER TABLE stays ADD COLUMN age DOUBLE""")
     con.execute("""UPDATE stays SET age = least(age_ref, 90.0)""")
     con.execute("""ALTER TABLE stays ADD COLUMN age_band VARCHAR""")
@@ -121,5 +120,5 @@ def build_stays(con: duckdb.DuckDBPyConnection) -> dict:
                    WHEN age < 80 THEN '60-79' ELSE '80+' END""")
     counts["remove_age_under_18"] = _stage_counts(con, "stays")
     for t in ("s1", "s2", "s3"):
-        con.execute(f"DROP TABLE {t}")
+        con.execute(render("DROP TABLE {t}", t=ident(t)))
     return counts

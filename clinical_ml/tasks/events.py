@@ -23,7 +23,9 @@ Rows with an unreadable CHARTTIME or SUBJECT_ID are dropped and counted.
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 
+from clinical_ml.sql import ident, join, literal, raw, render
 from clinical_ml.tasks import sources
 from clinical_ml.tasks.cohort import shard_filter
 from clinical_ml.tasks.variables import CLEANED_CATEGORICAL, categorical_value_sql, channels, clean_value_sql, itemid_map, ranges_sql
@@ -31,18 +33,27 @@ from clinical_ml.tasks.variables import CLEANED_CATEGORICAL, categorical_value_s
 EPS = 1e-6
 
 
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
+def _temp_table(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    """``name`` as a temp table holding ``table``'s rows: values as data, never as SQL text."""
+    con.register("_clinical_ml_arrow", table)
+    try:
+        con.execute(render("CREATE OR REPLACE TEMP TABLE {t} AS SELECT * FROM _clinical_ml_arrow", t=ident(name)))
+    finally:
+        con.unregister("_clinical_ml_arrow")
 
 
 def load_var_map(con: duckdb.DuckDBPyConnection) -> None:
-    rows = ", ".join(f"({i}, {_q(v)}, {_q(lbl)})" for i, v, lbl, _ in itemid_map())
-    con.execute(f"CREATE OR REPLACE TEMP TABLE var_map AS SELECT * FROM (VALUES {rows}) "
-                "t(itemid, variable, label)")
-    cats = ", ".join(f"({i}, {_q(c.variable)}, {str(c.categorical).upper()}, {_q(c.name)})"
-                     for i, c in enumerate(channels()))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE channels AS SELECT * FROM (VALUES {cats}) "
-                "t(vi, variable, categorical, name)")
+    rows = itemid_map()
+    _temp_table(con, "var_map", pa.table({
+        "itemid": pa.array([r[0] for r in rows], pa.int32()),
+        "variable": pa.array([r[1] for r in rows], pa.string()),
+        "label": pa.array([r[2] for r in rows], pa.string())}))
+    chans = channels()
+    _temp_table(con, "channels", pa.table({
+        "vi": pa.array(range(len(chans)), pa.int32()),
+        "variable": pa.array([c.variable for c in chans], pa.string()),
+        "categorical": pa.array([c.categorical for c in chans], pa.bool_()),
+        "name": pa.array([c.name for c in chans], pa.string())}))
 
 
 def load_events(con: duckdb.DuckDBPyConnection, src: str, num_shards: int, shard_index: int) -> dict:
@@ -51,15 +62,17 @@ def load_events(con: duckdb.DuckDBPyConnection, src: str, num_shards: int, shard
     for table, icu in (("CHARTEVENTS", "TRY_CAST(ICUSTAY_ID AS BIGINT)"), ("LABEVENTS", "NULL::BIGINT")):
         rel = sources.read_sql(con, src, table)
         sid = "TRY_CAST(SUBJECT_ID AS BIGINT)"
-        parts.append(f"""SELECT {sid} AS subject_id, TRY_CAST(HADM_ID AS BIGINT) AS hadm_id,
+        parts.append(render("""SELECT {sid} AS subject_id, TRY_CAST(HADM_ID AS BIGINT) AS hadm_id,
                 {icu} AS icustay_id, TRY_CAST(CHARTTIME AS TIMESTAMP) AS charttime,
                 TRY_CAST(ITEMID AS BIGINT) AS itemid, VALUE AS value, VALUEUOM AS uom,
-                '{table.lower()}' AS source
+                {source} AS source
             FROM {rel}
             WHERE TRY_CAST(ITEMID AS BIGINT) IN (SELECT itemid FROM var_map)
               AND ({sid} IN (SELECT subject_id FROM stays)
-                   OR ({sid} IS NULL AND {shard_filter('NULL', num_shards, shard_index)}))""")
-    sources.run(con, "CREATE OR REPLACE TEMP TABLE ev_raw AS " + " UNION ALL ".join(parts),
+                   OR ({sid} IS NULL AND {shard}))""",
+                            sid=raw(sid), icu=raw(icu), source=literal(table.lower()), rel=rel,
+                            shard=shard_filter("NULL", num_shards, shard_index)))
+    sources.run(con, render("CREATE OR REPLACE TEMP TABLE ev_raw AS {parts}", parts=join(" UNION ALL ", parts)),
                 "CHARTEVENTS/LABEVENTS")
     c = con.execute("""SELECT count(*),
             count(*) FILTER (WHERE subject_id IS NULL),
@@ -96,39 +109,39 @@ def validate_events(con: duckdb.DuckDBPyConnection) -> dict:
 
 def clean_events(con: duckdb.DuckDBPyConnection) -> dict:
     """Map itemids, clean units, drop empty values, de-duplicate per chart time and variable."""
-    cleaned = ", ".join(_q(v) for v in CLEANED_CATEGORICAL)
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE ev_clean AS
+    cleaned = join(", ", (literal(v) for v in CLEANED_CATEGORICAL))
+    con.execute(render("""CREATE OR REPLACE TEMP TABLE ev_clean AS
         WITH m AS (
             SELECT e.subject_id, e.icustay_id, e.charttime, v.variable, c.categorical,
                    e.value, lower(coalesce(e.uom, '')) AS uom, lower(v.label) AS label
             FROM ev_valid e JOIN var_map v USING (itemid) JOIN channels c USING (variable))
         SELECT subject_id, icustay_id, charttime, variable, categorical,
                CASE WHEN categorical AND variable NOT IN ({cleaned}) THEN NULL
-                    ELSE ({clean_value_sql()}) END AS value_num,
-               CASE WHEN variable IN ({cleaned}) THEN printf('%.1f', ({clean_value_sql()}))
+                    ELSE ({clean}) END AS value_num,
+               CASE WHEN variable IN ({cleaned}) THEN printf('%.1f', ({clean}))
                     WHEN categorical THEN value END AS value_str
-        FROM m""")
+        FROM m""", cleaned=cleaned, clean=clean_value_sql()))
     con.execute("DROP TABLE ev_valid")
     per_var = con.execute("""SELECT variable, count(*) FILTER (WHERE value_num IS NULL AND value_str IS NULL)
                              FROM ev_clean GROUP BY variable ORDER BY variable""").fetchall()
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE obs AS
+    con.execute(render("""CREATE OR REPLACE TEMP TABLE obs AS
         WITH d AS (
             SELECT subject_id, icustay_id, charttime, variable, any_value(categorical) AS categorical,
                    max(value_num) AS value_num, max(value_str) AS value_str
             FROM ev_clean WHERE value_num IS NOT NULL OR value_str IS NOT NULL
             GROUP BY subject_id, icustay_id, charttime, variable)
         SELECT o.subject_id, o.icustay_id, o.charttime, o.variable, o.value_str,
-               CASE WHEN o.categorical THEN ({categorical_value_sql('o.variable', 'o.value_str')})
+               CASE WHEN o.categorical THEN ({codes})
                     ELSE o.value_num END AS value_num
-        FROM d o""")
+        FROM d o""", codes=categorical_value_sql("o.variable", "o.value_str")))
     con.execute("DROP TABLE ev_clean")
-    rng = con.execute(f"""WITH r(variable, outlier_low, valid_low, valid_high, outlier_high) AS ({ranges_sql()})
+    rng = con.execute(render("""WITH r(variable, outlier_low, valid_low, valid_high, outlier_high) AS ({ranges})
         SELECT o.variable,
             count(*) FILTER (WHERE value_num < outlier_low OR value_num > outlier_high),
             count(*) FILTER (WHERE (value_num >= outlier_low AND value_num < valid_low)
                               OR (value_num <= outlier_high AND value_num > valid_high)),
             count(*)
-        FROM obs o JOIN r USING (variable) GROUP BY o.variable ORDER BY o.variable""").fetchall()
+        FROM obs o JOIN r USING (variable) GROUP BY o.variable ORDER BY o.variable""", ranges=ranges_sql())).fetchall()
     return {
         "dropped_by_cleaning": {v: int(n) for v, n in per_var if n},
         "observations": {v: int(n) for v, _, _, n in rng},
@@ -145,17 +158,17 @@ def build_episodes(con: duckdb.DuckDBPyConnection) -> dict:
         FROM obs o JOIN stays s ON o.subject_id = s.subject_id
          AND (o.icustay_id = s.icustay_id OR (o.charttime >= s.intime AND o.charttime <= s.outtime))""")
     con.execute("DROP TABLE obs")
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE stays_ep AS
+    con.execute(render("""CREATE OR REPLACE TEMP TABLE stays_ep AS
         WITH e AS (
             SELECT icustay_id, count(*) AS n_episode,
-                   min(hours) FILTER (WHERE hours > -{EPS} AND hours < los_h + {EPS}) AS first_t,
-                   count(*) FILTER (WHERE hours > -{EPS} AND hours < los_h + {EPS}) AS n_window,
-                   count(*) FILTER (WHERE hours > -{EPS} AND hours < 48 + {EPS}) AS n_first48
+                   min(hours) FILTER (WHERE hours > -{eps} AND hours < los_h + {eps}) AS first_t,
+                   count(*) FILTER (WHERE hours > -{eps} AND hours < los_h + {eps}) AS n_window,
+                   count(*) FILTER (WHERE hours > -{eps} AND hours < 48 + {eps}) AS n_first48
             FROM ep JOIN (SELECT icustay_id, los_h FROM stays) USING (icustay_id)
             GROUP BY icustay_id)
         SELECT s.*, e.n_window, e.first_t, e.n_first48,
                (s.subject_id, s.hadm_id) IN (SELECT (subject_id, hadm_id) FROM diag_adm) AS has_diagnoses
-        FROM stays s JOIN e USING (icustay_id)""")
+        FROM stays s JOIN e USING (icustay_id)""", eps=EPS))
     n = con.execute("""SELECT count(*), count(*) FILTER (WHERE los_h IS NULL),
                        count(*) FILTER (WHERE los_h IS NOT NULL AND n_window = 0),
                        count(*) FILTER (WHERE NOT has_diagnoses) FROM stays_ep""").fetchall()[0]

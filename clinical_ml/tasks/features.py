@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clinical_ml.sql import ident, join, literal, render
 from clinical_ml.tasks.events import EPS
 from clinical_ml.tasks.variables import channels, ranges
 
@@ -39,21 +40,22 @@ def feature_names() -> list[str]:
 def build_features(con: duckdb.DuckDBPyConnection, task_tables: list[str], work_dir: str,
                    chunk_stays: int = 1000) -> int:
     """Table ``feats`` (icustay_id, tb, f_*): one row per prediction point of the task tables."""
-    pts = " UNION ".join(f"SELECT icustay_id, tb FROM {t}" for t in task_tables)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE points AS SELECT DISTINCT * FROM ({pts})")
-    centre = ", ".join(f"('{c.variable}', {ranges().get(c.variable, {}).get('impute', 0.0)})"
-                       for c in channels())
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE bins AS
+    pts = join(" UNION ", (render("SELECT icustay_id, tb FROM {t}", t=ident(t)) for t in task_tables))
+    con.execute(render("CREATE OR REPLACE TEMP TABLE points AS SELECT DISTINCT * FROM ({pts})", pts=pts))
+    centre = join(", ", (render("({v}, {c0})", v=literal(c.variable),
+                                c0=float(ranges().get(c.variable, {}).get("impute", 0.0)))
+                         for c in channels()))
+    con.execute(render("""CREATE OR REPLACE TEMP TABLE bins AS
         WITH c(variable, c0) AS (VALUES {centre})
-        SELECT e.icustay_id, ch.vi, CAST(greatest(ceil(e.hours - {EPS}), 0) AS BIGINT) AS k,
+        SELECT e.icustay_id, ch.vi, CAST(greatest(ceil(e.hours - {eps}), 0) AS BIGINT) AS k,
                count(*)::DOUBLE AS n, sum(x - c0) AS s1, sum((x - c0) ** 2) AS s2,
                sum((x - c0) ** 3) AS s3, min(x) AS mn, max(x) AS mx
         FROM (SELECT icustay_id, variable, hours, value_num AS x FROM ep) e
         JOIN c USING (variable) JOIN channels ch USING (variable)
         JOIN (SELECT icustay_id, los_h FROM stays_ep) s USING (icustay_id)
-        WHERE e.x IS NOT NULL AND e.hours > -{EPS} AND e.hours < s.los_h + {EPS}
+        WHERE e.x IS NOT NULL AND e.hours > -{eps} AND e.hours < s.los_h + {eps}
           AND e.icustay_id IN (SELECT icustay_id FROM points)
-        GROUP BY ALL""")
+        GROUP BY ALL""", centre=centre, eps=EPS))
     centres = np.array([ranges().get(c.variable, {}).get("impute", 0.0) for c in channels()])
     stays = [r[0] for r in con.execute("SELECT DISTINCT icustay_id FROM points ORDER BY 1").fetchall()]
     names = feature_names()
@@ -63,10 +65,11 @@ def build_features(con: duckdb.DuckDBPyConnection, task_tables: list[str], work_
     with pq.ParquetWriter(feats_path, schema, compression="zstd") as writer:
         for i in range(0, len(stays), chunk_stays):
             lo, hi = stays[i], stays[min(i + chunk_stays, len(stays)) - 1]
-            p = con.execute(f"""SELECT icustay_id, tb FROM points WHERE icustay_id BETWEEN {lo} AND {hi}
-                                ORDER BY icustay_id, tb""").fetchnumpy()
-            b = con.execute(f"""SELECT icustay_id, vi, k, n, s1, s2, s3, mn, mx FROM bins
-                                WHERE icustay_id BETWEEN {lo} AND {hi} ORDER BY vi, icustay_id, k""").fetchnumpy()
+            p = con.execute("""SELECT icustay_id, tb FROM points WHERE icustay_id BETWEEN ? AND ?
+                               ORDER BY icustay_id, tb""", [int(lo), int(hi)]).fetchnumpy()
+            b = con.execute("""SELECT icustay_id, vi, k, n, s1, s2, s3, mn, mx FROM bins
+                               WHERE icustay_id BETWEEN ? AND ? ORDER BY vi, icustay_id, k""",
+                            [int(lo), int(hi)]).fetchnumpy()
             cols = window_stats({k: np.asarray(v) for k, v in p.items()},
                                 {k: np.asarray(v) for k, v in b.items()}, centres)
             arrays = [pa.array(p["icustay_id"]), pa.array(p["tb"])]
@@ -75,7 +78,7 @@ def build_features(con: duckdb.DuckDBPyConnection, task_tables: list[str], work_
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
             total += len(p["tb"])
     con.execute("DROP TABLE bins")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE feats AS SELECT * FROM read_parquet('{feats_path}')")
+    con.execute("CREATE OR REPLACE TEMP TABLE feats AS SELECT * FROM read_parquet(?)", [str(feats_path)])
     feats_path.unlink()
     return total
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import duckdb
 
+from clinical_ml.sql import Sql, ident, join, literal, raw, render
 from clinical_ml.tasks.events import EPS
 from clinical_ml.tasks.io import PHENOTYPE_COLUMNS, PHENOTYPES
 
@@ -38,81 +39,81 @@ def los_bucket(hours: float) -> int:
     return len(LOS_BUCKET_DAYS)
 
 
-def los_bucket_sql(col: str) -> str:
-    cases = " ".join(f"WHEN {col} < {b * 24} THEN {i}" for i, b in enumerate(LOS_BUCKET_DAYS))
-    return f"CAST(CASE {cases} ELSE {len(LOS_BUCKET_DAYS)} END AS TINYINT)"
+def los_bucket_sql(col: str) -> Sql:
+    """The bucket of ``col`` (an SQL expression written by this code) as a TINYINT."""
+    cases = join(" ", (render("WHEN {col} < {h} THEN {i}", col=raw(col), h=b * 24, i=i)
+                       for i, b in enumerate(LOS_BUCKET_DAYS)))
+    return render("CAST(CASE {cases} ELSE {n} END AS TINYINT)", cases=cases, n=len(LOS_BUCKET_DAYS))
 
 
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
-_BASE = "los_h IS NOT NULL AND n_window > 0 AND has_diagnoses"
+_BASE = raw("los_h IS NOT NULL AND n_window > 0 AND has_diagnoses")
 
 
 def build_ihm(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE t_ihm AS
+    con.execute(render("""CREATE OR REPLACE TEMP TABLE t_ihm AS
         SELECT subject_id, hadm_id, icustay_id, 48.0 AS prediction_hour, 48 AS tb, mortality AS y
-        FROM stays_ep WHERE los_h IS NOT NULL AND los_h >= 48 - {EPS} AND n_first48 > 0
-          AND has_diagnoses""")
+        FROM stays_ep WHERE los_h IS NOT NULL AND los_h >= 48 - {eps} AND n_first48 > 0
+          AND has_diagnoses""", eps=EPS))
 
 
-def build_hourly(con: duckdb.DuckDBPyConnection, every_sql: str) -> None:
+def build_hourly(con: duckdb.DuckDBPyConnection, every_sql: Sql) -> None:
     """``t_decomp`` and ``t_los`` (thinned by ``every_sql``, an SQL expression of ``split``),
     and ``hourly_counts``: the reference's (unthinned) sample counts."""
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE hourly AS
+    con.execute(render("""CREATE OR REPLACE TEMP TABLE hourly AS
         WITH g AS (
             SELECT subject_id, hadm_id, icustay_id, los_h, lived_h, mortality, first_t, split,
-                   unnest(range(0, CAST(floor(los_h + {EPS}) AS BIGINT) + 1)) AS t
-            FROM stays_ep JOIN subj_split USING (subject_id) WHERE {_BASE})
-        SELECT *, t < least(los_h, lived_h) + {EPS} AS in_decomp FROM g
-        WHERE t > 4 AND t > first_t""")
+                   unnest(range(0, CAST(floor(los_h + {eps}) AS BIGINT) + 1)) AS t
+            FROM stays_ep JOIN subj_split USING (subject_id) WHERE {base})
+        SELECT *, t < least(los_h, lived_h) + {eps} AS in_decomp FROM g
+        WHERE t > 4 AND t > first_t""", eps=EPS, base=_BASE))
     con.execute("""CREATE OR REPLACE TEMP TABLE hourly_counts AS
         SELECT split, count(*) FILTER (WHERE in_decomp) AS decomp,
                count(*) FILTER (WHERE in_decomp AND mortality = 1 AND lived_h - t < 24.0) AS decomp_pos,
                count(*) AS los
         FROM hourly GROUP BY split""")
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE t_decomp AS
+    con.execute(render("""CREATE OR REPLACE TEMP TABLE t_decomp AS
         SELECT subject_id, hadm_id, icustay_id, CAST(t AS DOUBLE) AS prediction_hour, t AS tb,
                CASE WHEN mortality = 0 THEN 0 ELSE CAST(lived_h - t < 24.0 AS INTEGER) END AS y
-        FROM hourly WHERE in_decomp AND t % ({every_sql}) = 0""")
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE t_los AS
+        FROM hourly WHERE in_decomp AND t % ({every}) = 0""", every=every_sql))
+    con.execute(render("""CREATE OR REPLACE TEMP TABLE t_los AS
         SELECT subject_id, hadm_id, icustay_id, CAST(t AS DOUBLE) AS prediction_hour, t AS tb,
                los_h - t AS y
-        FROM hourly WHERE t % ({every_sql}) = 0""")
+        FROM hourly WHERE t % ({every}) = 0""", every=every_sql))
     con.execute("DROP TABLE hourly")
 
 
 def build_pheno(con: duckdb.DuckDBPyConnection) -> None:
-    cols = ", ".join(f"CAST(coalesce(max(CAST(d.phenotype = {_q(p)} AS INTEGER)), 0) AS TINYINT) AS {c}"
-                     for p, c in zip(PHENOTYPES, PHENOTYPE_COLUMNS))
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE t_pheno AS
+    cols = join(", ", (render("CAST(coalesce(max(CAST(d.phenotype = {p} AS INTEGER)), 0) AS TINYINT) AS {c}",
+                              p=literal(p), c=ident(c))
+                       for p, c in zip(PHENOTYPES, PHENOTYPE_COLUMNS)))
+    con.execute(render("""CREATE OR REPLACE TEMP TABLE t_pheno AS
         SELECT s.subject_id, s.hadm_id, s.icustay_id, s.los_h AS prediction_hour,
                CAST(ceil(s.los_h) AS BIGINT) AS tb, {cols}
         FROM stays_ep s LEFT JOIN diag_pheno d USING (subject_id, hadm_id)
         WHERE s.los_h IS NOT NULL AND s.n_window > 0 AND s.has_diagnoses
-        GROUP BY s.subject_id, s.hadm_id, s.icustay_id, s.los_h""")
+        GROUP BY s.subject_id, s.hadm_id, s.icustay_id, s.los_h""", cols=cols))
 
 
 def build_readmit(con: duckdb.DuckDBPyConnection) -> dict:
-    transfer = ", ".join(_q(x) for x in TRANSFER_LOCATIONS)
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE readmit_index AS
-        SELECT * FROM stays_ep WHERE {_BASE}""")
-    c = con.execute(f"""SELECT count(*), count(*) FILTER (WHERE mortality = 1),
+    transfer = join(", ", (literal(x) for x in TRANSFER_LOCATIONS))
+    con.execute(render("CREATE OR REPLACE TEMP TABLE readmit_index AS SELECT * FROM stays_ep WHERE {base}",
+                       base=_BASE))
+    c = con.execute(render("""SELECT count(*), count(*) FILTER (WHERE mortality = 1),
         count(*) FILTER (WHERE mortality = 0 AND upper(coalesce(discharge_location, '')) IN ({transfer}))
-        FROM readmit_index""").fetchall()[0]
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE t_readmit AS
+        FROM readmit_index""", transfer=transfer)).fetchall()[0]
+    con.execute(render("""CREATE OR REPLACE TEMP TABLE t_readmit AS
         SELECT s.subject_id, s.hadm_id, s.icustay_id,
                date_diff('microsecond', s.intime, s.dischtime) / 3.6e9 AS prediction_hour,
                CAST(ceil(s.los_h) AS BIGINT) AS tb,
                CAST(EXISTS (SELECT 1 FROM adm a WHERE a.subject_id = s.subject_id
                     AND a.hadm_id <> s.hadm_id AND a.admittime >= s.dischtime
-                    AND a.admittime <= s.dischtime + INTERVAL {READMIT_DAYS} DAY
+                    AND a.admittime <= s.dischtime + INTERVAL {days} DAY
                     AND upper(coalesce(a.admission_type, '')) <> 'ELECTIVE') AS INTEGER) AS y,
-               CAST(s.dod IS NOT NULL AND s.dod <= s.dischtime + INTERVAL {READMIT_DAYS} DAY AS INTEGER)
+               CAST(s.dod IS NOT NULL AND s.dod <= s.dischtime + INTERVAL {days} DAY AS INTEGER)
                    AS died_within_window
         FROM readmit_index s
-        WHERE s.mortality = 0 AND upper(coalesce(s.discharge_location, '')) NOT IN ({transfer})""")
+        WHERE s.mortality = 0 AND upper(coalesce(s.discharge_location, '')) NOT IN ({transfer})""",
+                       days=READMIT_DAYS, transfer=transfer))
     d = con.execute("""SELECT count(*) FILTER (WHERE died_within_window = 1 AND y = 0) FROM t_readmit""").fetchall()[0]
     con.execute("ALTER TABLE t_readmit DROP COLUMN died_within_window")
     con.execute("DROP TABLE readmit_index")

@@ -16,6 +16,8 @@ Why DuckDB (the engine choice, argued once here):
 
 Every column is read as VARCHAR and converted with ``TRY_CAST``: a bad timestamp or id turns
 into NULL and is *counted* and dropped, instead of failing the whole scan or being guessed.
+The file's URI and the column names reach DuckDB quoted by ``clinical_ml.sql`` (any path works:
+quotes, spaces, non-ASCII).
 """
 from __future__ import annotations
 
@@ -25,12 +27,9 @@ import io as _io
 import duckdb
 
 from clinical_ml.io import DataError
+from clinical_ml.sql import Sql, join, literal, render
 from clinical_ml.mimic.files import TableFile, header_line, locate_table
 from clinical_ml.mimic.schema import table as table_schema
-
-
-def _lit(s: str) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
 
 
 def check_header(tf: TableFile) -> None:
@@ -45,7 +44,7 @@ def check_header(tf: TableFile) -> None:
                         f"missing {missing or 'none'}, got {got[:6]}...); pass the release files")
 
 
-def read_sql(con: duckdb.DuckDBPyConnection, src: str, table: str) -> str:
+def read_sql(con: duckdb.DuckDBPyConnection, src: str, table: str) -> Sql:
     """A ``read_csv(...)`` table function over ``table`` in ``src`` (columns from the schema)."""
     tf = locate_table(src, table)
     check_header(tf)
@@ -57,16 +56,16 @@ def read_sql(con: duckdb.DuckDBPyConnection, src: str, table: str) -> str:
                             f"({e}); download the tables or run as a SageMaker Processing job "
                             "(inputs are copied under /opt/ml/processing/input)") from None
     schema = table_schema(table)
-    cols = "{" + ", ".join(f"{_lit(c)}: 'VARCHAR'" for c in schema.names) + "}"
-    comp = "gzip" if tf.compressed else "none"
-    return (f"read_csv({_lit(tf.uri)}, header=true, columns={cols}, compression='{comp}', "
-            "delim=',', quote='\"', escape='\"', auto_detect=false, parallel=true)")
+    cols = join(", ", (render("{c}: 'VARCHAR'", c=literal(c)) for c in schema.names))
+    return render("read_csv({uri}, header=true, columns={ {cols} }, compression={comp}, "
+                  "delim=',', quote='\"', escape='\"', auto_detect=false, parallel=true)",
+                  uri=literal(tf.uri), cols=cols, comp=literal("gzip" if tf.compressed else "none"))
 
 
-def run(con: duckdb.DuckDBPyConnection, sql: str, what: str):
+def run(con: duckdb.DuckDBPyConnection, sql: Sql, what: str, params: list | None = None):
     """Execute; a CSV/convert error becomes a DataError naming the step."""
     try:
-        return con.execute(sql)
+        return con.execute(sql, params)
     except (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.IOException) as e:
         msg = str(e).splitlines()[0][:400]
         raise DataError(f"{what}: cannot read the input ({msg}); check the file is a complete "

@@ -17,6 +17,8 @@ import csv
 from functools import lru_cache
 from importlib import resources
 
+from clinical_ml.sql import Sql, raw, render
+
 _MULT = 2654435761
 _MOD = 1 << 32
 _SALT_SHARD = 0
@@ -28,16 +30,18 @@ def subject_hash(subject_id: int, salt: int = 0) -> int:
     return (((int(subject_id) + salt) * _MULT) % _MOD) >> 16
 
 
-def hash_sql(col: str, salt: int = 0) -> str:
-    return f"((((CAST({col} AS HUGEINT) + {salt}) * {_MULT}) % {_MOD}) // 65536)"
+def hash_sql(col: str, salt: int = 0) -> Sql:
+    """``subject_hash`` in SQL; ``col`` is an SQL expression written by this code."""
+    return render("((((CAST({col} AS HUGEINT) + {salt}) * {mult}) % {mod}) // 65536)",
+                  col=raw(col), salt=int(salt), mult=_MULT, mod=_MOD)
 
 
 def shard_of(subject_id: int, num_shards: int) -> int:
     return subject_hash(subject_id, _SALT_SHARD) % num_shards
 
 
-def shard_sql(col: str, num_shards: int) -> str:
-    return f"({hash_sql(col, _SALT_SHARD)} % {int(num_shards)})"
+def shard_sql(col: str, num_shards: int) -> Sql:
+    return render("({h} % {n})", h=hash_sql(col, _SALT_SHARD), n=int(num_shards))
 
 
 def hash_split(subject_id: int) -> str:
@@ -45,13 +49,13 @@ def hash_split(subject_id: int) -> str:
     return "test" if b < TEST_PCT else "val" if b < TEST_PCT + VAL_PCT else "train"
 
 
-def hash_split_sql(col: str) -> str:
-    b = f"({hash_split_sql_bucket(col)})"
-    return f"(CASE WHEN {b} < {TEST_PCT} THEN 'test' WHEN {b} < {TEST_PCT + VAL_PCT} THEN 'val' ELSE 'train' END)"
+def hash_split_sql(col: str) -> Sql:
+    return render("(CASE WHEN ({b}) < {test} THEN 'test' WHEN ({b}) < {test_val} THEN 'val' ELSE 'train' END)",
+                  b=hash_split_sql_bucket(col), test=TEST_PCT, test_val=TEST_PCT + VAL_PCT)
 
 
-def hash_split_sql_bucket(col: str) -> str:
-    return f"{hash_sql(col, _SALT_SPLIT)} % 100"
+def hash_split_sql_bucket(col: str) -> Sql:
+    return render("{h} % 100", h=hash_sql(col, _SALT_SPLIT))
 
 
 @lru_cache(maxsize=1)

@@ -32,6 +32,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import NamedTuple
 
+from clinical_ml.sql import Sql, literal, raw
 from clinical_ml.tasks.io import snake
 
 _PKG = "clinical_ml.tasks.resources"
@@ -83,20 +84,18 @@ def ranges() -> dict[str, dict[str, float]]:
                 for r in csv.DictReader(f)}
 
 
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 def _num(expr: str = "value") -> str:
     return f"TRY_CAST({expr} AS DOUBLE)"
 
 
 def _strict_num(expr: str = "value") -> str:
     """Numeric only when the text matches the reference's number regex (else NULL)."""
-    return f"CASE WHEN regexp_full_match(trim({expr}), '{_NUM_RE}') THEN {_num(f'trim({expr})')} END"
+    return f"CASE WHEN regexp_full_match(trim({expr}), {literal(_NUM_RE)}) THEN {_num(f'trim({expr})')} END"
 
 
-def clean_value_sql() -> str:
+# The SQL fragments below are written by this module; every value in them (variable names,
+# category texts, codes, range bounds) goes through clinical_ml.sql.literal.
+def clean_value_sql() -> Sql:
     """SQL expression: cleaned numeric value of an event row (``variable``, ``value``,
     ``uom`` lower-cased unit, ``label`` lower-cased MIMIC label); NULL means dropped."""
     v = _num()
@@ -130,11 +129,11 @@ def clean_value_sql() -> str:
     cases = []
     for ch in channels():
         if ch.categorical and ch.variable not in rules:
-            m = " ".join(f"WHEN {_q(k)} THEN {val}" for k, val in ch.values.items())
-            cases.append(f"WHEN {_q(ch.variable)} THEN (CASE value {m} END)")
+            m = " ".join(f"WHEN {literal(k)} THEN {literal(val)}" for k, val in ch.values.items())
+            cases.append(f"WHEN {literal(ch.variable)} THEN (CASE value {m} END)")
         else:
-            cases.append(f"WHEN {_q(ch.variable)} THEN ({rules.get(ch.variable, v)})")
-    return "CASE variable " + " ".join(cases) + " END"
+            cases.append(f"WHEN {literal(ch.variable)} THEN ({rules.get(ch.variable, v)})")
+    return raw("CASE variable " + " ".join(cases) + " END")
 
 
 # Categorical in channel_info.json but cleaned to numbers first (capillary refill -> 0/1); its
@@ -142,18 +141,20 @@ def clean_value_sql() -> str:
 CLEANED_CATEGORICAL = ("Capillary refill rate",)
 
 
-def categorical_value_sql(variable: str = "variable", value: str = "value_str") -> str:
-    """SQL: numeric code of a categorical channel's text (channel_info.json); NULL if unknown."""
+def categorical_value_sql(variable: str = "variable", value: str = "value_str") -> Sql:
+    """SQL: numeric code of a categorical channel's text (channel_info.json); NULL if unknown.
+    ``variable`` and ``value`` are column expressions written by the caller's code."""
     cases = []
     for ch in channels():
         if ch.categorical:
-            m = " ".join(f"WHEN {_q(k)} THEN {val}" for k, val in ch.values.items())
-            cases.append(f"WHEN {_q(ch.variable)} THEN (CASE {value} {m} END)")
-    return f"CASE {variable} " + " ".join(cases) + " END"
+            m = " ".join(f"WHEN {literal(k)} THEN {literal(val)}" for k, val in ch.values.items())
+            cases.append(f"WHEN {literal(ch.variable)} THEN (CASE {value} {m} END)")
+    return raw(f"CASE {variable} " + " ".join(cases) + " END")
 
 
-def ranges_sql() -> str:
+def ranges_sql() -> Sql:
     """A VALUES list ``(variable, outlier_low, valid_low, valid_high, outlier_high)``."""
-    rows = [f"({_q(k)}, {r['outlier_low']}, {r['valid_low']}, {r['valid_high']}, {r['outlier_high']})"
+    cols = ("outlier_low", "valid_low", "valid_high", "outlier_high")
+    rows = ["(" + ", ".join([literal(k)] + [literal(float(r[c])) for c in cols]) + ")"
             for k, r in sorted(ranges().items())]
-    return "VALUES " + ", ".join(rows)
+    return raw("VALUES " + ", ".join(rows))
