@@ -16,10 +16,10 @@ not breaching (``TreatMissingData: notBreaching``); no datapoint at all is INSUF
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+from clinical_ml.monitor import alarm_rule
 from clinical_ml.monitor.capture import parse_time
 from clinical_ml.monitor.metrics import NAMESPACE, dimensions, feature_metric_name
 
@@ -128,15 +128,9 @@ def evaluate(spec: dict, points: Iterable[dict], now: datetime | None = None) ->
 
 
 def evaluate_composite(rule: str, states: dict[str, str]) -> str:
-    """``ALARM("a") OR ALARM("b") AND NOT OK("c")``-style rules over child states."""
-    def repl(m: re.Match) -> str:
-        return str(states.get(m.group(2)) == m.group(1))
-    expr = re.sub(r'(ALARM|OK|INSUFFICIENT_DATA)\("([^"]+)"\)', repl, rule)
-    expr = expr.replace(" OR ", " or ").replace(" AND ", " and ").replace("NOT ", "not ")
-    if not re.fullmatch(r"[\sA-Za-z()]*", expr) or set(re.findall(r"[A-Za-z]+", expr)) - {
-            "True", "False", "and", "or", "not"}:
-        raise ValueError(f"unsupported alarm rule: {rule}")
-    return "ALARM" if eval(expr, {"__builtins__": {}}) else "OK"  # noqa: S307 - whitelisted tokens
+    """``ALARM("a") OR ALARM("b") AND NOT OK("c")``-style rules over child states (parsed by
+    ``alarm_rule``; a rule outside its grammar raises ``AlarmRuleError``, a ValueError)."""
+    return "ALARM" if alarm_rule.evaluate(alarm_rule.parse(rule), states) else "OK"
 
 
 def evaluate_all(specs: list[dict], points: list[dict], now: datetime | None = None) -> dict[str, str]:
