@@ -7,6 +7,12 @@ split of the task tree. Outputs in ``--output``:
 - ``model_metrics.json``: ModelQuality statistics for the Model Registry;
 - ``report.html``: plots and tables.
 
+With ``--note-features DIR`` (default ``input/note_features``; ``DIR/{ihm,readmit}/
+note_features.parquet``) and a model trained with note features, ``evaluation.json`` also gets
+``note_features``: AUROC/AUPRC of the table model and its with-notes variant on the same test
+rows, the difference and its paired bootstrap CI (never in ``gate``; model_metrics.json is the
+table model's). Absent or empty folder: as without it.
+
     python processing/evaluate_outcomes.py --model model/ --test tasks/test --output eval/
     clinical-ml evaluate --model model.tar.gz --test tasks/test --output eval --bootstrap 200
 """
@@ -24,7 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from clinical_ml.io import processing_dir, resolve_model_dir, write_json, write_text
 from clinical_ml.logs import get_logger
-from clinical_ml.outcomes import model_metrics, report
+from clinical_ml.outcomes import model_metrics, note_features, report
 from clinical_ml.outcomes.artifact import load
 from clinical_ml.outcomes.bootstrap import DEFAULT_RESAMPLES
 from clinical_ml.outcomes.evaluation import MIN_GROUP, evaluate
@@ -37,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=f"{BASE}/input/model", help="model.tar.gz, or a folder holding it or the model files")
     p.add_argument("--test", default=f"{BASE}/input/test", help="test split folder of the task tree")
+    p.add_argument("--note-features", default=f"{BASE}/input/note_features",
+                   help="note features folder <task>/note_features.parquet; absent or empty: none")
     p.add_argument("--output", default=f"{BASE}/output/evaluation", help="output folder")
     p.add_argument("--tasks", default="", help="comma list; default: every trained task with test data")
     p.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples for 95%% CIs")
@@ -49,13 +57,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.output)
+    sources = note_features.locate(args.note_features)  # a wrong layout fails before the work
     with tempfile.TemporaryDirectory(prefix="model-") as scratch:
         model = load(resolve_model_dir(args.model, scratch))
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] or None
         doc, preds = evaluate(model, args.test, resamples=args.bootstrap, seed=args.seed,
                               min_group=args.min_group, tasks=tasks)
-    write_json(out / "model_metrics.json", model_metrics.build(doc, preds, args.threshold))
-    write_text(out / "report.html", report.render(doc, preds))
+        metrics_doc = model_metrics.build(doc, preds, args.threshold)  # the table model only
+        note_preds: dict = {}
+        if sources:
+            doc["note_features"], note_preds = note_features.evaluate_variants(
+                model, args.test, sources, list(doc["tasks"]), args.bootstrap, args.seed)
+        else:
+            log.info("no note features in %s: table models only", args.note_features)
+    write_json(out / "model_metrics.json", metrics_doc)
+    write_text(out / "report.html", report.render(doc, preds, note_preds))
     write_json(out / "evaluation.json", doc)  # last: its presence means the folder is complete
     for key, value in doc["gate"].items():
         log.info("gate %s = %.4f", key, value)

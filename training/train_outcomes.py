@@ -2,7 +2,11 @@
 
 Channels ``train`` and ``validation`` are split folders of the task tree (build-tasks output);
 the model directory goes to ``SM_MODEL_DIR`` (SageMaker packs it as model.tar.gz).
-Hyperparameters arrive as ``--name value`` arguments (dashes or underscores both accepted)::
+Optional channel ``note_features`` (``SM_CHANNEL_NOTE_FEATURES``, ``--note-features DIR``):
+per-admission note features, ``DIR/{ihm,readmit}/note_features.parquet`` (extract-notes); with
+them ihm/readmit also get a with-notes XGBoost variant in ``with_notes/`` (the served models stay
+table-only). Hyperparameters arrive as ``--name value`` arguments (dashes or underscores both
+accepted)::
 
     python training/train_outcomes.py --train tasks/train --validation tasks/val \
         --model-dir model --tasks ihm,decomp,los,pheno,readmit --models xgboost,lr,gru --seed 0
@@ -20,6 +24,7 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from clinical_ml.logs import get_logger
+from clinical_ml.outcomes import note_features
 from clinical_ml.outcomes.train import MODELS, HyperParameters, train_all
 
 log = get_logger("train_outcomes")
@@ -42,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
          help="train split folder (SM_CHANNEL_TRAIN)")
     _opt(p, "validation", default=env.get("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation"),
          help="validation split folder (SM_CHANNEL_VALIDATION)")
+    _opt(p, "note-features", default=env.get("SM_CHANNEL_NOTE_FEATURES", "/opt/ml/input/data/note_features"),
+         help="note features folder <task>/note_features.parquet (SM_CHANNEL_NOTE_FEATURES); "
+              "absent or empty: table features only")
     _opt(p, "model-dir", default=env.get("SM_MODEL_DIR", "/opt/ml/model"), help="output model directory")
     _opt(p, "tasks", type=_csv, default=[], help="comma list; default: every task in the train split")
     _opt(p, "models", type=_csv, default=list(MODELS), help="comma list of xgboost,lr,gru")
@@ -74,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
                          gru_epochs=args.gru_epochs, gru_hidden=args.gru_hidden,
                          gru_batch_size=args.gru_batch_size, gru_lr=args.gru_lr,
                          gru_device=args.gru_device)
-    meta = train_all(args.train, args.validation, args.model_dir, args.tasks or None, args.models, hp)
+    sources = note_features.locate(args.note_features)
+    if not sources:
+        log.info("no note features in %s: table features only", args.note_features)
+    meta = train_all(args.train, args.validation, args.model_dir, args.tasks or None, args.models, hp,
+                     note_features=sources)
     for task, summary in meta["training"].items():
         xgb = summary.get("xgboost", {})
         log.info("%s: n_train=%d n_val=%d xgboost rounds=%s", task, summary["n_train"],

@@ -3,7 +3,8 @@
 Modules: ``data`` (task frames -> arrays, split checks), ``models`` (XGBoost/LR), ``sequences``
 and ``gru`` (hourly series model), ``train`` (the training step's work), ``artifact`` (model
 directory save/``load``), ``metrics``/``bootstrap``/``evaluation`` (evaluation.json),
-``model_metrics`` (Model Registry statistics), ``report`` (report.html).
+``model_metrics`` (Model Registry statistics), ``report`` (report.html), ``note_features``
+(extract-notes features joined on hadm_id; the with-notes variants and their comparison).
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """report.html: one self-contained page (PNG plots embedded as base64, no external assets)
 with ROC, precision-recall and calibration plots per binary task and the metric tables with
-their bootstrap CIs, model comparisons and subgroup results."""
+their bootstrap CIs, model comparisons and subgroup results; with note features, a section
+comparing the table model with its with-notes variant (table and ROC curves)."""
 from __future__ import annotations
 
 import base64
@@ -111,7 +112,54 @@ def _subgroup_table(sub: dict) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def render(evaluation: dict, preds: dict, title: str = "Outcome model evaluation") -> str:
+def _fmt_diff(res: dict) -> str:
+    """A signed difference with its CI written "a to b" (a dash would read as a minus sign)."""
+    if not res or res.get("value") is None:
+        return _fmt(res)
+    ci = f" <span class=muted>({res['ci_low']:+.3f} to {res['ci_high']:+.3f})</span>" if "ci_low" in res else ""
+    return f"{res['value']:+.3f}{ci}"
+
+
+def _note_plot(task: str, pr: dict) -> str:
+    """ROC curves of the table model and its with-notes variant on the same test rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    for key, name in (("without", "table features"), ("with", "table + note features")):
+        fpr, tpr, _ = roc_curve(pr["y"], pr[key])
+        ax.plot(fpr, tpr, label=f"{name} ({mt.auroc(pr['y'], pr[key]):.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(title=f"{task}: ROC, XGBoost with/without notes", xlabel="1 - specificity", ylabel="sensitivity")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _note_section(block: dict, note_preds: dict) -> str:
+    """What the note features change (evaluation.json ``note_features``; not in the gate)."""
+    rows = ["<tr><th>task</th><th>n</th><th>rows with notes</th><th>note columns</th><th>metric</th>"
+            "<th>without notes</th><th>with notes</th><th>difference (95% CI)</th></tr>"]
+    for task, e in block.get("tasks", {}).items():
+        for m in block.get("metrics", ["auroc"]):
+            rows.append(f"<tr><td>{html.escape(task)}</td><td>{e['n']}</td><td>{e['rows_with_notes']}</td>"
+                        f"<td>{e['note_columns']}</td><td>{html.escape(m)}</td><td>{_fmt(e[m]['without'])}</td>"
+                        f"<td>{_fmt(e[m]['with'])}</td><td>{_fmt_diff(e[m]['difference'])}</td></tr>")
+    out = ["<h2>Note features (XGBoost with and without; not in the gate)</h2>",
+           "<p>Same test rows, paired bootstrap; the served model uses table features only. "
+           f"{html.escape(block.get('fill', ''))}. ihm: notes charted before 48 h only; readmit: every "
+           "note, the discharge summary included.</p>", "<table>" + "".join(rows) + "</table>"]
+    out += [f"<p class=muted>{html.escape(t)}: {html.escape(why)}</p>" for t, why in block.get("skipped", {}).items()]
+    plots = [_note_plot(t, note_preds[t]) for t in block.get("tasks", {}) if t in note_preds]
+    if plots:
+        out.append("<div>" + "".join(plots) + "</div>")
+    return "\n".join(out)
+
+
+def render(evaluation: dict, preds: dict, note_preds: dict | None = None,
+           title: str = "Outcome model evaluation") -> str:
     b = evaluation.get("bootstrap", {})
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
@@ -137,5 +185,7 @@ def render(evaluation: dict, preds: dict, title: str = "Outcome model evaluation
         if "subgroups" in entry:
             parts.append(f"<h3>Subgroups ({MODEL_NAMES.get(entry['subgroups'].get('model'), '')})</h3>")
             parts.append(_subgroup_table(entry["subgroups"]))
+    if "note_features" in evaluation:
+        parts.append(_note_section(evaluation["note_features"], note_preds or {}))
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -15,6 +15,7 @@ from clinical_ml.io import DataError, read_json
 from clinical_ml.logs import get_logger
 from clinical_ml.outcomes import artifact
 from clinical_ml.outcomes import models as M
+from clinical_ml.outcomes import note_features as nf
 from clinical_ml.outcomes.data import (TASK_TYPES, check_labels, feature_matrix, labels, load_task,
                                        manifest_digest, present_tasks, train_features)
 from clinical_ml.outcomes.sequences import series_channels
@@ -62,6 +63,14 @@ def resolve_tasks(requested: list[str] | None, train_dir: Path) -> list[str]:
     return list(requested)
 
 
+def xgb_params(kind: str, hp: HyperParameters) -> dict:
+    """XGBoost parameters from the hyperparameters (one place, so the with-notes variants
+    are fitted exactly like the primary model)."""
+    return M.xgb_params(kind, seed=hp.seed, nthread=hp.nthread, learning_rate=hp.learning_rate,
+                        max_depth=hp.max_depth, subsample=hp.subsample,
+                        colsample_bytree=hp.colsample_bytree, min_child_weight=hp.min_child_weight)
+
+
 def _has_timeseries(split: Path) -> bool:
     return any((split / TIMESERIES).glob("part-*.parquet"))
 
@@ -83,9 +92,7 @@ def train_task(task: str, train_dir: Path, val_dir: Path, stage: Path, models: l
     saved: list[str] = []
     if "xgboost" in models:
         t0 = time.perf_counter()
-        params = M.xgb_params(kind, seed=hp.seed, nthread=hp.nthread, learning_rate=hp.learning_rate,
-                              max_depth=hp.max_depth, subsample=hp.subsample,
-                              colsample_bytree=hp.colsample_bytree, min_child_weight=hp.min_child_weight)
+        params = xgb_params(kind, hp)
         booster, info = M.fit_xgboost(kind, X_tr, y_tr, X_va, y_va, params, hp.max_rounds,
                                       hp.early_stopping_rounds)
         artifact.save_xgboost(booster, stage, task)
@@ -124,8 +131,14 @@ def train_task(task: str, train_dir: Path, val_dir: Path, stage: Path, models: l
 
 def train_all(train_dir: str | os.PathLike, val_dir: str | os.PathLike, model_dir: str | os.PathLike,
               tasks: list[str] | None = None, models: list[str] | None = None,
-              hp: HyperParameters | None = None) -> dict:
-    """Train and write the model directory; returns the metadata written."""
+              hp: HyperParameters | None = None,
+              note_features: dict[str, Path] | None = None) -> dict:
+    """Train and write the model directory; returns the metadata written.
+
+    ``note_features`` (``note_features.locate(DIR)``, ``{task: folder}``): also fit the
+    with-notes XGBoost variants of ihm/readmit into ``with_notes/`` (not served); empty or
+    None: the model directory is exactly what it is without note features.
+    """
     train_dir, val_dir, model_dir = Path(train_dir), Path(val_dir), Path(model_dir)
     hp = hp or HyperParameters()
     models = list(models or MODELS)
@@ -148,6 +161,10 @@ def train_all(train_dir: str | os.PathLike, val_dir: str | os.PathLike, model_di
             spec_tasks[task] = {"type": TASK_TYPES[task], "labels": label_columns(task),
                                 **({"target": "hours", "xgboost_target_transform": M.LOS_TARGET_TRANSFORM}
                                    if task == "los" else {})}
+        notes_block = None
+        if note_features:
+            notes_block = _note_variants(note_features, tasks, models, train_dir, val_dir, stage,
+                                         features or [], hp)
         channels = series_channels(ts_cache[train_dir]) if train_dir in ts_cache else []
         artifact.write_spec(stage, features or [], channels, spec_tasks)
         digest, manifests = manifest_digest([train_dir, val_dir])
@@ -157,14 +174,27 @@ def train_all(train_dir: str | os.PathLike, val_dir: str | os.PathLike, model_di
                 "data_manifest_sha256": digest, "data_manifests": manifests,
                 "code_version": code_version(),
                 "hyperparameters": {k: v for k, v in asdict(hp).items() if k != "extra"} | hp.extra,
-                "training": summaries}
+                "training": summaries, **({"note_features": notes_block} if notes_block else {})}
         for child in sorted(stage.iterdir()):
             dest = model_dir / child.name
             if dest.is_dir():
                 shutil.rmtree(dest)
             os.replace(child, dest)
+        if not (notes_block and notes_block["tasks"]):
+            shutil.rmtree(model_dir / nf.VARIANT_DIR, ignore_errors=True)  # a previous run's
         (model_dir / "metadata.json").unlink(missing_ok=True)
         artifact.write_metadata(model_dir, **meta)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return read_json(model_dir / "metadata.json")
+
+
+def _note_variants(sources: dict[str, Path], tasks: list[str], models: list[str], train_dir: Path,
+                   val_dir: Path, stage: Path, features: list[str], hp: HyperParameters) -> dict:
+    """The with-notes variants (metadata ``note_features``); they need the XGBoost model."""
+    if "xgboost" not in models:
+        log.warning("note features given but xgboost not in --models: no with-notes variants")
+        return {"fill": nf.FILL, "tasks": {}, "skipped": {t: "xgboost not trained" for t in nf.NOTE_TASKS
+                                                          if t in tasks}}
+    return nf.train_variants(sources, tasks, train_dir, val_dir, stage, features,
+                             xgb_params("binary", hp), hp.max_rounds, hp.early_stopping_rounds)
