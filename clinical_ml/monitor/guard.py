@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -86,10 +87,12 @@ def sagemaker_executions(sm: Any, pipeline_name: str, trigger_parameter: str = "
 
 @contextmanager
 def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Exclusive advisory lock: serializes check-then-start between processes on one host."""
+    """Exclusive advisory lock: serializes check-then-start between processes on one host.
+    The lock file is created 0600 and never through a symlink (it may live in a shared /tmp)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "a+") as fh:
+    fd = os.open(p, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "r+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -110,7 +113,7 @@ def handle_alarm_event(event: dict, sm: Any, pipeline_name: str, *,
     if state != "ALARM":
         return {"proceed": False, "reason": f"alarm state {state}", "started": None}
     now = parse_time(now or datetime.now(timezone.utc))
-    lock = lock_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"clinical-ml-guard-{pipeline_name}.lock"
+    lock = lock_path or Path(tempfile.gettempdir()) / f"clinical-ml-guard-{pipeline_name}.lock"
     with file_lock(lock):
         decision = decide(sagemaker_executions(sm, pipeline_name), now, cooldown_s)
         decision["started"] = None
