@@ -183,7 +183,7 @@ def prefix_sets(ctx: dict, args) -> dict[str, list[dict]]:
         from clinical_ml.extraction.base_models import resolve
         from clinical_ml.extraction.generative import GenConfig, GenerativeExtractor
 
-        cutter = GenerativeExtractor(None, AutoTokenizer.from_pretrained(str(resolve("smollm2"))),
+        cutter = GenerativeExtractor(None, AutoTokenizer.from_pretrained(str(resolve("smollm2"))),  # nosec B615 - packaged
                                      GenConfig(max_prompt_tokens=args.gen_prompt_tokens))
         ctx["prefix"] = {f"{k}_prefix": visible_docs(docs[:args.gen_docs], cutter) for k, docs in ctx["tests"].items()}
     return ctx["prefix"]

@@ -119,7 +119,7 @@ def train_encoder(args, train_docs: list[dict], all_train: list[dict]):
     cats = sorted({d["category"] for d in train_docs if d.get("category")})
     cfg = EncoderConfig(max_length=args.max_length, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
                         categories=cats if len(cats) > 1 else [])
-    tok = AutoTokenizer.from_pretrained(str(base_dir))
+    tok = AutoTokenizer.from_pretrained(str(base_dir))  # nosec B615 - local directory, offline
     model = build_model(str(base_dir), cfg)
     stats = fit(model, tok, train_docs, epochs=args.epochs, lr=args.lr or 3e-3, batch_size=args.batch_size,
                 seed=args.seed, max_steps=args.max_steps or None, accelerator=_accelerator(),

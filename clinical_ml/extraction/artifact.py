@@ -67,14 +67,14 @@ def load_encoder(model_dir: Path, meta: dict):
                         "not fit; retrain it with train-extractor")
     base_path = base_weights_dir(model_dir, meta)
     kw = {"add_pooling_layer": False} if _is_bert(base_path) else {}
-    base = AutoModel.from_pretrained(base_path, **kw)
+    base = AutoModel.from_pretrained(base_path, **kw)  # nosec B615 - local directory, offline
     # LoRA folded into the base weights: the same function, without the adapter's extra
     # matmuls on every linear layer (inference only; training saves the adapter itself)
     encoder = PeftModel.from_pretrained(base, str(model_dir / "adapter")).merge_and_unload()
     cfg = EncoderConfig(**meta["config"])
     model = EncoderExtractorModel(encoder, cfg)
     model.heads.load_state_dict(load_file(str(model_dir / "heads.safetensors")))
-    tok = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
+    tok = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))  # nosec B615 - local directory, offline
     gazetteer = read_json(model_dir / "gazetteer.json") if (model_dir / "gazetteer.json").is_file() else None
     return EncoderExtractor(model, tok, gazetteer=gazetteer)
 

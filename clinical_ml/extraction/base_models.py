@@ -68,8 +68,8 @@ def _smollm2_dir() -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("dequantizing %s once into the cache", ggufs[0].name)
-    tok = AutoTokenizer.from_pretrained(pkg, gguf_file=ggufs[0].name)
-    model = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=ggufs[0].name)
+    tok = AutoTokenizer.from_pretrained(pkg, gguf_file=ggufs[0].name)  # nosec B615 - packaged weights
+    model = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=ggufs[0].name)  # nosec B615 - packaged weights
     clear_quantization(model)
     with atomic_path(dest) as tmp:
         model.save_pretrained(tmp)

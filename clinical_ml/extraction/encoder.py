@@ -366,8 +366,8 @@ def build_model(base_dir: str, cfg: EncoderConfig) -> EncoderExtractorModel:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModel
 
-    base = AutoModel.from_pretrained(base_dir, add_pooling_layer=False) if _is_bert(base_dir) \
-        else AutoModel.from_pretrained(base_dir)
+    base = (AutoModel.from_pretrained(base_dir, add_pooling_layer=False)  # nosec B615 - local directory
+            if _is_bert(base_dir) else AutoModel.from_pretrained(base_dir))  # nosec B615 - local directory
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=LORA_TARGETS, bias="none")
     return EncoderExtractorModel(get_peft_model(base, lora), cfg)

@@ -216,9 +216,9 @@ def _load_base(base_dir: str, dtype=torch.float32):
 
     from clinical_ml.extraction.base_models import clear_quantization
 
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)  # nosec B615 - local directory
     clear_quantization(model)
-    return model, AutoTokenizer.from_pretrained(base_dir)
+    return model, AutoTokenizer.from_pretrained(base_dir)  # nosec B615 - local directory
 
 
 def build_generative(base_dir: str, cfg: GenConfig) -> GenerativeExtractor:
@@ -328,7 +328,7 @@ def load_generative(model_dir: Path, meta: dict, base_dir: str) -> GenerativeExt
     model, _ = _load_base(base_dir)
     if (model_dir / "adapter").is_dir():
         model = PeftModel.from_pretrained(model, str(model_dir / "adapter"))
-    tok = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))
+    tok = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))  # nosec B615 - local directory
     return GenerativeExtractor(model.eval(), tok, cfg)
 
 
