@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from clinical_ml.io import DataError, write_json
+from clinical_ml.sql import render
 from clinical_ml.tasks import io as tio
 from clinical_ml.tasks import manifest, splits
 from clinical_ml.tasks.features import feature_names
@@ -45,8 +46,8 @@ def test_names():
 def test_hashes_agree_between_python_and_sql():
     ids = [1, 2, 3, 99, 100, 12345, 99999, 10 ** 9 + 7]
     con = duckdb.connect()
-    rows = con.execute(f"""SELECT s, {splits.shard_sql('s', 5)}, {splits.hash_split_sql('s')}
-                           FROM (SELECT unnest({ids}::BIGINT[]) AS s) ORDER BY s""").fetchall()
+    rows = con.execute(render("SELECT s, {shard}, {split} FROM (SELECT unnest(?::BIGINT[]) AS s) ORDER BY s",
+                              shard=splits.shard_sql("s", 5), split=splits.hash_split_sql("s")), [ids]).fetchall()
     for s, shard, split in rows:
         assert shard == splits.shard_of(s, 5)
         assert split == splits.hash_split(s)
