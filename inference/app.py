@@ -1,14 +1,18 @@
 """The serving app: a raw ASGI application speaking SageMaker's hosting contract.
 
 ``GET /ping`` (health), ``POST /invocations`` (predict), ``GET /openapi.json`` (the request
-schema). Raw ASGI rather than a framework: the whole request path is a dozen lines we can
-read, and a single-row request spends its time in the model, not in routing (docs/serving.md).
+schema), and ``POST /endpoints/<name>/invocations``: the SageMaker runtime API's
+InvokeEndpoint, so boto3's ``sagemaker-runtime`` client works against this server unchanged
+(front-end checks and error shapes in ``inference/runtime_api.py``). Raw ASGI rather than a
+framework: the whole request path is a dozen lines we can read, and a single-row request
+spends its time in the model, not in routing (docs/serving.md).
 
 Per request: pick the production variant (``X-Amzn-SageMaker-Target-Variant`` or a weighted
 draw), refuse bodies over SageMaker's 6 MB limit (413), run the four handlers, answer with
-``X-Amzn-Invoked-Production-Variant``, and hand a capture event to the background writer when
-the request is sampled. Client errors become 4xx with ``{"status", "message"}``; anything else
-is a 500 whose log line names the exception type only (request bodies are never logged).
+``X-Amzn-Invoked-Production-Variant`` (and ``X-Amzn-SageMaker-Custom-Attributes`` echoed),
+and hand a capture event to the background writer when the request is sampled. Client errors
+become 4xx with ``{"status", "message"}``; anything else is a 500 whose log line names the
+exception type only (request bodies are never logged).
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import orjson
 
 from clinical_ml.io import DataError
 from clinical_ml.logs import get_logger
-from inference import codecs, handlers
+from inference import codecs, handlers, runtime_api
 from inference.capture import CaptureWriter, Event
 from inference.codecs import RequestError
 
@@ -105,6 +109,14 @@ class ServingApp:
             if method != "POST":
                 return await self._error(send, 405, "use POST /invocations")
             return await self._invoke(scope, receive, send)
+        if path.startswith(runtime_api.PREFIX):  # the SageMaker runtime API (InvokeEndpoint)
+            name = runtime_api.endpoint_name(path)
+            if name is None:
+                return await self._error(send, 404, f"no route {path[:64]!r}; use POST "
+                                                    "/endpoints/<name>/invocations")
+            if method != "POST":
+                return await self._error(send, 405, "use POST /endpoints/<name>/invocations")
+            return await self._invoke_runtime(scope, receive, send, name)
         if path == "/ping":
             if method not in ("GET", "HEAD"):
                 return await self._error(send, 405, "use GET /ping")
@@ -118,7 +130,8 @@ class ServingApp:
             stats = {"invocations": self.counts, "errors": self.errors,
                      "capture": self.capture.stats() if self.capture else None}
             return await self._send(send, 200, orjson.dumps(stats), b"application/json")
-        return await self._error(send, 404, f"no route {path[:64]!r}; use GET /ping or POST /invocations")
+        return await self._error(send, 404, f"no route {path[:64]!r}; use GET /ping, POST "
+                                            "/invocations or POST /endpoints/<name>/invocations")
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -165,6 +178,39 @@ class ServingApp:
         try:
             variant = self.pick(_header(scope, TARGET))
             body = await self._read(scope, receive)
+        except RequestError as e:
+            return await self._error(send, e.status, e.message, variant)
+        except ConnectionError:
+            return None
+        return await self._answer(scope, send, variant, body)
+
+    async def _invoke_runtime(self, scope: dict, receive, send, name: str) -> None:
+        """``POST /endpoints/<name>/invocations``: InvokeEndpoint as SageMaker's front end
+        answers it (inference/runtime_api.py); the model part is the container's."""
+        variant = None
+        try:
+            runtime_api.check(name, self.endpoint, _header(scope, INFERENCE_ID),
+                              _header(scope, runtime_api.CUSTOM_ATTRIBUTES))
+            try:
+                variant = self.pick(_header(scope, TARGET))
+            except RequestError as e:
+                raise runtime_api.ApiError(400, "ValidationError", e.message) from None
+            try:
+                body = await self._read(scope, receive)
+            except RequestError as e:  # SageMaker answers an oversized body with a bare 413
+                raise runtime_api.ApiError(e.status, None, e.message) from None
+        except runtime_api.ApiError as e:
+            self.errors["5xx" if e.status >= 500 else "4xx"] += 1
+            status, out, headers = runtime_api.error(e.status, e.code, e.message)
+            return await self._send(send, status, out, b"application/json", variant, headers)
+        except ConnectionError:
+            return None
+        return await self._answer(scope, send, variant, body, runtime=True)
+
+    async def _answer(self, scope: dict, send, variant: Variant, body: bytes,
+                      runtime: bool = False) -> None:
+        """Run the handlers for one request and send the answer (or the model's error)."""
+        try:
             ctype_header = _header(scope, "content-type")
             ctype = codecs.media_type(ctype_header)
             accept = codecs.accept_type(_header(scope, "accept"), ctype)
@@ -175,18 +221,21 @@ class ServingApp:
                 out, out_type = await asyncio.get_running_loop().run_in_executor(
                     self._pool, handlers.transform, model, body, ctype, accept)
         except RequestError as e:
-            return await self._error(send, e.status, e.message, variant)
+            return await self._error(send, e.status, e.message, variant, runtime)
         except DataError as e:
-            return await self._error(send, 400, str(e)[:500], variant)
-        except ConnectionError:
-            return None
+            return await self._error(send, 400, str(e)[:500], variant, runtime)
         except Exception as e:  # noqa: BLE001 (never let a request crash the worker)
             log.error("invocation failed: %s", type(e).__name__)
-            return await self._error(send, 500, "internal error while predicting", variant)
+            return await self._error(send, 500, "internal error while predicting", variant, runtime)
         self.counts[variant.name] += 1
         extra = []
         if out_type == codecs.CSV:
             extra.append((b"x-output-columns", ",".join(model.columns).encode()))
+        custom = _header(scope, runtime_api.CUSTOM_ATTRIBUTES)
+        if custom is not None:  # echoed verbatim (SageMaker forwards it to the caller)
+            extra.append((runtime_api.CUSTOM_ATTRIBUTES_OUT, custom.encode("latin-1")))
+        if runtime:
+            extra.append((runtime_api.REQUEST_ID, runtime_api.request_id()))
         await self._send(send, 200, out, out_type.encode(), variant, extra)
         cap = self.capture
         if cap is not None and cap.sample():
@@ -203,8 +252,12 @@ class ServingApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _error(self, send, status: int, message: str, variant: Variant | None = None) -> None:
+    async def _error(self, send, status: int, message: str, variant: Variant | None = None,
+                     runtime: bool = False) -> None:
         self.errors["5xx" if status >= 500 else "4xx"] += 1
+        if runtime:  # the runtime API wraps the container's error as SageMaker does
+            status, body, headers = runtime_api.model_error(status, message, self.endpoint)
+            return await self._send(send, status, body, b"application/json", variant, headers)
         await self._send(send, status, codecs.error_body(status, message), b"application/json", variant)
 
 

@@ -76,7 +76,8 @@ def spec(models: list) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {"title": "clinical-ml endpoint", "version": "1",
-                 "description": "SageMaker hosting contract: GET /ping, POST /invocations. "
+                 "description": "SageMaker hosting contract: GET /ping, POST /invocations, "
+                                "and the runtime API's POST /endpoints/{EndpointName}/invocations. "
                                 "Requests above 6 MB get 413."},
         "paths": {
             "/ping": {"get": {"operationId": "ping", "responses": {"200": {"description": "healthy"}}}},
@@ -94,6 +95,25 @@ def spec(models: list) -> dict[str, Any]:
                                         "application/jsonlines": text, "text/csv": text}},
                     "400": _ERROR, "406": _ERROR, "413": _ERROR, "415": _ERROR, "422": _ERROR,
                 },
+            }},
+            "/endpoints/{EndpointName}/invocations": {"post": {
+                "operationId": "InvokeEndpoint",
+                "description": "the SageMaker runtime API (boto3 sagemaker-runtime invoke_endpoint "
+                               "with endpoint_url): same bodies; the model's 4xx/5xx come back "
+                               "as ModelError (424), request errors as ValidationError (400)",
+                "parameters": [{"name": "EndpointName", "in": "path", "required": True,
+                                "schema": {"type": "string"}}, variant_header,
+                               {"name": "X-Amzn-SageMaker-Inference-Id", "in": "header",
+                                "required": False, "schema": {"type": "string", "maxLength": 64}},
+                               {"name": "X-Amzn-SageMaker-Custom-Attributes", "in": "header",
+                                "required": False, "schema": {"type": "string", "maxLength": 1024}}],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": json_schema},
+                    "application/jsonlines": text, "text/csv": text}},
+                "responses": {"200": {"description": "as POST /invocations"},
+                              "400": {"description": "ValidationError"},
+                              "413": {"description": "body over 6 MB"},
+                              "424": {"description": "ModelError"}},
             }},
         },
         "components": {"schemas": schemas},

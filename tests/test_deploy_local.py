@@ -50,6 +50,13 @@ def test_local_deploy_create_update_delete(registry, tmp_path):
         body = orjson.dumps({"instances": [[0.1, 0.2, None, 0.4]]})
         status, headers, doc = _post(info["url"], body, {})
         assert status == 200 and headers["x-amzn-invoked-production-variant"] == "champion"
+        # application code written for SageMaker: boto3's runtime client at the endpoint's url
+        import boto3  # noqa: PLC0415
+
+        rt = boto3.client("sagemaker-runtime", region_name="us-east-1", endpoint_url=info["url"],
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        r = rt.invoke_endpoint(EndpointName="ep", Body=body, ContentType="application/json")
+        assert r["InvokedProductionVariant"] == "champion" and json.loads(r["Body"].read()) == doc
         first_pid, port = info["pid"], info["port"]
 
         second = registry.create_model_package("outcomes", b, approval_status="Approved")
@@ -70,7 +77,7 @@ def test_local_deploy_create_update_delete(registry, tmp_path):
     cap = tmp_path / "runs" / "s3" / "bucket" / "capture" / "ep"
     files = list(cap.rglob("*.jsonl"))
     assert {f.relative_to(cap).parts[0] for f in files} == {"champion", "challenger"}
-    assert sum(len(f.read_text().splitlines()) for f in files) == 3
+    assert sum(len(f.read_text().splitlines()) for f in files) == 4  # 3 /invocations + 1 InvokeEndpoint
 
 
 def test_local_deploy_of_missing_model_data_fails_clearly(registry, tmp_path):
