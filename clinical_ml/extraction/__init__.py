@@ -5,9 +5,10 @@ JSON repair and metrics. ``load(model_dir)`` returns an object with
 from __future__ import annotations
 
 
-def load(model_dir):
+def load(model_dir, quantize: str | None = None):
     """The extractor in ``model_dir`` (a train-extractor output, its model.tar.gz, or
-    ``"rules"`` for the seed-lexicon rules baseline, which needs no training)."""
+    ``"rules"`` for the seed-lexicon rules baseline, which needs no training); ``quantize``:
+    ``"int8"`` for dynamic int8 encoder weights on CPU (``artifact.quantize_int8``)."""
     if str(model_dir) == "rules":
         from clinical_ml.extraction.rules import RulesExtractor
 
@@ -17,7 +18,7 @@ def load(model_dir):
     from clinical_ml.extraction.artifact import load as _load
 
     hf_logging.set_verbosity_error()
-    return _load(model_dir)
+    return _load(model_dir, quantize)
 
 
 def finalize(text: str, annotation: dict, doc_id=None) -> dict:

@@ -275,7 +275,10 @@ class EncoderExtractor:
         pad = self.tokenizer.pad_token_id or 0
         for chunk in length_batches(examples, self.batch_size * self.cfg.max_length):
             b = collate(chunk, pad)
-            h = self.model.hidden(b["input_ids"], b["attention_mask"])
+            dev = next(self.model.encoder.parameters(), torch.empty(0)).device
+            # the encoder may sit on a GPU (extract-notes on a GPU instance); the small heads
+            # and the decoding stay on the CPU
+            h = self.model.hidden(b["input_ids"].to(dev), b["attention_mask"].to(dev)).float().cpu()
             for k, ex in enumerate(chunk):
                 states[ex["key"]] = h[k, :len(ex["ids"])]
         out = []

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from clinical_ml.io import DataError, atomic_path, iter_jsonl, localize, sha256_file, write_json
+from clinical_ml.logs import get_logger
+
+log = get_logger(__name__)
 
 DISCHARGE_SUMMARY = "Discharge summary"
 ALL_CATEGORIES = "all"
@@ -312,3 +315,39 @@ def iter_extract_notes(parts: Iterable[Path]) -> Iterator[dict]:
             if not isinstance(obj, dict) or "id" not in obj or not isinstance(obj.get("text"), str):
                 raise DataError(f"{part}:{n}: a note shard line needs 'id' and a string 'text'")
             yield obj
+
+
+def read_reference_times(mimic: str) -> dict[int, Any]:
+    """hadm_id -> reference time (earlier of ADMITTIME and the first ICU INTIME)."""
+    import pandas as pd
+
+    from clinical_ml.mimic.files import locate_table, open_binary
+    from clinical_ml.notes.features import parse_time, reference_time
+
+    def read(table: str, cols: tuple[str, ...]):
+        tf = locate_table(mimic, table)
+        with open_binary(tf) as f:
+            df = pd.read_csv(f, dtype=str, keep_default_na=False, usecols=lambda c: c.strip().upper() in cols)
+        df.columns = [c.strip().upper() for c in df.columns]
+        if set(cols) - set(df.columns):
+            raise DataError(f"{tf.uri}: {table} lacks columns {sorted(set(cols) - set(df.columns))}")
+        return df
+
+    try:
+        adm = read("ADMISSIONS", ("HADM_ID", "ADMITTIME"))
+    except DataError as e:
+        raise DataError(f"--cut-hours needs the ADMISSIONS table (ADMITTIME) in --mimic: {e}") from None
+    intimes: dict[int, list] = {}
+    try:
+        icu = read("ICUSTAYS", ("HADM_ID", "INTIME"))
+        for h, t in zip(icu["HADM_ID"], icu["INTIME"]):
+            if h.strip():
+                intimes.setdefault(int(float(h)), []).append(parse_time(t))
+    except DataError:
+        log.info("notes: no ICUSTAYS in --mimic: the cut counts from ADMITTIME only")
+    out = {}
+    for h, t in zip(adm["HADM_ID"], adm["ADMITTIME"]):
+        if h.strip():
+            hadm = int(float(h))
+            out[hadm] = reference_time(parse_time(t), intimes.get(hadm, ()))
+    return out
