@@ -89,15 +89,22 @@ def _source(uri: str, localize: Callable[[str], str], what: str) -> Path:
 
 def run_command(cmd: list[str], env: dict[str, str], cwd: Path, log: Path, timeout: float | None,
                 on_line: Callable[[str], None] | None = None) -> int:
-    """Run ``cmd`` with stdout+stderr appended to ``log``; ``on_line`` sees each line (progress)."""
+    """Run ``cmd`` with stdout+stderr appended to ``log``; ``on_line`` sees each line (progress).
+
+    The step dies with this process (PR_SET_PDEATHSIG, even on SIGKILL) and is recorded in
+    ``step.pid`` beside the log while it runs, so a resume finds a stale one (steproc.py)."""
+    from pipelines.local import steproc  # noqa: PLC0415
+
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
+    pid_file = log.parent / steproc.PID_FILE
     with open(log, "ab") as f:
         f.write(("$ " + " ".join(cmd) + "\n").encode())
         f.flush()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=steproc.die_with_parent())
         try:
+            steproc.write_pid(pid_file, proc.pid)
             assert proc.stdout is not None
             buf = b""
             while True:
@@ -123,6 +130,8 @@ def run_command(cmd: list[str], env: dict[str, str], cwd: Path, log: Path, timeo
                 pass
             proc.wait()
             raise
+        finally:
+            pid_file.unlink(missing_ok=True)
 
 
 def base_env(extra: dict[str, str]) -> dict[str, str]:

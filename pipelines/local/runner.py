@@ -23,6 +23,7 @@ from typing import Any
 from clinical_ml.io import DataError, read_json, write_json
 
 from pipelines.local.engine import Execution, StepResult, dependencies, descendants, flatten_steps, parameter_values
+from pipelines.local.steproc import check_stale
 
 DATA_PARAMETER = "InputDataUri"
 CORPORA_PARAMETER = "AnnotatedCorporaUri"
@@ -114,6 +115,8 @@ def run_execution(definition: dict[str, Any], root: Path, params: dict[str, str]
         if not (resume_from / "steps").is_dir():
             raise DataError(f"{resume_from}: no earlier execution to resume from (run once without --from-step)")
         resume_from = resume_from.resolve()
+        for msg in check_stale(resume_from):  # a step left running by a killed runner
+            (stream or sys.stderr).write(msg + "\n")
     ex_id = execution_id or new_execution_id()
     run_dir = root / ex_id
     ex = Execution(definition=definition, run_dir=run_dir, execution_id=ex_id, parameters=values, root=root,
