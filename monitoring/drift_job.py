@@ -7,7 +7,9 @@
 Writes Model Monitor's ``constraint_violations.json`` and the window's ``statistics.json``, plus
 ``drift_summary.json`` (status ``no_data`` | ``ok`` | ``drift``, drift score, rows, window) and
 publishes the metrics (CloudWatch under SageMaker, a JSONL file under the local backend).
-With ``--ground-truth`` and ``--registered-metrics`` it also checks model quality.
+Run by hand with no AWS region configured, the metrics go to the local file, with one warning
+line saying where and how to publish instead; a failed PutMetricData (no credentials, no
+permission) is one error line naming what to do, never a botocore traceback. With ``--ground-truth`` and ``--registered-metrics`` it also checks model quality.
 """
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--schedule", default=os.environ.get("MONITORING_SCHEDULE_NAME", "clinical-ml-drift"),
                    help="metric dimension MonitoringSchedule")
     p.add_argument("--metrics-file", default=None, help="local backend: metrics JSONL to append to")
+    p.add_argument("--metrics-backend", choices=("auto", "cloudwatch", "local"), default="auto",
+                   help="where metrics go; auto: the local file under CLINICAL_ML_BACKEND=local or "
+                        "when no AWS region is configured (a run by hand), else CloudWatch")
     p.add_argument("--no-metrics", action="store_true", help="write files only")
     p.add_argument("--ground-truth", default=None, help="folder of ground-truth JSONL records")
     p.add_argument("--registered-metrics", default=None,
@@ -72,6 +77,42 @@ def window_bounds(start: str | None, end: str | None, hours: float) -> tuple[dat
 def infer_endpoint(capture: str) -> str:
     subdirs = [p.name for p in Path(capture).iterdir() if p.is_dir()] if Path(capture).is_dir() else []
     return subdirs[0] if len(subdirs) == 1 else "unknown"
+
+
+def aws_region() -> str | None:
+    """The region to publish to: boto3's (AWS_DEFAULT_REGION, the profile's config), else
+    AWS_REGION (which SageMaker jobs set and boto3 itself does not read)."""
+    try:
+        import boto3  # noqa: PLC0415
+
+        region = boto3.session.Session().region_name
+    except Exception:  # noqa: BLE001 (a broken AWS config file: no usable region from it)
+        region = None
+    return region or os.environ.get("AWS_REGION") or None
+
+
+def metrics_target(choice: str) -> tuple[str, str | None]:
+    """("local", why it was chosen automatically, or None) or ("cloudwatch", region)."""
+    if choice == "local" or (choice == "auto" and backend() == "local"):
+        return "local", None
+    region = aws_region()
+    if region is None:
+        if choice == "cloudwatch":
+            raise DataError("--metrics-backend cloudwatch: no AWS region configured; set "
+                            "AWS_REGION (and credentials), or use --metrics-backend local")
+        return "local", "no AWS region configured (AWS_REGION, AWS_DEFAULT_REGION or a profile)"
+    return "cloudwatch", region
+
+
+def cloudwatch_error(e: Exception, n: int, out: Path) -> str:
+    """One line for a failed PutMetricData: what failed and what to do instead."""
+    name = type(e).__name__
+    hint = {"NoCredentialsError": "no AWS credentials found: configure them (AWS_PROFILE, "
+                                  "aws configure, an instance role)",
+            "EndpointConnectionError": "CloudWatch is not reachable from here"}.get(
+        name, "check the identity's cloudwatch:PutMetricData permission and the region")
+    return (f"publishing {n} drift metrics to CloudWatch failed ({name}: {str(e)[:200]}); {hint}, "
+            f"or rerun with --metrics-backend local or --no-metrics. The window's files are in {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,15 +148,31 @@ def main(argv: list[str] | None = None) -> int:
     if report.status == "no_data":
         summary["message"] = "no data: no captured requests in the window; no drift evaluated"
     points = metrics.datapoints(report, endpoint, args.schedule, end, qual)
+    failure = None
     if not args.no_metrics:
-        if backend() == "local":
+        target, detail = metrics_target(args.metrics_backend)
+        if target == "local":
+            why = detail
             path = metrics.append_local(points, metrics.default_local_file(args.metrics_file, out))
             summary["metrics"] = {"backend": "local", "file": str(path), "datapoints": len(points)}
+            if why:
+                summary["metrics"]["reason"] = why
+                log.warning("drift: %s: metrics written to %s, not CloudWatch (set AWS_REGION and "
+                            "credentials to publish them, or pass --no-metrics)", why, path)
         else:
-            calls = metrics.put_cloudwatch(points)
-            summary["metrics"] = {"backend": "cloudwatch", "namespace": metrics.NAMESPACE,
-                                  "datapoints": len(points), "calls": calls}
+            import boto3  # noqa: PLC0415
+            from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+            try:
+                calls = metrics.put_cloudwatch(points, boto3.client("cloudwatch", region_name=detail))
+                summary["metrics"] = {"backend": "cloudwatch", "namespace": metrics.NAMESPACE,
+                                      "datapoints": len(points), "calls": calls}
+            except (BotoCoreError, ClientError) as e:  # one line saying what to do, no traceback
+                failure = cloudwatch_error(e, len(points), out)
+                summary["metrics"] = {"backend": "cloudwatch", "error": failure}
     write_json(out / "drift_summary.json", summary)
+    if failure:
+        raise DataError(failure)
     log.info("drift: window %s..%s rows=%d status=%s score=%s violations=%d undecodable=%d",
              summary["window_start"][11:16], summary["window_end"][11:16], report.rows_analyzed,
              report.status, None if report.drift_score is None else round(report.drift_score, 3),
