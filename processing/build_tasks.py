@@ -15,6 +15,12 @@ so ShardedByS3Key would hand whole tables to single instances.
 
     clinical-ml build-tasks --mimic DIR --out DST [--tasks ihm,los] [--num-shards 4 --shard-index 0]
     python -m processing.build_tasks ...   |   python processing/build_tasks.py ...
+
+Missing tables (clinical_ml/tasks/tables.py): the asked tasks the input allows are built and
+the others named, with the tables they lack, in a warning line, in the printed JSON
+(``not_built``) and in the manifest (``task_plan``). Exit status: 0 when at least one asked
+task was built; 2 (one error line naming each task's missing tables) when none could be, or
+when a cohort table (ICUSTAYS, ADMISSIONS, PATIENTS, DIAGNOSES_ICD) is missing.
 """
 from __future__ import annotations
 
@@ -85,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     m = build(cfg)
     audit.ingest_event(cfg.mimic, TASK_TABLES, step="build-tasks")
     counts = {s: {t: v["rows"] for t, v in m["tasks"][s].items()} for s in m["tasks"]}
-    print(json.dumps({"shard": m["shard"], "rows": counts, "seconds": m["seconds"]}))
+    out = {"shard": m["shard"], "rows": counts, "seconds": m["seconds"]}
+    if m["task_plan"]["not_built"]:
+        out["not_built"] = m["task_plan"]["not_built"]
+    print(json.dumps(out))
     return 0
 
 

@@ -2,7 +2,10 @@
 
 ``build(BuildConfig(...))`` is what ``clinical-ml build-tasks`` and the processing step call.
 The steps (cohort, events, episodes, labels, features) live in their own modules; this one
-wires them, assigns splits, writes parts atomically and records the manifest. Paths, settings
+wires them, assigns splits, writes parts atomically and records the manifest. Only the asked
+tasks the input's tables allow are built (``tables.plan``; the event tables are loaded only
+when both exist, readmission being the one task that does without them); the manifest's
+``task_plan`` names the others. Paths, settings
 and values reach DuckDB as bound parameters, connection config or ``clinical_ml.sql`` literals.
 """
 from __future__ import annotations
@@ -20,7 +23,7 @@ from clinical_ml.io import DataError, atomic_path, sha256_file, write_json
 from clinical_ml.logs import get_logger
 from clinical_ml.mimic.files import locate_table
 from clinical_ml.sql import Sql, ident, join, literal, raw, render
-from clinical_ml.tasks import cohort, events, features, labels, sources
+from clinical_ml.tasks import cohort, events, features, labels, sources, tables
 from clinical_ml.tasks.io import (PHENOTYPE_COLUMNS, SPLITS, TASKS, TIMESERIES,
                                   part_name)
 from clinical_ml.tasks.splits import hash_split_sql, published_splits
@@ -195,43 +198,54 @@ def build(cfg: BuildConfig) -> dict:
     t0 = time.perf_counter()
     out = Path(cfg.out)
     locate_table(cfg.mimic, "ICUSTAYS")  # fail fast with a clear message on a wrong folder
+    plan = tables.plan(cfg.mimic, cfg.tasks)  # DataError when no asked task can be built
+    for names, missing in plan.groups():  # short arguments: the log filter keeps them
+        log.warning("build-tasks: not building %s: table(s) %s not found in the input; building %s",
+                    names, missing, ",".join(plan.build))
     if cfg.temp_dir:
         Path(cfg.temp_dir).mkdir(parents=True, exist_ok=True)
     tmp_root = tempfile.mkdtemp(prefix=f"build-tasks-{cfg.shard_index}-", dir=cfg.temp_dir)
     try:
-        return _build(cfg, out, tmp_root, t0)
+        return _build(cfg, out, tmp_root, t0, plan)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
 
 
-def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float) -> dict:
+def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.Plan) -> dict:
     con = _connect(cfg, tmp_root)
+    tasks = plan.build  # the asked tasks the input's tables allow (in the asked order)
     m: dict = {"schema_version": SCHEMA_VERSION, "shard": {"index": cfg.shard_index, "count": cfg.num_shards},
-               "config": {k: v for k, v in asdict(cfg).items() if k not in ("mimic", "out", "temp_dir")}}
+               "config": {k: v for k, v in asdict(cfg).items() if k not in ("mimic", "out", "temp_dir")},
+               "task_plan": plan.manifest()}
     m["input"] = cohort.load_tables(con, cfg.mimic, cfg.num_shards, cfg.shard_index)
     m["cohort"] = cohort.build_stays(con)
     events.load_var_map(con)
-    m["events"] = events.load_events(con, cfg.mimic, cfg.num_shards, cfg.shard_index)
-    m["events"].update(events.validate_events(con))
-    m["cleaning"] = events.clean_events(con)
+    if plan.events:
+        m["events"] = events.load_events(con, cfg.mimic, cfg.num_shards, cfg.shard_index)
+        m["events"].update(events.validate_events(con))
+        m["cleaning"] = events.clean_events(con)
+    else:
+        m["events"] = {"loaded": False, "missing_tables": [t for t in tables.EVENT_TABLES
+                                                           if t in plan.absent_tables]}
+        m["cleaning"] = None
     m["diagnoses"] = _load_diagnoses(con, cfg.mimic)
-    m["episodes"] = events.build_episodes(con)
+    m["episodes"] = events.build_episodes(con) if plan.events else events.build_episodes_without_events(con)
     m["splits"] = _load_splits(con, cfg.split_source)
     log.info("cohort: %d stays, %d episodes", m["cohort"]["remove_age_under_18"]["icustays"],
              m["episodes"]["episodes"])
     built = []
-    if "ihm" in cfg.tasks:
+    if "ihm" in tasks:
         labels.build_ihm(con); built.append("t_ihm")
-    if "decomp" in cfg.tasks or "los" in cfg.tasks:
+    if "decomp" in tasks or "los" in tasks:
         labels.build_hourly(con, _every_sql(cfg))
-        built += [f"t_{t}" for t in ("decomp", "los") if t in cfg.tasks]
+        built += [f"t_{t}" for t in ("decomp", "los") if t in tasks]
         hc = con.execute("SELECT split, decomp, decomp_pos, los FROM hourly_counts").fetchall()
         m["hourly_samples_reference"] = {s: {"decomp": int(d), "decomp_positives": int(dp), "los": int(l)}
                                          for s, d, dp, l in hc}
-    if "pheno" in cfg.tasks:
+    if "pheno" in tasks:
         labels.build_pheno(con); built.append("t_pheno")
-    if "readmit" in cfg.tasks:
-        m["readmit"] = labels.build_readmit(con); built.append("t_readmit")
+    if "readmit" in tasks:
+        m["readmit"] = labels.build_readmit(con, events=plan.events); built.append("t_readmit")
     m["feature_points"] = features.build_features(con, built, tmp_root)
     m["features"] = features.feature_names()
     files: dict[str, dict] = {}
@@ -239,7 +253,7 @@ def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float) -> dict:
     for split in SPLITS:
         sdir = out / split
         m["tasks"][split] = {}
-        for task in cfg.tasks:
+        for task in tasks:
             path = sdir / task / part_name(cfg.shard_index)
             if cfg.num_shards == 1:  # a single run owns the folder: no stale parts of older runs
                 _remove_other_parts(path)

@@ -176,3 +176,20 @@ def build_episodes(con: duckdb.DuckDBPyConnection) -> dict:
     return {"episodes": int(n[0]), "stays_without_events": int(none),
             "episodes_missing_los": int(n[1]), "episodes_no_events_in_icu": int(n[2]),
             "episodes_without_diagnoses": int(n[3])}
+
+
+def build_episodes_without_events(con: duckdb.DuckDBPyConnection) -> dict:
+    """No event tables (``clinical_ml.tasks.tables``): ``stays_ep`` is every cohort stay with its
+    diagnosis flag and unknown observation counts (NULL), ``ep`` an empty observation table, so
+    the tasks that need no events (readmission) and the feature builder run unchanged."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE ep (icustay_id BIGINT, variable VARCHAR,
+                   value_num DOUBLE, value_str VARCHAR, hours DOUBLE)""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE stays_ep AS
+        SELECT s.*, NULL::BIGINT AS n_window, NULL::DOUBLE AS first_t, NULL::BIGINT AS n_first48,
+               (s.subject_id, s.hadm_id) IN (SELECT (subject_id, hadm_id) FROM diag_adm) AS has_diagnoses
+        FROM stays s""")
+    n = con.execute("""SELECT count(*), count(*) FILTER (WHERE los_h IS NULL),
+                       count(*) FILTER (WHERE NOT has_diagnoses) FROM stays_ep""").fetchall()[0]
+    return {"episodes": int(n[0]), "stays_without_events": None, "episodes_missing_los": int(n[1]),
+            "episodes_no_events_in_icu": None, "episodes_without_diagnoses": int(n[2]),
+            "note": "no event tables: every cohort stay is an episode; observations unknown"}

@@ -12,8 +12,9 @@ diagnosis (else the reference's episode label file is empty).
   DEATHTIME - t < 24 h; los y = LOS - t (hours). ``sample_every`` H keeps the hours with
   t mod H == 0 (H = 1 is the reference); the manifest counts both.
 - pheno: the 25 benchmark HCUP CCS groups of the admission's diagnoses.
-- readmit: see docs/tasks.md ("Readmission"): index = cohort stay with an episode, discharged
-  alive, not transferred to another acute hospital; y = another admission of the subject that
+- readmit: see docs/tasks.md ("Readmission"): index = cohort stay with an episode (without
+  event tables: with a known LOS and a diagnosis), discharged alive, not transferred to
+  another acute hospital; y = another admission of the subject that
   is not ELECTIVE with ADMITTIME in [DISCHTIME, DISCHTIME + 30 days].
 """
 from __future__ import annotations
@@ -94,10 +95,13 @@ def build_pheno(con: duckdb.DuckDBPyConnection) -> None:
         GROUP BY s.subject_id, s.hadm_id, s.icustay_id, s.los_h""", cols=cols))
 
 
-def build_readmit(con: duckdb.DuckDBPyConnection) -> dict:
+def build_readmit(con: duckdb.DuckDBPyConnection, events: bool = True) -> dict:
+    """``t_readmit``; without event tables (``events=False``) the index stays are the cohort
+    stays with a known LOS and a diagnosis, since an observation in the ICU cannot be checked."""
     transfer = join(", ", (literal(x) for x in TRANSFER_LOCATIONS))
+    base = _BASE if events else raw("los_h IS NOT NULL AND has_diagnoses")
     con.execute(render("CREATE OR REPLACE TEMP TABLE readmit_index AS SELECT * FROM stays_ep WHERE {base}",
-                       base=_BASE))
+                       base=base))
     c = con.execute(render("""SELECT count(*), count(*) FILTER (WHERE mortality = 1),
         count(*) FILTER (WHERE mortality = 0 AND upper(coalesce(discharge_location, '')) IN ({transfer}))
         FROM readmit_index""", transfer=transfer)).fetchall()[0]
@@ -117,6 +121,7 @@ def build_readmit(con: duckdb.DuckDBPyConnection) -> dict:
     d = con.execute("""SELECT count(*) FILTER (WHERE died_within_window = 1 AND y = 0) FROM t_readmit""").fetchall()[0]
     con.execute("ALTER TABLE t_readmit DROP COLUMN died_within_window")
     con.execute("DROP TABLE readmit_index")
-    return {"candidate_stays": int(c[0]), "excluded_died_in_hospital": int(c[1]),
+    return {"index_requires_icu_observation": events,
+            "candidate_stays": int(c[0]), "excluded_died_in_hospital": int(c[1]),
             "excluded_transfer_to_acute_hospital": int(c[2]),
             "died_after_discharge_within_30d_without_readmission_labelled_0": int(d[0])}
