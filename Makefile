@@ -30,7 +30,7 @@ TEMPLATE := pipelines/infra/template.yaml
 BANDIT_PATHS := clinical_ml inference monitoring pipelines processing training benchmarks setup.py
 
 .PHONY: install scan test demo bench bench-synth bench-tasks bench-models bench-serve bench-drift \
-        bench-llm bench-demo definition upsert-pipeline run-pipeline moto-server image clean
+        bench-llm bench-extract bench-demo definition upsert-pipeline run-pipeline moto-server image clean
 
 install: $(STAMP)
 
@@ -65,7 +65,7 @@ test: install
 demo: install
 	$(CLI) run-local --demo $(if $(DATA),--data $(DATA)) $(if $(CORPORA),--corpora $(CORPORA)) $(PARAMS)
 
-bench: bench-synth bench-tasks bench-models bench-serve bench-drift bench-llm
+bench: bench-synth bench-tasks bench-models bench-serve bench-drift bench-llm bench-extract
 
 bench-synth: install
 	$(PY) benchmarks/bench_synth.py --out bench-results/synth.json
@@ -85,6 +85,10 @@ bench-drift: install
 # e.g. BENCH_LLM_ARGS="--encoder-model runs/<demo>/.../model --threads 1" or "--smoke"
 bench-llm: install
 	$(PY) benchmarks/bench_llm.py --out bench-results/llm.json $(BENCH_LLM_ARGS)
+
+# EXTRACTOR: the encoder model to time (default: the latest demo's TrainExtractor output)
+bench-extract: install
+	$(PY) benchmarks/bench_extract.py --out bench-results/extract.json $(if $(EXTRACTOR),--model $(EXTRACTOR)) $(BENCH_EXTRACT_ARGS)
 
 bench-demo:
 	$(PY) benchmarks/bench_demo.py --out bench-results/demo.json

@@ -9,8 +9,9 @@ DAG (steps inside a condition run only on its branch)::
 
     DriftGuard -> CheckGuard --skip--> (end: another drift retraining in flight / cooldown)
                      | run
-      BuildTasks -> TrainOutcomes  -> EvaluateOutcomes  --+
-      BuildNotes -> TrainExtractor -> EvaluateExtractor --+-> CheckMetrics --no--> Gate*/Fail*
+      BuildTasks -> BuildNotes -> TrainExtractor -> ExtractNotes -> NoteFeatures
+          |                           `-> EvaluateExtractor -------------------------+
+          `--------------(+ NoteFeatures)--> TrainOutcomes -> EvaluateOutcomes ------+-> CheckMetrics --no--> Gate*/Fail*
                                                               | yes
       DriftBaseline -> RegisterOutcomes, RegisterExtractor -> CheckApproval --approved--> Deploy
                                                                           -> ScheduleMonitor
@@ -126,24 +127,18 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         "BuildNotes", "processing/build_notes.py",
         display_name="Build note datasets",
         description="Clinical notes with gold entities, relations and records, plus the real "
-                    "annotated corpora of AnnotatedCorporaUri (their own splits) -> JSONL splits.",
-        inputs=[s3_input("mimic", p.input_data_uri, "mimic")],
+                    "annotated corpora of AnnotatedCorporaUri (their own splits) -> JSONL splits; "
+                    "the NoteCategories notes of the task cohort -> note shards to extract from.",
+        inputs=[s3_input("mimic", p.input_data_uri, "mimic"),
+                *[s3_input(f"tasks-{split}", tasks[split], f"tasks/{split}") for split in ("train", "val", "test")]],
         outputs=[s3_output("notes", f.s3("BuildNotes", "notes"), "notes")],
         arguments=["--input", f"{PROC}/input/mimic", "--output", f"{PROC}/output",
-                   "--corpora", p.annotated_corpora_uri])
+                   "--corpora", p.annotated_corpora_uri, "--categories", p.note_categories,
+                   "--admissions", f"{PROC}/input/tasks"])
     notes = step_notes.properties.ProcessingOutputConfig.Outputs["notes"].S3Output.S3Uri
 
     def notes_split(split: str) -> Join:
         return Join(on="/", values=[notes, f"{split}.jsonl"])
-
-    # --- TrainOutcomes: XGBoost + LR + GRU on the task splits ---------------------------------
-    step_train_outcomes = f.training(
-        "TrainOutcomes", "training/train_outcomes.py",
-        display_name="Train outcome models",
-        description="XGBoost (primary), logistic regression and GRU for every benchmark task.",
-        channels={"train": tasks["train"], "validation": tasks["val"]},
-        image=p.training_image_uri, instance_type=p.training_instance_type)
-    outcomes_model = step_train_outcomes.properties.ModelArtifacts.S3ModelArtifacts
 
     # --- TrainExtractor: LoRA fine-tuning on a GPU instance -----------------------------------
     step_train_extractor = f.training(
@@ -159,6 +154,47 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         volume_kms=False)
     extractor_model = step_train_extractor.properties.ModelArtifacts.S3ModelArtifacts
 
+    # --- ExtractNotes: this run's extractor over the cohort's notes (shardable over instances)
+    step_extract = f.processing(
+        "ExtractNotes", "processing/extract_notes.py",
+        display_name="Extract from notes",
+        description="Batch inference of this run's extractor over the note shards of BuildNotes: "
+                    "entities, relations and records per note (JSONL); with N instances each one "
+                    "extracts the notes of its hash shard; a killed job resumes without duplicates.",
+        inputs=[s3_input("model", extractor_model, "model"), s3_input("notes", Join(on="/", values=[notes, "extract"]), "notes")],
+        outputs=[s3_output("extracted", f.s3("ExtractNotes", "extracted"), "extracted")],
+        arguments=["--model", f"{PROC}/input/model", "--notes", f"{PROC}/input/notes",
+                   "--output", f"{PROC}/output", "--stage", "extract", "--quantize", p.extract_quantize],
+        image=p.extract_image_uri, instance_type=p.extract_instance_type, instance_count=p.extract_instance_count,
+        max_runtime=24 * 3600)
+    extracted = step_extract.properties.ProcessingOutputConfig.Outputs["extracted"].S3Output.S3Uri
+
+    # --- NoteFeatures: per-admission note features for the outcome models ------------------
+    step_note_features = f.processing(
+        "NoteFeatures", "processing/extract_notes.py",
+        display_name="Note features",
+        description="Per-admission counts and concept indicators from every shard's extractions; "
+                    "ihm only from notes charted by the 48 h prediction time, readmit from every "
+                    "note; vocabulary fitted on the training split.",
+        inputs=[s3_input("notes", Join(on="/", values=[notes, "extract"]), "notes"),
+                s3_input("extracted", extracted, "extracted"), s3_input("mimic", p.input_data_uri, "mimic"),
+                s3_input("tasks-train", tasks["train"], "tasks/train")],
+        outputs=[s3_output("features", f.s3("NoteFeatures", "features"), "features")],
+        arguments=["--model", "rules", "--notes", f"{PROC}/input/notes", "--extracted", f"{PROC}/input/extracted",
+                   "--output", f"{PROC}/output", "--stage", "features", "--feature-sets", "ihm:48,readmit:all",
+                   "--fit-vocabulary", "--train-admissions", f"{PROC}/input/tasks", "--mimic", f"{PROC}/input/mimic"])
+    note_features = step_note_features.properties.ProcessingOutputConfig.Outputs["features"].S3Output.S3Uri
+
+    # --- TrainOutcomes: XGBoost + LR + GRU on the task splits ---------------------------------
+    step_train_outcomes = f.training(
+        "TrainOutcomes", "training/train_outcomes.py",
+        display_name="Train outcome models",
+        description="XGBoost (primary), logistic regression and GRU for every benchmark task; "
+                    "with the note features, an XGBoost variant for ihm and readmit to compare.",
+        channels={"train": tasks["train"], "validation": tasks["val"], "note_features": note_features},
+        image=p.training_image_uri, instance_type=p.training_instance_type)
+    outcomes_model = step_train_outcomes.properties.ModelArtifacts.S3ModelArtifacts
+
     # --- EvaluateOutcomes: bootstrap CIs, subgroups; the gate values -> EvaluationReport ----
     evaluation_report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
     step_eval_outcomes = f.processing(
@@ -166,10 +202,11 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         display_name="Evaluate outcome models",
         description="Test-set metrics with bootstrap confidence intervals and subgroups; "
                     "writes evaluation.json (gate), model_metrics.json and report.html.",
-        inputs=[s3_input("model", outcomes_model, "model"), s3_input("test", tasks["test"], "test")],
+        inputs=[s3_input("model", outcomes_model, "model"), s3_input("test", tasks["test"], "test"),
+                s3_input("note_features", note_features, "note_features")],
         outputs=[s3_output("evaluation", f.s3("EvaluateOutcomes", "evaluation"), "evaluation")],
         arguments=["--model", f"{PROC}/input/model", "--test", f"{PROC}/input/test",
-                   "--output", f"{PROC}/output/evaluation"],
+                   "--note-features", f"{PROC}/input/note_features", "--output", f"{PROC}/output/evaluation"],
         property_files=[evaluation_report])
     outcomes_eval = step_eval_outcomes.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
 
@@ -332,8 +369,8 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         description="Runs the pipeline unless the storm guard decided to skip this execution.",
         conditions=[ConditionEquals(left=JsonGet(step_name=step_guard.name, property_file=guard_report,
                                                  json_path="proceed"), right=True)],
-        if_steps=[step_tasks, step_notes, step_train_outcomes, step_train_extractor,
-                  step_eval_outcomes, step_eval_extractor, step_check],
+        if_steps=[step_tasks, step_notes, step_train_extractor, step_extract, step_note_features,
+                  step_train_outcomes, step_eval_outcomes, step_eval_extractor, step_check],
         else_steps=[])
 
     return Pipeline(name=pipeline_name, parameters=p.as_list(), steps=[step_guard, step_check_guard],

@@ -51,6 +51,11 @@ class Parameters:
     extractor_base_model: ParameterString
     extractor_max_train_docs: ParameterInteger
     extractor_train_seconds: ParameterInteger
+    note_categories: ParameterString
+    extract_instance_type: ParameterString
+    extract_instance_count: ParameterInteger
+    extract_image_uri: ParameterString
+    extract_quantize: ParameterString
     endpoint_instance_type: ParameterString
     min_ihm_auroc: ParameterFloat
     min_extraction_f1: ParameterFloat
@@ -93,6 +98,17 @@ def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: 
         extractor_max_train_docs=ParameterInteger("ExtractorMaxTrainDocs", default_value=600),
         # 0 = train the configured epochs; > 0 stops (and decays the learning rate) by then
         extractor_train_seconds=ParameterInteger("ExtractorTrainSeconds", default_value=0),
+        # NOTEEVENTS categories the extractor runs over (discharge summaries first); the 48 h
+        # in-hospital-mortality features come from the notes charted by then (nursing, physician)
+        note_categories=ParameterString("NoteCategories",
+                                        default_value="Discharge summary,Nursing,Nursing/other,Physician"),
+        # ExtractNotes: N instances extract the notes of their hash shard; a GPU instance type
+        # (ml.g5.xlarge) wants the training-gpu image in ExtractNotesImageUri
+        extract_instance_type=ParameterString("ExtractNotesInstanceType", default_value="ml.m5.4xlarge"),
+        extract_instance_count=ParameterInteger("ExtractNotesInstanceCount", default_value=1),
+        extract_image_uri=ParameterString("ExtractNotesImageUri", default_value=img("processing")),
+        # "int8": about 2x faster on CPU at an F1 cost and batch-dependent output (docs/extraction.md)
+        extract_quantize=ParameterString("ExtractNotesQuantize", default_value="none", enum_values=["none", "int8"]),
         endpoint_instance_type=ParameterString("EndpointInstanceType", default_value="ml.m5.large"),
         min_ihm_auroc=ParameterFloat("MinIhmAuroc", default_value=0.70),
         min_extraction_f1=ParameterFloat("MinExtractionF1", default_value=0.70),

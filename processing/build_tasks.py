@@ -38,8 +38,10 @@ PROC = "/opt/ml/processing"
 RESOURCE_CONFIG = "/opt/ml/config/resourceconfig.json"
 
 
-def sagemaker_shard(path: str = RESOURCE_CONFIG) -> tuple[int, int]:
-    """(num_shards, shard_index) of this SageMaker instance; (1, 0) outside SageMaker."""
+def sagemaker_shard(path: str | None = None) -> tuple[int, int]:
+    """(num_shards, shard_index) of this SageMaker instance; (1, 0) outside SageMaker. The local
+    runner points ``CLINICAL_ML_RESOURCE_CONFIG`` at the file of the instance it plays."""
+    path = path or os.environ.get("CLINICAL_ML_RESOURCE_CONFIG") or RESOURCE_CONFIG
     try:
         cfg = json.loads(Path(path).read_text())
         hosts = sorted(cfg["hosts"])

@@ -416,7 +416,15 @@ class Execution:
                 self._write_status(final, step, "Cached", props, f"cache hit: {hit.parent.parent.name}", key)
                 return StepResult(name, kind, "Cached", time.monotonic() - t0, f"cache hit from {hit.parent.parent.name}",
                                   str(final / "logs" / "step.log"), props, key)
-            rc = self._attempts(step, cmd, env, paths, timeout)
+            hosts = jobs.processing_hosts(args) if kind == "Processing" else ["algo-1"]
+            rc = 0
+            for host in hosts:
+                if len(hosts) > 1:
+                    self.progress(name, "Running", f"instance {host} of {len(hosts)}")
+                rc = self._attempts(step, cmd, {**env, **jobs.host_env(paths, hosts, host)} if kind == "Processing"
+                                    else env, paths, timeout)
+                if rc != 0:
+                    break
             if rc != 0:
                 raise StepFailed(name, f"{kind} step {name} failed (exit code {rc}): {_last_error(paths.log)}",
                                  self._keep_failed_log(paths))

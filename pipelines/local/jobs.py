@@ -149,20 +149,25 @@ def prepare_processing(args: dict[str, Any], paths: StepPaths, localize) -> tupl
     app = args.get("AppSpecification", {})
     entry_point_for_image(app.get("ImageUri", ""))
     pairs: dict[str, Path] = {}
+    inputs: dict[str, Path] = {}
     for inp in args.get("ProcessingInputs", []):
         name = inp["InputName"]
         if "S3Input" not in inp:
             raise DataError(f"processing input {name!r}: only S3Input is supported locally "
                             "(DatasetDefinition needs Athena/Redshift)")
         s3 = inp["S3Input"]
-        dest = paths.work / "input" / name
+        local = str(s3.get("LocalPath", f"/opt/ml/processing/input/{name}"))
+        # where the container would see it (input/tasks/train: a script may name input/tasks)
+        dest = (paths.work / local[len("/opt/ml/processing/"):] if local.startswith("/opt/ml/processing/")
+                else paths.work / "input" / name)
         uri = str(s3["S3Uri"])
         if name == "code":
             src = resolve_code(uri, localize)
         else:
             src = _source(uri, localize, f"input {name!r}")
         link_tree(src, dest)
-        pairs[s3.get("LocalPath", f"/opt/ml/processing/input/{name}")] = dest
+        pairs[local] = dest
+        inputs[name] = dest
     outputs: dict[str, Path] = {}
     for out in args.get("ProcessingOutputConfig", {}).get("Outputs", []):
         name = out["OutputName"]
@@ -181,9 +186,25 @@ def prepare_processing(args: dict[str, Any], paths: StepPaths, localize) -> tupl
     env["CLINICAL_ML_PROCESSING_DIR"] = str(paths.work)
     for name, dest in outputs.items():
         env[f"SM_PROCESSING_OUTPUT_{_env_name(name)}"] = str(dest)
-    for inp in args.get("ProcessingInputs", []):
-        env[f"SM_PROCESSING_INPUT_{_env_name(inp['InputName'])}"] = str(paths.work / "input" / inp["InputName"])
+    for name, dest in inputs.items():
+        env[f"SM_PROCESSING_INPUT_{_env_name(name)}"] = str(dest)
     return local_command(cmd), env, outputs
+
+
+def processing_hosts(args: dict[str, Any]) -> list[str]:
+    """``algo-1 .. algo-N`` for the step's ProcessingResources InstanceCount."""
+    n = int((args.get("ProcessingResources") or {}).get("ClusterConfig", {}).get("InstanceCount", 1) or 1)
+    return [f"algo-{i + 1}" for i in range(max(1, n))]
+
+
+def host_env(paths: StepPaths, hosts: list[str], host: str) -> dict[str, str]:
+    """The instance ``host`` of a multi-instance job, as SageMaker describes it to the container
+    (``/opt/ml/config/resourceconfig.json``): the runner plays the instances one after another,
+    into the same output folders, as their uploads to one S3 prefix would merge."""
+    conf = paths.work / "config" / f"resourceconfig-{host}.json"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(json.dumps({"current_host": host, "hosts": hosts}))
+    return {"CLINICAL_ML_RESOURCE_CONFIG": str(conf), "SM_CURRENT_HOST": host, "SM_HOSTS": json.dumps(hosts)}
 
 
 def _env_name(name: str) -> str:
