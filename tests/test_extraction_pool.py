@@ -103,3 +103,14 @@ def test_extract_notes_settings(encoder_model):
     assert (s.workers, s.threads, s.quantize) == (2, 3, "int8")
     auto = pool_settings(ns())
     assert auto.quantize is None and auto.workers * auto.threads >= 1
+
+
+def test_full_precision_output_does_not_depend_on_the_batch(encoder_model):
+    """What makes two shards equal one: a note's annotation is the same whichever notes share
+    its batches (int8's per-batch activation scales break this; docs/extraction.md)."""
+    from clinical_ml.extraction import load
+
+    ext = load(str(encoder_model))
+    together = ext.extract(TEXTS)
+    alone = [ext.extract([t])[0] for t in TEXTS]
+    assert spans(together) == spans(alone)
