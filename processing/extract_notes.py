@@ -71,7 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stage", choices=("auto", "extract", "features", "both"), default="auto",
                    help="auto: both for a single shard, extract when sharded (features then run "
                         "once, --stage features, over every shard's part)")
-    p.add_argument("--batch-size", type=int, default=16, help="notes per worker batch")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="notes per worker batch (64: 35.6 short synthetic notes/s against 27.5 with 16)")
     p.add_argument("--workers", type=int, default=0,
                    help="extraction processes (0: one per usable core on a CPU, 1 on a GPU; see "
                         "clinical_ml.extraction.pool)")
