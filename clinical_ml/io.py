@@ -166,3 +166,18 @@ def processing_dir() -> str:
     Use as ``PROC = processing_dir()`` then ``default=f"{PROC}/input/mimic"``.
     """
     return os.environ.get("CLINICAL_ML_PROCESSING_DIR", "/opt/ml/processing")
+
+
+RESOURCE_CONFIG = "/opt/ml/config/resourceconfig.json"
+
+
+def sagemaker_shard(path: str | None = None) -> tuple[int, int]:
+    """(num_shards, shard_index) of this SageMaker instance; (1, 0) outside SageMaker. The local
+    runner points ``CLINICAL_ML_RESOURCE_CONFIG`` at the file of the instance it plays."""
+    path = path or os.environ.get("CLINICAL_ML_RESOURCE_CONFIG") or RESOURCE_CONFIG
+    try:
+        cfg = json.loads(Path(path).read_text())
+        hosts = sorted(cfg["hosts"])
+        return len(hosts), hosts.index(cfg["current_host"])
+    except (OSError, ValueError, KeyError):
+        return 1, 0

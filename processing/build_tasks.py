@@ -28,28 +28,12 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
-from clinical_ml.io import DataError, localize
+from clinical_ml.io import DataError, localize, sagemaker_shard
 from clinical_ml.logs import get_logger
 
 log = get_logger("build_tasks")
 PROC = "/opt/ml/processing"
-RESOURCE_CONFIG = "/opt/ml/config/resourceconfig.json"
-
-
-def sagemaker_shard(path: str | None = None) -> tuple[int, int]:
-    """(num_shards, shard_index) of this SageMaker instance; (1, 0) outside SageMaker. The local
-    runner points ``CLINICAL_ML_RESOURCE_CONFIG`` at the file of the instance it plays."""
-    path = path or os.environ.get("CLINICAL_ML_RESOURCE_CONFIG") or RESOURCE_CONFIG
-    try:
-        cfg = json.loads(Path(path).read_text())
-        hosts = sorted(cfg["hosts"])
-        return len(hosts), hosts.index(cfg["current_host"])
-    except (OSError, ValueError, KeyError):
-        return 1, 0
-
-
 def parse_args(argv: list[str] | None):
     from clinical_ml.tasks.io import TASKS
 

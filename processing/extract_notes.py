@@ -59,7 +59,7 @@ FEATURES_FILE = "note_features.parquet"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from processing.build_tasks import sagemaker_shard
+    from clinical_ml.io import sagemaker_shard
 
     k, i = sagemaker_shard()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

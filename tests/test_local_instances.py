@@ -13,7 +13,7 @@ def test_hosts_follow_the_instance_count():
 
 
 def test_each_instance_sees_its_own_resourceconfig(tmp_path, monkeypatch):
-    from processing.build_tasks import sagemaker_shard
+    from clinical_ml.io import sagemaker_shard
 
     paths = jobs.StepPaths(final=tmp_path / "final", work=tmp_path / "work")
     hosts = jobs.processing_hosts({"ProcessingResources": {"ClusterConfig": {"InstanceCount": 2}}})

@@ -7,7 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from clinical_ml.io import DataError, read_json
+from clinical_ml.io import DataError, read_json, sagemaker_shard
 from clinical_ml.tasks.build import BuildConfig, build
 from clinical_ml.tasks.io import SPLITS, TASKS, read_split, read_timeseries
 from clinical_ml.tasks.splits import shard_of
@@ -161,5 +161,5 @@ def test_cli_missing_folder_exits_2(tmp_path, capsys):
 def test_sagemaker_resource_config(tmp_path):
     cfg = tmp_path / "resourceconfig.json"
     cfg.write_text('{"current_host": "algo-2", "hosts": ["algo-3", "algo-1", "algo-2"]}')
-    assert build_tasks.sagemaker_shard(str(cfg)) == (3, 1)
-    assert build_tasks.sagemaker_shard(str(tmp_path / "absent.json")) == (1, 0)
+    assert sagemaker_shard(str(cfg)) == (3, 1)
+    assert sagemaker_shard(str(tmp_path / "absent.json")) == (1, 0)
