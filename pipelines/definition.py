@@ -140,6 +140,8 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
     def notes_split(split: str) -> Join:
         return Join(on="/", values=[notes, f"{split}.jsonl"])
 
+    note_shards = Join(on="/", values=[notes, "extract"])  # the notes to extract from (no gold needed)
+
     # --- TrainExtractor: LoRA fine-tuning on a GPU instance -----------------------------------
     step_train_extractor = f.training(
         "TrainExtractor", "training/train_extractor.py",
@@ -161,7 +163,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         description="Batch inference of this run's extractor over the note shards of BuildNotes: "
                     "entities, relations and records per note (JSONL); with N instances each one "
                     "extracts the notes of its hash shard; a killed job resumes without duplicates.",
-        inputs=[s3_input("model", extractor_model, "model"), s3_input("notes", Join(on="/", values=[notes, "extract"]), "notes")],
+        inputs=[s3_input("model", extractor_model, "model"), s3_input("notes", note_shards, "notes")],
         outputs=[s3_output("extracted", f.s3("ExtractNotes", "extracted"), "extracted")],
         arguments=["--model", f"{PROC}/input/model", "--notes", f"{PROC}/input/notes",
                    "--output", f"{PROC}/output", "--stage", "extract", "--quantize", p.extract_quantize],
@@ -176,7 +178,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         description="Per-admission counts and concept indicators from every shard's extractions; "
                     "ihm only from notes charted by the 48 h prediction time, readmit from every "
                     "note; vocabulary fitted on the training split.",
-        inputs=[s3_input("notes", Join(on="/", values=[notes, "extract"]), "notes"),
+        inputs=[s3_input("notes", note_shards, "notes"),
                 s3_input("extracted", extracted, "extracted"), s3_input("mimic", p.input_data_uri, "mimic"),
                 s3_input("tasks-train", tasks["train"], "tasks/train")],
         outputs=[s3_output("features", f.s3("NoteFeatures", "features"), "features")],

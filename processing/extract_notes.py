@@ -123,7 +123,8 @@ def part_name(shard: int) -> str:
     return f"part-{int(shard):05d}.jsonl"
 
 
-def _read_lines(path: Path) -> Iterable[tuple[tuple, str]]:
+def read_part_lines(path: Path) -> Iterable[tuple[tuple, str]]:
+    """(id key, line) of each line of an extracted part (or chunk), newline-terminated."""
     for _, obj, line in iter_jsonl(path, "delete the file and rerun the shard"):
         yield id_key(obj.get("id")), line if line.endswith("\n") else line + "\n"
 
@@ -186,7 +187,7 @@ def run_extraction(args: argparse.Namespace, parts: list[Path], out_dir: Path) -
     done: set[tuple] = set()
     sources = ([final] if final.exists() else []) + sorted(work.glob("chunk-*.jsonl"))
     for src in sources:
-        done.update(key for key, _ in _read_lines(src))
+        done.update(key for key, _ in read_part_lines(src))
     next_chunk = len(list(work.glob("chunk-*.jsonl")))
 
     ext = None
@@ -239,7 +240,7 @@ def run_extraction(args: argparse.Namespace, parts: list[Path], out_dir: Path) -
 
     merged: dict[tuple, str] = {}
     for src in ([final] if final.exists() else []) + sorted(work.glob("chunk-*.jsonl")):
-        for key, line in _read_lines(src):
+        for key, line in read_part_lines(src):
             if key in shard_keys and key not in merged:
                 merged[key] = line
     with atomic_path(final) as tmp, open(tmp, "w", encoding="utf-8") as f:
@@ -332,7 +333,7 @@ def run_features(args: argparse.Namespace, parts: list[Path], extracted_dir: Pat
     found: set[tuple] = set()
     ext_parts = sorted(extracted_dir.glob("part-*.jsonl")) if extracted_dir.is_dir() else []
     for p in ext_parts:
-        for key, line in _read_lines(p):
+        for key, line in read_part_lines(p):
             found.add(key)
             hadm = use.get(key)
             if hadm is not None:

@@ -7,7 +7,6 @@ byte: sharding must not change what a note gets (a full second pass would double
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -19,12 +18,10 @@ from clinical_ml.io import read_json
 CHECK_NOTES = 150
 
 
-def _lines_by_id(folder: Path) -> dict[str, str]:
-    out = {}
-    for p in sorted(folder.glob("part-*.jsonl")):
-        for line in p.read_text(encoding="utf-8").splitlines():
-            out[json.dumps(json.loads(line)["id"])] = line
-    return out
+def _lines_by_id(folder: Path) -> dict[tuple, str]:
+    from processing.extract_notes import read_part_lines
+
+    return {key: line for p in sorted(folder.glob("part-*.jsonl")) for key, line in read_part_lines(p)}
 
 
 def sharding_check(run_dir: Path, log: Path, n: int = CHECK_NOTES) -> dict[str, Any]:
