@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("processing.evaluate_outcomes", "evaluate outcome models: evaluation.json, model_metrics.json, report.html"),
     "train-extractor": ("training.train_extractor", "LoRA fine-tune an encoder/LM for clinical information extraction"),
     "evaluate-extractor": ("processing.evaluate_extractor", "evaluate extractors (fine-tuned, zero-shot, rules) on note test sets"),
+    "track-runs": ("processing.track_runs", "log an execution to MLflow: parent run, a child run per tuning trial "
+                   "and the extractor"),
     # inference
     "extract": ("inference.extract", "batch extraction: JSONL notes in, JSONL entities/relations/record out"),
     "extract-notes": ("processing.extract_notes", "extraction over build-notes' note shards (sharded, resumable) "
