@@ -11,7 +11,7 @@ DAG (steps inside a condition run only on its branch)::
                      | run
       BuildTasks -> BuildNotes -> TrainExtractor -> ExtractNotes -> NoteFeatures
           |                           `-> EvaluateExtractor -------------------------+
-          `--------------(+ NoteFeatures)--> TrainOutcomes -> EvaluateOutcomes ------+-> CheckMetrics --no--> Gate*/Fail*
+          `--------------(+ NoteFeatures)--> TuneOutcomes --> EvaluateOutcomes ------+-> CheckMetrics --no--> Gate*/Fail*
                                                               | yes
       DriftBaseline -> RegisterOutcomes, RegisterExtractor -> CheckApproval --approved--> Deploy
                                                                           -> ScheduleMonitor
@@ -29,6 +29,7 @@ prepare_environment()  # before the SDK is imported: telemetry opt-out, no role 
 
 from sagemaker.core.drift_check_baselines import DriftCheckBaselines  # noqa: E402
 from sagemaker.core.model_metrics import MetricsSource, ModelMetrics  # noqa: E402
+from sagemaker.core.parameter import ContinuousParameter, IntegerParameter  # noqa: E402
 from sagemaker.core.workflow.conditions import ConditionEquals, ConditionGreaterThanOrEqualTo  # noqa: E402
 from sagemaker.core.workflow.execution_variables import ExecutionVariables  # noqa: E402
 from sagemaker.core.workflow.functions import Join, JsonGet  # noqa: E402
@@ -41,6 +42,7 @@ from sagemaker.serve.model_builder import ModelBuilder  # noqa: E402
 
 from pipelines.steps import PROCESSING_ROOT as PROC  # noqa: E402
 from pipelines.steps import SERVICE_RETRY, StepFactory, s3_input, s3_output  # noqa: E402
+from clinical_ml.outcomes.objective import OBJECTIVE, metric_definitions  # noqa: E402
 
 DEFAULT_PIPELINE_NAME = "clinical-ml"
 DEFAULT_ROLE = "arn:aws:iam::000000000000:role/clinical-ml-sagemaker-execution"
@@ -49,6 +51,22 @@ DEFAULT_ROLE = "arn:aws:iam::000000000000:role/clinical-ml-sagemaker-execution"
 def default_bucket_name(role: str, region: str) -> str:
     """The bucket pipelines/infra/template.yaml creates: ``clinical-ml-<account>-<region>``."""
     return f"clinical-ml-{account_from_role(role)}-{region}"
+
+
+def xgboost_ranges() -> dict:
+    """The XGBoost ranges that matter (names are train_outcomes.py hyperparameters).
+
+    Rounds are tuned as the early-stopping ceiling: a trial stops when validation loss has not
+    improved for 20 rounds, so a high ``max_rounds`` only costs time where it helps.
+    """
+    return {"learning_rate": ContinuousParameter(0.01, 0.3, scaling_type="Logarithmic"),
+            "max_depth": IntegerParameter(2, 8),
+            "min_child_weight": ContinuousParameter(1.0, 20.0, scaling_type="Logarithmic"),
+            "subsample": ContinuousParameter(0.5, 1.0),
+            "colsample_bytree": ContinuousParameter(0.4, 1.0),
+            "reg_lambda": ContinuousParameter(0.01, 10.0, scaling_type="Logarithmic"),
+            "reg_alpha": ContinuousParameter(0.001, 1.0, scaling_type="Logarithmic"),
+            "max_rounds": IntegerParameter(50, 1000, scaling_type="Logarithmic")}
 
 
 def model_package_groups(pipeline_name: str) -> dict[str, str]:
@@ -187,15 +205,20 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
                    "--fit-vocabulary", "--train-admissions", f"{PROC}/input/tasks", "--mimic", f"{PROC}/input/mimic"])
     note_features = step_note_features.properties.ProcessingOutputConfig.Outputs["features"].S3Output.S3Uri
 
-    # --- TrainOutcomes: XGBoost + LR + GRU on the task splits ---------------------------------
-    step_train_outcomes = f.training(
-        "TrainOutcomes", "training/train_outcomes.py",
-        display_name="Train outcome models",
-        description="XGBoost (primary), logistic regression and GRU for every benchmark task; "
-                    "with the note features, an XGBoost variant for ihm and readmit to compare.",
+    # --- TuneOutcomes: XGBoost hyperparameter tuning; every trial trains XGBoost + LR + GRU ----
+    step_tune_outcomes = f.tuning(
+        "TuneOutcomes", "training/train_outcomes.py",
+        display_name="Tune outcome models",
+        description="Hyperparameter tuning of the XGBoost outcome models (objective: validation "
+                    "AUROC of in-hospital mortality); each trial also fits the LR and GRU baselines "
+                    "and, with note features, the with-notes XGBoost variants.",
         channels={"train": tasks["train"], "validation": tasks["val"], "note_features": note_features},
-        image=p.training_image_uri, instance_type=p.training_instance_type)
-    outcomes_model = step_train_outcomes.properties.ModelArtifacts.S3ModelArtifacts
+        image=p.training_image_uri, instance_type=p.training_instance_type,
+        objective=OBJECTIVE, metric_definitions=metric_definitions(), ranges=xgboost_ranges(),
+        static={"seed": "0", "early_stopping_rounds": "20"}, strategy=p.tuning_strategy,
+        max_jobs=p.tuning_max_jobs, max_parallel_jobs=p.tuning_max_parallel_jobs)
+    outcomes_model = step_tune_outcomes.get_top_model_s3_uri(top_k=0, s3_bucket=bucket,
+                                                             prefix=f.tuning_prefix("TuneOutcomes"))
 
     # --- EvaluateOutcomes: bootstrap CIs, subgroups; the gate values -> EvaluationReport ----
     evaluation_report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
@@ -372,7 +395,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         conditions=[ConditionEquals(left=JsonGet(step_name=step_guard.name, property_file=guard_report,
                                                  json_path="proceed"), right=True)],
         if_steps=[step_tasks, step_notes, step_train_extractor, step_extract, step_note_features,
-                  step_train_outcomes, step_eval_outcomes, step_eval_extractor, step_check],
+                  step_tune_outcomes, step_eval_outcomes, step_eval_extractor, step_check],
         else_steps=[])
 
     return Pipeline(name=pipeline_name, parameters=p.as_list(), steps=[step_guard, step_check_guard],

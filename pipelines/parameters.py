@@ -46,6 +46,9 @@ class Parameters:
     processing_instance_type: ParameterString
     processing_instance_count: ParameterInteger
     training_instance_type: ParameterString
+    tuning_strategy: ParameterString
+    tuning_max_jobs: ParameterInteger
+    tuning_max_parallel_jobs: ParameterInteger
     extractor_instance_type: ParameterString
     extractor_kind: ParameterString
     extractor_base_model: ParameterString
@@ -90,6 +93,12 @@ def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: 
         processing_instance_type=ParameterString("ProcessingInstanceType", default_value="ml.m5.xlarge"),
         processing_instance_count=ParameterInteger("ProcessingInstanceCount", default_value=1),
         training_instance_type=ParameterString("TrainingInstanceType", default_value="ml.m5.2xlarge"),
+        # TuneOutcomes: XGBoost trials (Bayesian: SageMaker's; locally Optuna's TPE), objective
+        # validation:ihm_auroc; the best trial's model is evaluated and registered
+        tuning_strategy=ParameterString("TuningStrategy", default_value="Bayesian",
+                                        enum_values=["Bayesian", "Random"]),
+        tuning_max_jobs=ParameterInteger("TuningMaxJobs", default_value=12),
+        tuning_max_parallel_jobs=ParameterInteger("TuningMaxParallelJobs", default_value=3),
         extractor_instance_type=ParameterString("ExtractorTrainingInstanceType", default_value="ml.g5.2xlarge"),
         extractor_kind=ParameterString("ExtractorKind", default_value="encoder",
                                        enum_values=["encoder", "generative", "rules"]),

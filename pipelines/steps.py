@@ -22,8 +22,9 @@ from sagemaker.mlops.workflow.retry import (
     StepExceptionTypeEnum,
     StepRetryPolicy,
 )
-from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
+from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TuningStep
 from sagemaker.train import ModelTrainer
+from sagemaker.train.tuner import HyperparameterTuner
 
 CODE_DIR = "/opt/ml/code"  # where every image holds this repository
 PYTHON = "python3"
@@ -115,16 +116,10 @@ class StepFactory:
             property_files=property_files, cache_config=CACHE if cache else None,
             depends_on=depends_on, retry_policies=[JOB_RETRY, SERVICE_RETRY])
 
-    def training(self, name: str, script: str, *, display_name: str, description: str,
-                 channels: dict[str, Any], image: Any, instance_type: Any, arguments: list | None = None,
-                 volume_kms: bool = True, max_runtime: int = 8 * 3600) -> "ScriptTrainingStep":
-        """A TrainingStep running ``script`` with the SageMaker training contract.
-
-        ``volume_kms=False`` for instance types with local NVMe storage (g5, p4d, ...): SageMaker
-        rejects a volume KMS key there; their instance store is encrypted by the hardware.
-        """
+    def _trainer(self, name: str, image: Any, instance_type: Any, volume_kms: bool, max_runtime: int,
+                 output_path: Any, environment: dict, hyperparameters: dict | None = None) -> ModelTrainer:
         p = self.params
-        trainer = ModelTrainer(
+        return ModelTrainer(
             training_image=image, role=self.role, sagemaker_session=self.session,
             base_job_name=f"clinical-ml-{name.lower()}",
             compute=Compute(instance_type=instance_type, instance_count=1, volume_size_in_gb=50,
@@ -134,9 +129,60 @@ class StepFactory:
                                   subnets=list(self.subnets) or None,
                                   security_group_ids=list(self.security_group_ids) or None),
             stopping_condition=StoppingCondition(max_runtime_in_seconds=max_runtime),
-            output_data_config=OutputDataConfig(s3_output_path=self.s3(name), kms_key_id=p.kms_key_id,
+            output_data_config=OutputDataConfig(s3_output_path=output_path, kms_key_id=p.kms_key_id,
                                                 compression_type="GZIP"),
-            environment=dict(TRAINING_ENV))
+            environment=environment, hyperparameters=hyperparameters)
+
+    def tuning(self, name: str, script: str, *, display_name: str, description: str,
+               channels: dict[str, Any], image: Any, instance_type: Any, objective: str,
+               metric_definitions: list[dict], ranges: dict, static: dict, strategy: Any,
+               max_jobs: Any, max_parallel_jobs: Any, max_runtime: int = 8 * 3600) -> "ScriptTuningStep":
+        """A TuningStep whose trials run ``script`` with the SageMaker training contract.
+
+        A tuning job's trials have no ContainerEntrypoint: the image runs ``train``
+        (pipelines/images/train), which starts ``SAGEMAKER_PROGRAM`` with the trial's
+        hyperparameters as ``--name value``. Trial outputs go to a per-pipeline prefix
+        (``get_top_model_s3_uri`` needs a static one); trial job names are unique anyway.
+        """
+        trainer = self._trainer(name, image, instance_type, True, max_runtime, self.tuning_output(name),
+                                {**TRAINING_ENV, "SAGEMAKER_PROGRAM": script}, dict(static))
+        # ResourceLimits are pydantic ints in the SDK: built with placeholders, then replaced by
+        # the pipeline parameters in ScriptTuningStep.arguments
+        tuner = HyperparameterTuner(
+            model_trainer=trainer, objective_metric_name=objective, hyperparameter_ranges=ranges,
+            metric_definitions=metric_definitions, strategy="Bayesian", objective_type="Maximize",
+            max_jobs=1, max_parallel_jobs=1, base_tuning_job_name=f"clinical-ml-{name.lower()}"[:32],
+            random_seed=7)
+        step_args = tuner.tune(inputs=[InputData(channel_name=channel, data_source=uri)
+                                       for channel, uri in channels.items()])
+        return ScriptTuningStep(
+            name=name, step_args=step_args, display_name=display_name, description=description,
+            cache_config=CACHE, retry_policies=[JOB_RETRY, SERVICE_RETRY],
+            limits={"MaxNumberOfTrainingJobs": max_jobs, "MaxParallelTrainingJobs": max_parallel_jobs},
+            strategy=strategy, kms_key_id=self.params.kms_key_id, vpc=self._vpc())
+
+    def tuning_output(self, name: str) -> str:
+        """``s3://<bucket>/<pipeline>/<step>``: where a tuning step's trials write their models."""
+        return f"s3://{self.bucket}/{self.tuning_prefix(name)}"
+
+    def tuning_prefix(self, name: str) -> str:
+        return f"{self.pipeline_name}/{name}"
+
+    def _vpc(self) -> dict | None:
+        if not self.subnets:
+            return None
+        return {"Subnets": list(self.subnets), "SecurityGroupIds": list(self.security_group_ids)}
+
+    def training(self, name: str, script: str, *, display_name: str, description: str,
+                 channels: dict[str, Any], image: Any, instance_type: Any, arguments: list | None = None,
+                 volume_kms: bool = True, max_runtime: int = 8 * 3600) -> "ScriptTrainingStep":
+        """A TrainingStep running ``script`` with the SageMaker training contract.
+
+        ``volume_kms=False`` for instance types with local NVMe storage (g5, p4d, ...): SageMaker
+        rejects a volume KMS key there; their instance store is encrypted by the hardware.
+        """
+        trainer = self._trainer(name, image, instance_type, volume_kms, max_runtime, self.s3(name),
+                                dict(TRAINING_ENV))
         step_args = trainer.train(input_data_config=[
             InputData(channel_name=channel, data_source=uri) for channel, uri in channels.items()])
         return ScriptTrainingStep(
@@ -165,4 +211,32 @@ class ScriptTrainingStep(TrainingStep):
         spec["ContainerEntrypoint"] = list(self._entrypoint)
         if self._container_arguments:
             spec["ContainerArguments"] = list(self._container_arguments)
+        return request
+
+
+class ScriptTuningStep(TuningStep):
+    """A TuningStep with what the SDK's tuner leaves out of the trial definition.
+
+    ``HyperparameterTuner`` drops the trainer's network isolation, inter-container encryption
+    and volume KMS key, and only takes integers for the resource limits and the strategy; the
+    request here puts them back (pipeline parameters where the service accepts them).
+    """
+
+    def __init__(self, *args, limits: dict, strategy: Any, kms_key_id: Any, vpc: dict | None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._limits, self._strategy, self._kms, self._vpc = dict(limits), strategy, kms_key_id, vpc
+
+    @property
+    def arguments(self) -> dict:
+        request = super().arguments
+        config = request["HyperParameterTuningJobConfig"]
+        config["ResourceLimits"].update(self._limits)
+        config["Strategy"] = self._strategy
+        job = request["TrainingJobDefinition"]
+        job["EnableNetworkIsolation"] = True
+        job["EnableInterContainerTrafficEncryption"] = True
+        job["ResourceConfig"]["VolumeKmsKeyId"] = self._kms
+        job["OutputDataConfig"]["KmsKeyId"] = self._kms
+        if self._vpc:
+            job["VpcConfig"] = dict(self._vpc)
         return request

@@ -32,10 +32,14 @@ REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).with_name("golden") / "pipeline_structure.json"
 ROLE = "arn:aws:iam::123456789012:role/clinical-ml-sagemaker-execution"
 CREATE_API = {"Processing": "CreateProcessingJob", "Training": "CreateTrainingJob",
-              "RegisterModel": "CreateModelPackage"}
-DESCRIBE_SHAPE = {"Processing": "DescribeProcessingJobResponse", "Training": "DescribeTrainingJobResponse",
-                  "RegisterModel": "DescribeModelPackageOutput"}
-NAME_FIELD = {"Processing": "ProcessingJobName", "Training": "TrainingJobName"}
+              "RegisterModel": "CreateModelPackage", "Tuning": "CreateHyperParameterTuningJob"}
+# a step's properties: the Describe* response (a TuningStep also has ListTrainingJobsFor... )
+DESCRIBE_SHAPE = {"Processing": ["DescribeProcessingJobResponse"], "Training": ["DescribeTrainingJobResponse"],
+                  "RegisterModel": ["DescribeModelPackageOutput"],
+                  "Tuning": ["DescribeHyperParameterTuningJobResponse",
+                             "ListTrainingJobsForHyperParameterTuningJobResponse"]}
+NAME_FIELD = {"Processing": "ProcessingJobName", "Training": "TrainingJobName",
+              "Tuning": "HyperParameterTuningJobName"}
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +139,10 @@ def test_every_get_resolves(definition, sagemaker_model):
                     declared = {p["PropertyFileName"] for p in target.get("PropertyFiles", [])}
                     assert path.split(".", 1)[1] in declared, ref
                     continue
-                shape = sagemaker_model.shape_for(DESCRIBE_SHAPE[target["Type"]])
-                leaf = _resolve(shape, property_path(path), target, ref)
+                tokens = property_path(path)
+                shapes = [sagemaker_model.shape_for(n) for n in DESCRIBE_SHAPE[target["Type"]]]
+                shape = next((sh for sh in shapes if tokens[0] in sh.members), shapes[0])
+                leaf = _resolve(shape, tokens, target, ref)
                 assert leaf.type_name == "string", f"{ref} is a {leaf.type_name}, not a string"
             else:
                 raise AssertionError(f"unknown reference {ref}")
@@ -199,12 +205,13 @@ def test_security_defaults(definition):
             assert args["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == {"Get": "Parameters.KmsKeyId"}
             assert args["ProcessingOutputConfig"]["KmsKeyId"] == {"Get": "Parameters.KmsKeyId"}
             assert args["NetworkConfig"]["EnableInterContainerTrafficEncryption"] is True
-        elif step["Type"] == "Training":
-            assert args["EnableNetworkIsolation"] is True, name
-            assert args["EnableInterContainerTrafficEncryption"] is True, name
-            assert args["OutputDataConfig"]["KmsKeyId"] == {"Get": "Parameters.KmsKeyId"}
+        elif step["Type"] in ("Training", "Tuning"):
+            job = args["TrainingJobDefinition"] if step["Type"] == "Tuning" else args
+            assert job["EnableNetworkIsolation"] is True, name
+            assert job["EnableInterContainerTrafficEncryption"] is True, name
+            assert job["OutputDataConfig"]["KmsKeyId"] == {"Get": "Parameters.KmsKeyId"}
     # the CPU trainer's volume is KMS-encrypted; the GPU one (local NVMe, hardware-encrypted) cannot be
-    assert "VolumeKmsKeyId" in steps["TrainOutcomes"]["Arguments"]["ResourceConfig"]
+    assert "VolumeKmsKeyId" in steps["TuneOutcomes"]["Arguments"]["TrainingJobDefinition"]["ResourceConfig"]
     assert "VolumeKmsKeyId" not in steps["TrainExtractor"]["Arguments"]["ResourceConfig"]
     # data steps have no network; only the steps that call AWS APIs do
     open_steps = {n for n, s in steps.items() if s["Type"] == "Processing"
@@ -222,16 +229,20 @@ def test_vpc_is_optional_and_applied_to_every_job(definition):
             vpc = step["Arguments"]["NetworkConfig"]["VpcConfig"]
         elif step["Type"] == "Training":
             vpc = step["Arguments"]["VpcConfig"]
+        elif step["Type"] == "Tuning":
+            vpc = step["Arguments"]["TrainingJobDefinition"]["VpcConfig"]
         else:
             continue
         assert vpc == {"Subnets": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-1"]}, name
     for step in all_steps(definition).values():  # built without subnets: no VPC anywhere
-        assert "VpcConfig" not in step["Arguments"] and "VpcConfig" not in step["Arguments"].get("NetworkConfig", {})
+        args = step["Arguments"]
+        assert "VpcConfig" not in args and "VpcConfig" not in args.get("NetworkConfig", {})
+        assert "VpcConfig" not in args.get("TrainingJobDefinition", {})
 
 
 def test_retry_and_cache_policies(definition):
     for name, step in all_steps(definition).items():
-        if step["Type"] in ("Processing", "Training"):
+        if step["Type"] in ("Processing", "Training", "Tuning"):
             kinds = {e for p in step["RetryPolicies"] for e in p["ExceptionType"]}
             assert {"SageMaker.CAPACITY_ERROR", "Step.THROTTLING"} <= kinds, name
             cached = step.get("CacheConfig", {}).get("Enabled", False)

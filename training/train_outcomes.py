@@ -25,6 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from clinical_ml.logs import get_logger
 from clinical_ml.outcomes import note_features
+from clinical_ml.outcomes.objective import metric_lines
 from clinical_ml.outcomes.train import MODELS, HyperParameters, train_all
 
 log = get_logger("train_outcomes")
@@ -55,7 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     _opt(p, "models", type=_csv, default=list(MODELS), help="comma list of xgboost,lr,gru")
     hp = HyperParameters()
     _opt(p, "seed", type=int, default=hp.seed)
-    _opt(p, "nthread", type=int, default=hp.nthread, help="XGBoost/torch threads (fixed for reproducibility)")
+    # fixed for reproducibility; fewer when the job has fewer CPUs (SM_NUM_CPUS: a local runner
+    # running tuning trials side by side gives each its share)
+    _opt(p, "nthread", type=int, default=min(hp.nthread, int(env.get("SM_NUM_CPUS") or hp.nthread)),
+         help="XGBoost/torch threads")
     _opt(p, "max-rounds", type=int, default=hp.max_rounds)
     _opt(p, "early-stopping-rounds", type=int, default=hp.early_stopping_rounds)
     _opt(p, "learning-rate", type=float, default=hp.learning_rate)
@@ -63,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     _opt(p, "subsample", type=float, default=hp.subsample)
     _opt(p, "colsample-bytree", type=float, default=hp.colsample_bytree)
     _opt(p, "min-child-weight", type=float, default=hp.min_child_weight)
+    _opt(p, "reg-lambda", type=float, default=hp.reg_lambda, help="XGBoost lambda (L2 on leaf weights)")
+    _opt(p, "reg-alpha", type=float, default=hp.reg_alpha, help="XGBoost alpha (L1 on leaf weights)")
     _opt(p, "lr-c", type=float, default=None, help="override the LR inverse regularisation for every task")
     _opt(p, "gru-epochs", type=int, default=hp.gru_epochs)
     _opt(p, "gru-hidden", type=int, default=hp.gru_hidden)
@@ -78,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                          early_stopping_rounds=args.early_stopping_rounds,
                          learning_rate=args.learning_rate, max_depth=args.max_depth,
                          subsample=args.subsample, colsample_bytree=args.colsample_bytree,
-                         min_child_weight=args.min_child_weight, lr_c=args.lr_c,
+                         min_child_weight=args.min_child_weight, reg_lambda=args.reg_lambda,
+                         reg_alpha=args.reg_alpha, lr_c=args.lr_c,
                          gru_epochs=args.gru_epochs, gru_hidden=args.gru_hidden,
                          gru_batch_size=args.gru_batch_size, gru_lr=args.gru_lr,
                          gru_device=args.gru_device)
@@ -91,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         xgb = summary.get("xgboost", {})
         log.info("%s: n_train=%d n_val=%d xgboost rounds=%s", task, summary["n_train"],
                  summary["n_val"], xgb.get("rounds"))
+    for line in metric_lines(meta["training"]):  # what the tuning job's MetricDefinitions read
+        print(line, flush=True)
     log.info("model written to %s (code %s, data %s)", args.model_dir, meta["code_version"],
              (meta["data_manifest_sha256"] or "no manifest")[:12])
     return 0

@@ -41,12 +41,13 @@ LOS_TARGET_TRANSFORM = "none"
 
 
 def xgb_params(kind: str, *, seed: int, nthread: int, learning_rate: float, max_depth: int,
-               subsample: float, colsample_bytree: float, min_child_weight: float) -> dict:
+               subsample: float, colsample_bytree: float, min_child_weight: float,
+               reg_lambda: float = 1.0, reg_alpha: float = 0.0) -> dict:
     objective, metric = XGB_OBJECTIVE[kind]
     return {"objective": objective, "eval_metric": metric, "tree_method": "hist",
             "learning_rate": learning_rate, "max_depth": max_depth, "subsample": subsample,
             "colsample_bytree": colsample_bytree, "min_child_weight": min_child_weight,
-            "seed": seed, "nthread": nthread}
+            "lambda": reg_lambda, "alpha": reg_alpha, "seed": seed, "nthread": nthread}
 
 
 def target_for_xgb(kind: str, y: np.ndarray) -> np.ndarray:
@@ -64,8 +65,11 @@ def fit_xgboost(kind: str, X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray,
     best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
     booster = booster[: best + 1]
     curve = history.get("val", {}).get(params["eval_metric"], [])
+    # the whole validation curve (every round, also past the best one): experiment tracking
+    # plots it per round; a few KB of metadata even at max_rounds
     return booster, {"best_iteration": best, "rounds": best + 1,
-                     f"val_{params['eval_metric']}": float(curve[best]) if curve else None}
+                     f"val_{params['eval_metric']}": float(curve[best]) if curve else None,
+                     "curve": {"metric": params["eval_metric"], "values": [round(float(v), 6) for v in curve]}}
 
 
 def predict_xgboost(kind: str, booster: xgb.Booster, X: np.ndarray, nthread: int | None = None,

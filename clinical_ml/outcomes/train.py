@@ -16,6 +16,7 @@ from clinical_ml.logs import get_logger
 from clinical_ml.outcomes import artifact
 from clinical_ml.outcomes import models as M
 from clinical_ml.outcomes import note_features as nf
+from clinical_ml.outcomes.metrics import auroc
 from clinical_ml.outcomes.data import (TASK_TYPES, check_labels, feature_matrix, labels, load_task,
                                        manifest_digest, present_tasks, train_features)
 from clinical_ml.outcomes.sequences import series_channels
@@ -38,6 +39,8 @@ class HyperParameters:
     subsample: float = 0.8
     colsample_bytree: float = 0.8
     min_child_weight: float = 1.0
+    reg_lambda: float = 1.0   # XGBoost ``lambda`` (L2 on leaf weights)
+    reg_alpha: float = 0.0    # XGBoost ``alpha`` (L1 on leaf weights)
     lr_c: float | None = None  # None: mimic3-benchmarks' C per task (models.LR_C)
     gru_epochs: int = 3
     gru_hidden: int = 32
@@ -68,7 +71,8 @@ def xgb_params(kind: str, hp: HyperParameters) -> dict:
     are fitted exactly like the primary model)."""
     return M.xgb_params(kind, seed=hp.seed, nthread=hp.nthread, learning_rate=hp.learning_rate,
                         max_depth=hp.max_depth, subsample=hp.subsample,
-                        colsample_bytree=hp.colsample_bytree, min_child_weight=hp.min_child_weight)
+                        colsample_bytree=hp.colsample_bytree, min_child_weight=hp.min_child_weight,
+                        reg_lambda=hp.reg_lambda, reg_alpha=hp.reg_alpha)
 
 
 def _has_timeseries(split: Path) -> bool:
@@ -96,6 +100,8 @@ def train_task(task: str, train_dir: Path, val_dir: Path, stage: Path, models: l
         booster, info = M.fit_xgboost(kind, X_tr, y_tr, X_va, y_va, params, hp.max_rounds,
                                       hp.early_stopping_rounds)
         artifact.save_xgboost(booster, stage, task)
+        if kind == "binary":  # the tuning objective (validation:ihm_auroc) and its siblings
+            info["val_auroc"] = auroc(y_va, M.predict_xgboost(kind, booster, X_va, nthread=hp.nthread))
         summary["xgboost"] = {**info, "seconds": round(time.perf_counter() - t0, 3)}
         log.info("%s xgboost: %d rounds in %.1f s", task, info["rounds"], summary["xgboost"]["seconds"])
         saved.append("xgboost")

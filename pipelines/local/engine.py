@@ -32,11 +32,11 @@ from clinical_ml.io import DataError, read_json, sha256_file, sha256_tree, write
 from clinical_ml.registry import LocalRegistry, to_json
 from clinical_ml.version import code_version
 
-from pipelines.local import jobs
+from pipelines.local import jobs, tuning
 from pipelines.local.entrypoints import REPO_ROOT
 from pipelines.local.expressions import Context, evaluate_condition, resolve, step_refs
 
-RUNNABLE = {"Processing", "Training", "Condition", "Fail", "RegisterModel", "Model"}
+RUNNABLE = {"Processing", "Training", "Tuning", "Condition", "Fail", "RegisterModel", "Model"}
 CACHEABLE = {"Processing", "Training"}
 # SageMaker's default cache key attributes per step type (docs: "Default cache key attributes by
 # pipeline step type"): output locations are not part of the key, so per-execution output
@@ -45,6 +45,7 @@ CACHE_KEY_ATTRIBUTES = {
     "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
     "Training": ("AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations",
                  "Environment", "HyperParameters", "InputDataConfig"),
+    "Tuning": ("HyperParameterTuningJobConfig", "TrainingJobDefinition"),
 }
 
 
@@ -253,6 +254,7 @@ class Execution:
         return {"CLINICAL_ML_BACKEND": "local", "CLINICAL_ML_REGISTRY": str(self.root / "registry"),
                 "CLINICAL_ML_RUN_DIR": str(self.run_dir), "CLINICAL_ML_EXECUTION_ID": self.execution_id,
                 "CLINICAL_ML_S3_ROOT": str(self.s3_root), "HF_HUB_OFFLINE": "1",
+                "CLINICAL_ML_TUNING_DIR": str(self.root / "tuning"),
                 "CLINICAL_ML_AUDIT_FILE": str(self.run_dir / "audit.jsonl"), **self.extra_env}
 
     def audit(self, event: str, outcome: str = "ok", **details: Any) -> None:
@@ -348,6 +350,8 @@ class Execution:
             raise StepFailed(name, str(msg) or f"Fail step {name}", log)
         elif kind == "RegisterModel":
             res = self._register(step, ctx, t0)
+        elif kind == "Tuning":
+            res = self._run_tuning(step, ctx, t0)
         elif kind == "Model":
             args = resolve(step.get("Arguments", {}), ctx)
             props = {"ModelName": f"{name}-{self.execution_id}", "ModelArn":
@@ -534,6 +538,78 @@ class Execution:
             if isinstance(base, str) and base.startswith("s3://"):
                 _link(Path(self.localize(base.rstrip("/"))) / props["TrainingJobName"] / "output",
                       final / "output")
+
+    # tuning --------------------------------------------------------------------------------
+    def _run_tuning(self, step: dict[str, Any], ctx: Context, t0: float) -> StepResult:
+        """A tuning job: its trials are training jobs under ``steps/<name>/trials/<trial>/``,
+        their models published at ``<S3OutputPath>/<trial>/output/model.tar.gz``."""
+        name = step["Name"]
+        final = self.run_dir / "steps" / name
+        work = self.run_dir / "steps" / f".{name}.tmp-{os.getpid()}-{int(time.time() * 1000) % 10**9}"
+        if final.exists():
+            shutil.rmtree(final)
+        try:
+            args = resolve(step.get("Arguments", {}), ctx)
+            if self._source_hash is None:
+                self._source_hash = source_hash(REPO_ROOT)
+            key = cache_key(step, args, work, [], self._source_hash)
+            hit = self._cache_lookup(step, key)
+            if hit is not None:  # as on SageMaker: the earlier tuning job's properties, its trials' names
+                props = _read_status(hit)["properties"]
+                _copy_step(hit, final)
+                ctx.steps[name] = props
+                self._write_status(final, step, "Cached", props, f"cache hit: {hit.parent.parent.name}", key)
+                return StepResult(name, "Tuning", "Cached", time.monotonic() - t0,
+                                  f"cache hit from {hit.parent.parent.name}", str(final / "logs" / "step.log"), props, key)
+            definition = args.get("TrainingJobDefinition") or {}
+            out_base = str((definition.get("OutputDataConfig") or {}).get("S3OutputPath", "")).rstrip("/")
+            timeout = (definition.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+            job = f"tune-{self.execution_id}"
+
+            def run_trial(trial: tuning.Trial, trial_args: dict[str, Any], extra: dict[str, str]):
+                paths = jobs.StepPaths(final=final / "trials" / trial.name, work=work / "trials" / trial.name)
+                cmd, env = jobs.prepare_training(trial_args, paths, self.localize)
+                rc = jobs.run_command(cmd, jobs.base_env({**self.env(), **env, **extra}), paths.work, paths.log,
+                                      float(timeout) if timeout else None)
+                text = paths.log.read_text(errors="replace") if paths.log.exists() else ""
+                if rc != 0:
+                    return rc, text, ""
+                try:
+                    jobs.finish_training(paths)
+                except DataError as e:
+                    return 1, f"{text}\n{e}", ""
+                return 0, text, (f"{out_base}/{trial.name}/output/model.tar.gz" if out_base.startswith("s3://")
+                                 else str(paths.final / "output" / "model.tar.gz"))
+
+            trials = tuning.run(args, job, run_trial, progress=lambda msg: self.progress(name, "Running", msg))
+            record = tuning.describe(args, job, trials, f"arn:aws:sagemaker:local:000000000000:hyper-parameter-tuning-job/{job}")
+            log = work / "logs" / "step.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text("\n".join(tuning.trial_table(record)) + "\n")
+            if record["HyperParameterTuningJobStatus"] != "Completed":
+                first = next((t.failure for t in trials if t.failure), "")
+                raise StepFailed(name, f"Tuning step {name}: every one of {len(trials)} trials failed "
+                                       f"(first: {first}); trial logs under {final / 'trials'}",
+                                 self._keep_failed_log(jobs.StepPaths(final=final, work=work)))
+            write_json(work / "output" / "tuning.json", record)
+            self._write_status(work, step, "Succeeded", record, "", key)
+            os.replace(work, final)  # the commit point
+            ctx.steps[name] = record
+            for t in trials:
+                if t.status == "Completed" and out_base.startswith("s3://"):
+                    _link(Path(self.localize(out_base)) / t.name, final / "trials" / t.name)
+            write_json(self.root / "tuning" / f"{job}.json", record)
+            if step.get("CacheConfig", {}).get("Enabled"):
+                write_json(self.root / "cache" / f"{key}.json", {"step_dir": str(final), "created": time.time()})
+            best = record["BestTrainingJob"]
+            return StepResult(name, "Tuning", "Succeeded", time.monotonic() - t0,
+                              f"best {best['TrainingJobName']}: {best['FinalHyperParameterTuningJobObjectiveMetric']['Value']:.4f}",
+                              str(final / "logs" / "step.log"), record, key)
+        except DataError as e:
+            raise StepFailed(name, str(e), self._keep_failed_log(jobs.StepPaths(final=final, work=work), str(e))) from None
+        finally:
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
 
     # register ------------------------------------------------------------------------------
     def _register(self, step: dict[str, Any], ctx: Context, t0: float) -> StepResult:
