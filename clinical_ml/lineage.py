@@ -94,6 +94,7 @@ def lineage_of(package: dict[str, Any], read: Callable[[str], bytes]) -> dict[st
         "model_type": meta.get("model_type"),
         "evaluation": evaluation or None,
         "evaluation_sources": sources,
+        "mlflow_run_id": custom.get("mlflow_run_id") or None,  # the run TrackRuns logged (MLflow)
         "customer_metadata": custom,
     }
 

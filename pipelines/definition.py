@@ -10,10 +10,10 @@ DAG (steps inside a condition run only on its branch)::
     DriftGuard -> CheckGuard --skip--> (end: another drift retraining in flight / cooldown)
                      | run
       BuildTasks -> BuildNotes -> TrainExtractor -> ExtractNotes -> NoteFeatures
-          |                           `-> EvaluateExtractor -------------------------+
+          |                           `-> EvaluateExtractor -------------------------+-> TrackRuns (MLflow)
           `--------------(+ NoteFeatures)--> TuneOutcomes --> EvaluateOutcomes ------+-> CheckMetrics --no--> Gate*/Fail*
                                                               | yes
-      DriftBaseline -> RegisterOutcomes, RegisterExtractor -> CheckApproval --approved--> Deploy
+      DriftBaseline -> RegisterOutcomes, RegisterExtractor (+ MLflow run ids) -> CheckApproval --approved--> Deploy
                                                                           -> ScheduleMonitor
 """
 from __future__ import annotations
@@ -253,6 +253,33 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         property_files=[extraction_report])
     extractor_eval = step_eval_extractor.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
 
+    # --- TrackRuns: the execution, its tuning trials and the extractor -> MLflow --------------
+    tracked_runs = PropertyFile(name="TrackedRuns", output_name="tracking", path="mlflow_runs.json")
+    step_track = f.processing(
+        "TrackRuns", "processing/track_runs.py",
+        display_name="Track runs in MLflow",
+        description="MLflow: a parent run per execution with the evaluation metrics, a child run per "
+                    "tuning trial (hyperparameters, objective, per-round curves, model) and one for "
+                    "the extractor; MlflowTrackingUri \"\" = off. Registered versions record the run ids.",
+        inputs=[s3_input("outcomes_evaluation", outcomes_eval, "outcomes_evaluation"),
+                s3_input("extractor_evaluation", extractor_eval, "extractor_evaluation"),
+                s3_input("extractor_model", extractor_model, "extractor_model")],
+        outputs=[s3_output("tracking", f.s3("TrackRuns", "tracking"), "tracking")],
+        arguments=["--tracking-uri", p.mlflow_tracking_uri,
+                   "--tuning-job-name", step_tune_outcomes.properties.HyperParameterTuningJobName,
+                   "--execution-arn", execution.PIPELINE_EXECUTION_ARN,
+                   "--pipeline-name", execution.PIPELINE_NAME, "--trigger", p.trigger,
+                   "--data-window-start", p.data_window_start, "--data-window-end", p.data_window_end,
+                   "--extractor-job-name", step_train_extractor.properties.TrainingJobName,
+                   "--outcomes-evaluation", f"{PROC}/input/outcomes_evaluation",
+                   "--extractor-evaluation", f"{PROC}/input/extractor_evaluation",
+                   "--extractor-model", f"{PROC}/input/extractor_model",
+                   "--output", f"{PROC}/output/tracking"],
+        instance_type="ml.t3.medium", isolated=False, cache=False, property_files=[tracked_runs])
+
+    def mlflow_run(key: str) -> JsonGet:
+        return JsonGet(step_name=step_track.name, property_file=tracked_runs, json_path=key)
+
     # --- DriftBaseline: Model Monitor statistics/constraints of the training features ---------
     step_baseline = f.processing(
         "DriftBaseline", "monitoring/baseline.py",
@@ -270,7 +297,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
                "data_window_end": p.data_window_end, "pipeline_execution_arn": execution.PIPELINE_EXECUTION_ARN}
 
     def register(name: str, display: str, model_data, group: str, metrics_uri, content_types: list[str],
-                 instances: list[str], drift_baselines: DriftCheckBaselines | None = None) -> ModelStep:
+                 instances: list[str], run_id: JsonGet, drift_baselines: DriftCheckBaselines | None = None) -> ModelStep:
         builder = ModelBuilder(s3_model_data_url=model_data, image_uri=p.inference_image_uri,
                                role_arn=role, sagemaker_session=session, log_level=logging.WARNING)
         # Our inference image serves /opt/ml/model itself: no script-mode code upload and no
@@ -283,7 +310,8 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
             transform_instances=instances, approval_status=p.model_approval_status,
             model_metrics=ModelMetrics(model_statistics=MetricsSource(
                 content_type="application/json", s3_uri=Join(on="/", values=[metrics_uri, "model_metrics.json"]))),
-            drift_check_baselines=drift_baselines, customer_metadata_properties=dict(lineage))
+            drift_check_baselines=drift_baselines,
+            customer_metadata_properties={**lineage, "mlflow_run_id": run_id})
         return ModelStep(name=name, step_args=step_args, display_name=display,
                          description=f"Register a new version in the {group} model package group "
                                      "with its evaluation metrics (approval status parameter).",
@@ -292,7 +320,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
     step_register_outcomes = register(
         "RegisterOutcomes", "Register outcome models", outcomes_model, groups["outcomes"], outcomes_eval,
         ["application/json", "text/csv", "application/jsonlines"], ["ml.m5.large", "ml.m5.xlarge"],
-        DriftCheckBaselines(
+        mlflow_run("outcomes_run_id"), DriftCheckBaselines(
             model_data_statistics=MetricsSource(content_type="application/json",
                                                 s3_uri=Join(on="/", values=[baseline, "statistics.json"])),
             model_data_constraints=MetricsSource(content_type="application/json",
@@ -300,7 +328,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
     step_register_extractor = register(
         "RegisterExtractor", "Register clinical extractor", extractor_model, groups["extractor"],
         extractor_eval, ["application/json", "application/jsonlines"],
-        ["ml.g5.xlarge", "ml.m5.xlarge"])
+        ["ml.g5.xlarge", "ml.m5.xlarge"], mlflow_run("extractor_run_id"))
 
     # --- Deploy: endpoint config with two production variants (A/B) + data capture ---------
     step_deploy = f.processing(
@@ -395,7 +423,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         conditions=[ConditionEquals(left=JsonGet(step_name=step_guard.name, property_file=guard_report,
                                                  json_path="proceed"), right=True)],
         if_steps=[step_tasks, step_notes, step_train_extractor, step_extract, step_note_features,
-                  step_tune_outcomes, step_eval_outcomes, step_eval_extractor, step_check],
+                  step_tune_outcomes, step_eval_outcomes, step_eval_extractor, step_track, step_check],
         else_steps=[])
 
     return Pipeline(name=pipeline_name, parameters=p.as_list(), steps=[step_guard, step_check_guard],

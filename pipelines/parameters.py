@@ -66,6 +66,7 @@ class Parameters:
     endpoint_name: ParameterString
     challenger_weight: ParameterFloat
     drift_threshold: ParameterFloat
+    mlflow_tracking_uri: ParameterString
     kms_key_id: ParameterString
     processing_image_uri: ParameterString
     training_image_uri: ParameterString
@@ -127,6 +128,9 @@ def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: 
         challenger_weight=ParameterFloat("ChallengerWeight", default_value=0.1),
         # per-feature baseline drift distance above which a feature violates (constraints.json)
         drift_threshold=ParameterFloat("DriftThreshold", default_value=0.1),
+        # TrackRuns logs the execution, its tuning trials and the extractor to MLflow: a SageMaker
+        # managed MLflow tracking-server ARN (sagemaker-mlflow), any MLflow URI, or "" = off
+        mlflow_tracking_uri=ParameterString("MlflowTrackingUri", default_value=""),
         kms_key_id=ParameterString("KmsKeyId", default_value=kms_key_id),
         processing_image_uri=ParameterString("ProcessingImageUri", default_value=img("processing")),
         training_image_uri=ParameterString("TrainingImageUri", default_value=img("training-cpu")),

@@ -21,7 +21,8 @@ def _register(tmp_path, with_eval=True, meta_extra=None):
                if with_eval else {})
     reg = LocalRegistry(tmp_path / "registry")
     reg.create_model_package_group("outcomes")
-    return reg, reg.create_model_package("outcomes", tarball, "Approved", model_metrics=metrics)
+    return reg, reg.create_model_package("outcomes", tarball, "Approved", model_metrics=metrics,
+                                         customer_metadata={"mlflow_run_id": "0123abcd"})
 
 
 def test_lineage_complete(tmp_path, capsys):
@@ -32,6 +33,7 @@ def test_lineage_complete(tmp_path, capsys):
     assert out["data_manifest_sha256"] == "d" * 64 and out["code_version"] == "abc123"
     assert out["hyperparameters"] == {"max_rounds": 50}
     assert out["evaluation"] == {"ihm_auroc": 0.83} and out["version"] == 1
+    assert out["mlflow_run_id"] == "0123abcd"  # the registered version's MLflow run (TrackRuns)
 
 
 def test_lineage_by_group_and_version(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Note features as an extra input of TrainOutcomes / EvaluateOutcomes (issue 15, item 3).
+"""Note features as an extra input of TuneOutcomes / EvaluateOutcomes (issue 15, item 3).
 
 A tiny task tree (outcomes_toy) plus tiny note feature files written here: readmit gets a note
 indicator that restates the label (so a with-notes model must gain AUROC), ihm pure noise.

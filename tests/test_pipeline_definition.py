@@ -216,7 +216,7 @@ def test_security_defaults(definition):
     # data steps have no network; only the steps that call AWS APIs do
     open_steps = {n for n, s in steps.items() if s["Type"] == "Processing"
                   and not s["Arguments"]["NetworkConfig"]["EnableNetworkIsolation"]}
-    assert open_steps == {"DriftGuard", "Deploy", "ScheduleMonitor"}
+    assert open_steps == {"DriftGuard", "Deploy", "ScheduleMonitor", "TrackRuns"}
 
 
 def test_vpc_is_optional_and_applied_to_every_job(definition):
@@ -247,7 +247,7 @@ def test_retry_and_cache_policies(definition):
             assert {"SageMaker.CAPACITY_ERROR", "Step.THROTTLING"} <= kinds, name
             cached = step.get("CacheConfig", {}).get("Enabled", False)
             # steps with side effects (or that must look at "now") are never served from cache
-            assert cached == (name not in {"DriftGuard", "Deploy", "ScheduleMonitor"}), name
+            assert cached == (name not in {"DriftGuard", "Deploy", "ScheduleMonitor", "TrackRuns"}), name
         if step["Type"] == "RegisterModel":
             assert step["RetryPolicies"][0]["ExceptionType"] == ["Step.SERVICE_FAULT", "Step.THROTTLING"]
 

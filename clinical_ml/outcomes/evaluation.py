@@ -32,10 +32,11 @@ MIN_GROUP = 30
 def binary_stats(y: np.ndarray, p: np.ndarray) -> dict:
     r = mt.RankedScores(y, p)
     bins = mt.ece_bins(p)
+    lp, slope0, intercept0 = mt.calibration_fits(y, p)
     return {"auroc": lambda w: mt.auroc(None, r, w), "auprc": lambda w: mt.auprc(None, r, w),
             "min_se_ppv": lambda w: mt.min_se_ppv(None, r, w), "brier": lambda w: mt.brier(y, p, w),
-            "calibration_slope": lambda w: mt.calibration_slope(y, p, w),
-            "calibration_intercept": lambda w: mt.calibration_intercept(y, p, w),
+            "calibration_slope": lambda w: mt.calibration_slope(y, p, w, logit_p=lp, start=slope0),
+            "calibration_intercept": lambda w: mt.calibration_intercept(y, p, w, logit_p=lp, start=intercept0),
             "ece": lambda w: mt.ece(y, p, w, bins)}
 
 

@@ -108,15 +108,23 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _newton_logistic(x: np.ndarray | None, y: np.ndarray, w: np.ndarray, offset: np.ndarray,
-                     iters: int = 50) -> tuple[float, float]:
+def _newton_logistic(x: np.ndarray | None, y: np.ndarray, w: np.ndarray, offset: np.ndarray | float,
+                     iters: int = 50, start: tuple[float, float] | None = None) -> tuple[float, float]:
     """Unpenalised weighted logistic fit of y on (1, x) with an offset, by Newton-Raphson.
 
     ``x=None`` fits the intercept only (slope fixed at 0). Written with explicit sums rather
     than matrix products: for one or two parameters that is several times faster and avoids
-    BLAS threads, which matters inside a 1,000-resample bootstrap.
+    BLAS threads, which matters inside a 1,000-resample bootstrap. ``start``: a bootstrap
+    replicate starts from the full-sample fit, which it is close to (about half the steps).
     """
-    a, b = 0.0, (1.0 if x is not None else 0.0)  # start at "calibrated": fewer steps
+    a, b = start if start is not None else (0.0, (1.0 if x is not None else 0.0))  # else "calibrated"
+    if x is None:
+        b = 0.0
+    keep = w > 0  # a bootstrap replicate leaves about a third of the rows out: skip them
+    if not keep.all():
+        y, w = y[keep], w[keep]
+        x = x[keep] if x is not None else None
+        offset = offset[keep] if isinstance(offset, np.ndarray) else offset
     for _ in range(iters):
         eta = offset + a + (b * x if x is not None else 0.0)
         mu = 0.5 * (1.0 + np.tanh(0.5 * eta))  # the logistic function, without exp overflow
@@ -139,20 +147,30 @@ def _newton_logistic(x: np.ndarray | None, y: np.ndarray, w: np.ndarray, offset:
     return a, b
 
 
-def calibration_slope(y, p, w=None) -> float:
+def calibration_slope(y, p, w=None, *, logit_p: np.ndarray | None = None,
+                      start: tuple[float, float] | None = None) -> float:
+    """``logit_p``/``start``: the logits and full-sample fit, computed once per bootstrap."""
     y = np.asarray(y, float)
     ww = _weights(len(y), w)
     if ww[y == 1].sum() <= 0 or ww[y == 0].sum() <= 0:
         return float("nan")
-    return float(_newton_logistic(_logit(p), y, ww, np.zeros(len(y)))[1])
+    return float(_newton_logistic(_logit(p) if logit_p is None else logit_p, y, ww, 0.0, start=start)[1])
 
 
-def calibration_intercept(y, p, w=None) -> float:
+def calibration_intercept(y, p, w=None, *, logit_p: np.ndarray | None = None,
+                          start: tuple[float, float] | None = None) -> float:
     y = np.asarray(y, float)
     ww = _weights(len(y), w)
     if ww[y == 1].sum() <= 0 or ww[y == 0].sum() <= 0:
         return float("nan")
-    return float(_newton_logistic(None, y, ww, _logit(p))[0])
+    return float(_newton_logistic(None, y, ww, _logit(p) if logit_p is None else logit_p, start=start)[0])
+
+
+def calibration_fits(y, p) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
+    """(logit(p), slope fit, intercept fit) on the full sample: the bootstrap's warm starts."""
+    y, lp = np.asarray(y, float), _logit(p)
+    ones = np.ones(len(y))
+    return lp, _newton_logistic(lp, y, ones, 0.0), _newton_logistic(None, y, ones, lp)
 
 
 def ece_bins(p) -> np.ndarray:

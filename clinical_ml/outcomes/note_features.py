@@ -3,7 +3,7 @@ models: join, the with-notes XGBoost variants, and their paired comparison with 
 
 Why variants rather than new primary models: the endpoint receives table features only; a
 note-aware model would need ExtractNotes at request time. So the served/registered models stay
-table-only and, when note features are given, TrainOutcomes also fits ``with_notes/<task>/
+table-only and, when note features are given, TuneOutcomes also fits ``with_notes/<task>/
 xgboost.json`` (ihm, readmit) on ``f_*`` + ``note_*`` with the same hyperparameters, seed and
 early stopping, and EvaluateOutcomes reports what the notes change (``evaluation.json``
 ``note_features``, never the gate).

@@ -33,6 +33,7 @@ from clinical_ml.registry import LocalRegistry, to_json
 from clinical_ml.tasks.io import read_split
 
 from pipelines.local.demo_notes import notes_summary, sharding_check
+from pipelines.local.demo_training import DEMO_TUNING, mlflow_summary, summary_lines, tracking_uri, tuning_summary
 from pipelines.local.entrypoints import REPO_ROOT
 from pipelines.local.report import write_report
 from pipelines.local.runner import (CORPORA_PARAMETER, DATA_PARAMETER, build_definition, corpora_value, parse_params,
@@ -249,6 +250,7 @@ def run_demo(args: argparse.Namespace) -> int:
                          "ExtractorTrainSeconds": DEMO_EXTRACTOR_SECONDS,
                          "MinExtractionF1": DEMO_MIN_EXTRACTION_F1, "NoteCategories": DEMO_NOTE_CATEGORIES,
                          "ExtractNotesInstanceCount": DEMO_EXTRACT_INSTANCES,
+                         "MlflowTrackingUri": tracking_uri(root), **DEMO_TUNING,
                          CORPORA_PARAMETER: corpora}
         base = {DATA_PARAMETER: str(data), **{k: v for k, v in demo_defaults.items() if k in declared}, **user}
 
@@ -258,6 +260,8 @@ def run_demo(args: argparse.Namespace) -> int:
         if ex1.failure:
             raise DemoError(f"execution 1: step {ex1.failure.step} failed: {ex1.failure.message}\n  log: {ex1.failure.log}")
         point_latest(root, demo_dir)
+        summary["training"] = {"tuning": tuning_summary(ex1.run_dir),
+                               "mlflow": mlflow_summary(ex1.run_dir, base.get("MlflowTrackingUri", ""))}
         _say("notes: ExtractNotes output, note features, sharded vs single-shard check")
         summary["notes"] = {**notes_summary(ex1.run_dir),
                             "sharding_check": sharding_check(ex1.run_dir, demo_dir / "logs" / "shard-check.log")}
@@ -371,6 +375,7 @@ def _print_summary(summary: dict[str, Any], demo_dir: Path) -> None:
             ci = a["difference"]
             lines.append(f"  note features {task}: AUROC {w0:.3f} -> {w1:.3f} (difference {diff:+.3f}, "
                          f"95% CI {ci.get('ci_low', float('nan')):+.3f} to {ci.get('ci_high', float('nan')):+.3f})")
+    lines += summary_lines(summary.get("training") or {})
     for r in summary["registered"]:
         lines.append(f"  registered {r['group']} v{r['version']} ({r['approval']}, execution {r['execution_id']})")
     if summary.get("endpoint"):
