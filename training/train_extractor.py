@@ -13,10 +13,23 @@ on a GPU instance the loop runs through ``accelerate`` (bf16 where supported).
 
     python -m training.train_extractor --train notes/train.jsonl --validation notes/val.jsonl \
         --model-dir out/model --kind encoder --epochs 2
+
+Several processes (``--kind encoder``): ``torchrun --nproc_per_node N training/train_extractor.py
+...`` (N GPUs; CPU: gloo, ``OMP_NUM_THREADS=1``). ``WORLD_SIZE`` > 1 turns on accelerate's DDP:
+``--batch-size`` is per process, each rank trains on a disjoint strided share of the same
+seeded global batches, gradients are all-reduced, and the ranks agree on the budget clock
+each step (``clinical_ml.distributed.RankSync``). Rank 0 alone logs progress and writes the
+model directory, ``validation.json`` and ``training_log.json`` (per-step losses); the other
+ranks exit 0 having written nothing. On SageMaker (one container per instance) the entry
+point is ``python -m clinical_ml.distributed training/train_extractor.py ARGS``: it reads
+``/opt/ml/input/config/resourceconfig.json`` and execs ``torchrun --nproc_per_node <GPUs>
+--nnodes <hosts> --node_rank <index of current_host> --master_addr <first host>
+--master_port 29500`` (``--standalone`` on one instance; ``torchrun_command``).
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import random
 import sys
@@ -95,19 +108,34 @@ def corpus_counts(docs: list[dict]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
+def world_size() -> int:
+    """Processes of this run (``WORLD_SIZE``, set by torchrun); 1 when started directly."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 def _accelerator():
+    """None on one CPU process (the plain loop); accelerate on a GPU or under torchrun (DDP,
+    gloo on CPU / nccl on GPU). ``find_unused_parameters``: a rank's batch may have no
+    relation pair or no category, leaving those heads out of its backward pass."""
     import torch
 
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and world_size() == 1:
         return None
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    return Accelerator(mixed_precision="bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    if not torch.cuda.is_available():
+        mixed = "no"
+    else:
+        mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed,
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
-def train_encoder(args, train_docs: list[dict], all_train: list[dict]):
+def train_encoder(args, train_docs: list[dict], all_train: list[dict], accelerator=None):
     """The encoder on ``train_docs``; its gazetteer on every training document (``all_train``:
-    counting names costs seconds, training on them minutes)."""
+    counting names costs seconds, training on them minutes). Seeded before the LoRA and head
+    weights are drawn: one process and N ranks start from the same model."""
+    import torch
     from transformers import AutoTokenizer
 
     from clinical_ml.extraction.base_models import resolve
@@ -120,12 +148,15 @@ def train_encoder(args, train_docs: list[dict], all_train: list[dict]):
     cfg = EncoderConfig(max_length=args.max_length, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
                         categories=cats if len(cats) > 1 else [])
     tok = AutoTokenizer.from_pretrained(str(base_dir))  # nosec B615 - local directory, offline
+    torch.manual_seed(args.seed)
     model = build_model(str(base_dir), cfg)
     stats = fit(model, tok, train_docs, epochs=args.epochs, lr=args.lr or 3e-3, batch_size=args.batch_size,
-                seed=args.seed, max_steps=args.max_steps or None, accelerator=_accelerator(),
+                seed=args.seed, max_steps=args.max_steps or None, accelerator=accelerator,
                 time_budget_s=args.time_budget_s or None)
     if hasattr(model, "module"):
         model = model.module
+    if accelerator is not None and not accelerator.is_main_process:
+        return None, base, base_dir, stats  # rank 0 builds, validates and saves the extractor
     gazetteer = fit_gazetteer(all_train) if args.gazetteer else None
     stats["gazetteer_terms"] = len(gazetteer or {})
     return EncoderExtractor(model.cpu(), tok, gazetteer=gazetteer), base, base_dir, stats
@@ -168,6 +199,15 @@ def validate(ext, docs: list[dict]) -> dict[str, dict]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    world, rank = world_size(), int(os.environ.get("RANK", "0") or 0)
+    if world > 1:
+        if args.kind == "generative":
+            raise DataError(f"--kind generative runs in one process (WORLD_SIZE={world}); "
+                            "torchrun is for --kind encoder")
+        if rank:
+            logging.getLogger().setLevel(logging.WARNING)  # rank 0 logs the run
+        if args.kind == "rules" and rank:
+            return 0  # nothing to distribute: rank 0 fits the lexicon
     import torch
 
     from transformers.utils import logging as hf_logging
@@ -192,8 +232,13 @@ def main(argv: list[str] | None = None) -> int:
 
         ext, stats = RulesExtractor().fit(train_docs), {"train_docs": len(train_docs)}
     elif args.kind == "encoder":
-        ext, base, base_dir, stats = train_encoder(args, train_docs, all_train)
+        accelerator = _accelerator()
+        ext, base, base_dir, stats = train_encoder(args, train_docs, all_train, accelerator)
+        if ext is None:  # a DDP rank other than 0: trained its shard, writes nothing
+            accelerator.end_training()
+            return 0
     else:
+        accelerator = None
         ext, base, base_dir, stats = train_generative(args, train_docs)
     losses = stats.pop("losses", [])
     stats.update({"train_docs": len(train_docs), "wall_seconds": round(time.time() - t0, 1),
@@ -218,7 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         save_merged(ext, out / "merged")
     if args.output_data_dir:
         write_json(Path(args.output_data_dir) / "validation.json", {"training": training, "validation": val})
+        write_json(Path(args.output_data_dir) / "training_log.json",
+                   {"world_size": world, "batch_size_per_rank": args.batch_size,
+                    "global_batch_size": args.batch_size * world, "steps": stats.get("steps", 0),
+                    "losses": losses})
     log.info("train-extractor: done in %.1fs, validation %s", time.time() - t0, stats.get("validation"))
+    if world > 1 and args.kind == "encoder":
+        accelerator.end_training()
     return 0
 
 

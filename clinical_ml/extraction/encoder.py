@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from clinical_ml.distributed import RankSync
 from clinical_ml.extraction.bio import BIO_LABELS, LABEL2ID, decode_words, tags_for_offsets
 from clinical_ml.extraction.gazetteer import Gazetteer
 from clinical_ml.extraction.negation import apply_negation
@@ -71,6 +72,10 @@ class EncoderExtractorModel(nn.Module):
         self.encoder = encoder
         self.cfg = cfg
         self.heads = EncoderHeads(encoder.config.hidden_size, len(cfg.categories))
+
+    def forward(self, batch: dict[str, torch.Tensor], category_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The training loss: DDP synchronises gradients only for what runs through forward."""
+        return loss_on_batch(self, batch, category_weight)
 
     def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -413,9 +418,17 @@ def length_batches(examples: list[dict], batch_tokens: int,
 def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epochs: float = 2.0,
         lr: float = 3e-3, batch_size: int = 8, seed: int = 0, max_steps: int | None = None,
         accelerator=None, time_budget_s: float | None = None) -> dict[str, Any]:
-    """Train LoRA + heads; returns loss curve, tokens seen and tokens/s."""
+    """Train LoRA + heads; returns loss curve, tokens seen and tokens/s.
+
+    Under DDP (``accelerator`` with several processes) ``batch_size`` is per rank: every rank
+    draws the same global batches (``batch_size`` x ranks windows' worth of tokens, same seed)
+    and trains on its strided share of each, so shards are disjoint and every rank takes the
+    same number of steps; the logged loss is the mean over ranks and the budget clock is the
+    slowest rank's (``RankSync``)."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
+    sync = RankSync(accelerator)
+    rank, world = sync.rank, sync.world
     examples = [ex for d in train_docs for ex in training_examples(tokenizer, d, model.cfg, rng)]
     seen = {lab for d in train_docs for lab in annotated_labels(d)}
     model.cfg.labels = [lab for lab in ENTITY_LABELS if lab in seen] or list(ENTITY_LABELS)
@@ -424,34 +437,56 @@ def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epoc
     cat_weight = category_weights(examples, len(model.cfg.categories))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    batch_tokens = batch_size * model.cfg.max_length
-    steps_per_epoch = len(length_batches(examples, batch_tokens, random.Random(seed)))
+    batch_tokens = batch_size * world * model.cfg.max_length
+    # a global batch of fewer windows than ranks is skipped by every rank alike
+    steps_per_epoch = sum(len(b) >= world for b in length_batches(examples, batch_tokens, random.Random(seed)))
+    if not steps_per_epoch:
+        from clinical_ml.io import DataError
+
+        raise DataError(f"{len(examples)} training windows: too few for {world} ranks")
     total = max_steps or max(1, int(steps_per_epoch * epochs))
     t0 = time.time()
-    sched = budgeted_schedule(opt, total, time_budget_s)
+    sched = budgeted_schedule(opt, total, time_budget_s, clock=sync.clock() if world > 1 else None)
     if accelerator is not None:
         model, opt = accelerator.prepare(model, opt)
     model.train()
-    losses, tokens, step = [], 0, 0
+    losses, tokens, step, windows_seen = [], 0, 0, 0
     pad = tokenizer.pad_token_id or 0
-    while step < total:
+    stop = False
+    while step < total and not stop:
         for chunk in length_batches(examples, batch_tokens, rng):
+            if world > 1:
+                if len(chunk) < world:
+                    continue
+                chunk = chunk[rank::world]
             batch = collate(chunk, pad)
             if accelerator is not None:
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            loss = loss_on_batch(model, batch, cat_weight)
-            losses.append(optimizer_step(loss, params, opt, sched, accelerator))
+            # through forward under DDP (gradient all-reduce); as before with one process
+            loss = model(batch, cat_weight) if world > 1 else loss_on_batch(model, batch, cat_weight)
+            value = optimizer_step(loss, params, opt, sched, accelerator)
             tokens += int(batch["attention_mask"].sum())
+            windows_seen += len(chunk)
             step += 1
-            if step % 20 == 0:
+            value, elapsed = sync.step(value, time.time() - t0)
+            losses.append(value)
+            if step % 20 == 0 and rank == 0:
                 log.info("encoder step %d/%d loss %.4f (%.0f s)", step, total,
-                         sum(losses[-20:]) / 20, time.time() - t0)
-            if step >= total or (time_budget_s and time.time() - t0 > time_budget_s):
+                         sum(losses[-20:]) / 20, elapsed)
+            stop = step >= total or bool(time_budget_s and elapsed > time_budget_s)
+            if stop:
                 break
-        if step >= total or (time_budget_s and time.time() - t0 > time_budget_s):
-            break
     model.eval()
     dt = max(time.time() - t0, 1e-9)
-    return {"steps": step, "losses": losses, "train_tokens": tokens,
-            "train_tokens_per_s": round(tokens / dt, 1), "train_seconds": round(dt, 1),
-            "examples": len(examples)}
+    out = {"steps": step, "losses": losses, "train_tokens": tokens,
+           "train_tokens_per_s": round(tokens / dt, 1), "train_seconds": round(dt, 1),
+           "examples": len(examples)}
+    if world > 1:
+        out["ranks"] = world
+        out["ranks_in_sync"] = sync.replicas_agree(params)
+        if not out["ranks_in_sync"]:
+            log.warning("encoder: DDP ranks ended with different weights")
+        out["rank_windows"] = sync.gather_ints(windows_seen)
+        out["train_tokens"] = sum(sync.gather_ints(tokens))
+        out["train_tokens_per_s"] = round(out["train_tokens"] / dt, 1)
+    return out

@@ -3,7 +3,7 @@ training loops."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -27,8 +27,12 @@ def lr_factor(step: int, total: int, budget_used: float = 0.0, floor: float = 0.
     return min(1.0, (step + 1) / max(1, min(30, total // 10))) * max(floor, 1 - progress)
 
 
-def budgeted_schedule(opt: Any, total: int, time_budget_s: float | None, floor: float = 0.0) -> Any:
-    """A LambdaLR of ``lr_factor`` whose clock starts now."""
+def budgeted_schedule(opt: Any, total: int, time_budget_s: float | None, floor: float = 0.0,
+                      clock: Callable[[], float] | None = None) -> Any:
+    """A LambdaLR of ``lr_factor`` whose clock starts now. ``clock`` (seconds elapsed) replaces
+    the local clock: DDP ranks must agree on it, or their learning rates, and so their
+    weights, drift apart."""
     t0 = time.time()
+    elapsed = clock or (lambda: time.time() - t0)
     return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total, (time.time() - t0) / time_budget_s if time_budget_s else 0.0, floor))
+        opt, lambda s: lr_factor(s, total, elapsed() / time_budget_s if time_budget_s else 0.0, floor))
