@@ -30,7 +30,7 @@ TEMPLATE := pipelines/infra/template.yaml
 BANDIT_PATHS := clinical_ml inference monitoring pipelines processing training benchmarks setup.py
 
 .PHONY: install scan test demo bench bench-synth bench-tasks bench-models bench-serve bench-drift \
-        bench-llm bench-extract bench-demo definition upsert-pipeline run-pipeline moto-server image clean
+        bench-llm bench-extract bench-tuning bench-demo definition upsert-pipeline run-pipeline moto-server image clean
 
 install: $(STAMP)
 
@@ -89,6 +89,10 @@ bench-llm: install
 # EXTRACTOR: the encoder model to time (default: the latest demo's TrainExtractor output)
 bench-extract: install
 	$(PY) benchmarks/bench_extract.py --out bench-results/extract.json $(if $(EXTRACTOR),--model $(EXTRACTOR)) $(BENCH_EXTRACT_ARGS)
+
+# the tuned outcome model vs the untuned default on the latest execution's channels (make demo first)
+bench-tuning: install
+	$(PY) benchmarks/bench_tuning.py --out bench-results/tuning.json $(if $(RUN),--run $(RUN))
 
 bench-demo:
 	$(PY) benchmarks/bench_demo.py --out bench-results/demo.json
