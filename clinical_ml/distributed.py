@@ -125,12 +125,16 @@ def _gpu_count() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exec torchrun for ``SCRIPT ARGS...`` on this SageMaker instance."""
+    """Exec torchrun for ``SCRIPT ARGS...`` on this SageMaker instance (the script itself when
+    there is one host and at most one GPU)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: python -m clinical_ml.distributed SCRIPT [ARGS...]", file=sys.stderr)
         return 2
-    cmd = torchrun_command(read_resource_config(), _gpu_count(), argv[0], argv[1:])
+    resources, gpus = read_resource_config(), _gpu_count()
+    if len(resources.get("hosts") or []) <= 1 and gpus <= 1:  # one process: no launcher in between
+        os.execv(sys.executable, [sys.executable, *argv])
+    cmd = torchrun_command(resources, gpus, argv[0], argv[1:])
     cmd = [sys.executable, "-m", "torch.distributed.run"] + cmd[1:]  # torchrun, this interpreter
     os.execv(sys.executable, cmd)
     return 0  # pragma: no cover - execv does not return

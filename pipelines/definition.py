@@ -165,9 +165,11 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         "TrainExtractor", "training/train_extractor.py",
         display_name="Train clinical extractor",
         description="LoRA fine-tuning of a small language model for entities, relations and "
-                    "the structured record (GPU instance type parameter).",
+                    "the structured record (GPU instance type parameter); torchrun DDP over the "
+                    "GPUs and instances (ExtractorTrainingInstanceCount).",
         channels={"train": notes_split("train"), "validation": notes_split("val")},
         image=p.training_gpu_image_uri, instance_type=p.extractor_instance_type,
+        instance_count=p.extractor_instance_count, distributed=True,
         arguments=["--kind", p.extractor_kind, "--base-model", p.extractor_base_model,
                    "--max-train-docs", p.extractor_max_train_docs.to_string(),
                    "--time-budget-s", p.extractor_train_seconds.to_string()],

@@ -50,6 +50,7 @@ class Parameters:
     tuning_max_jobs: ParameterInteger
     tuning_max_parallel_jobs: ParameterInteger
     extractor_instance_type: ParameterString
+    extractor_instance_count: ParameterInteger
     extractor_kind: ParameterString
     extractor_base_model: ParameterString
     extractor_max_train_docs: ParameterInteger
@@ -101,6 +102,8 @@ def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: 
         tuning_max_jobs=ParameterInteger("TuningMaxJobs", default_value=12),
         tuning_max_parallel_jobs=ParameterInteger("TuningMaxParallelJobs", default_value=3),
         extractor_instance_type=ParameterString("ExtractorTrainingInstanceType", default_value="ml.g5.2xlarge"),
+        # > 1: DDP over the instances (torchrun, one process per GPU; clinical_ml.distributed)
+        extractor_instance_count=ParameterInteger("ExtractorTrainingInstanceCount", default_value=1),
         extractor_kind=ParameterString("ExtractorKind", default_value="encoder",
                                        enum_values=["encoder", "generative", "rules"]),
         # "" = the kind's default base (minilm for encoder, smollm2 for generative), baked in the image

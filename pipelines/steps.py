@@ -53,8 +53,14 @@ TRAINING_ENV = {
 }
 
 
-def script_entrypoint(script: str) -> list[str]:
-    """``processing/build_tasks.py`` -> ``["python3", "/opt/ml/code/processing/build_tasks.py"]``."""
+def script_entrypoint(script: str, distributed: bool = False) -> list[str]:
+    """``processing/build_tasks.py`` -> ``["python3", "/opt/ml/code/processing/build_tasks.py"]``;
+    ``distributed``: through ``clinical_ml.distributed``, which starts torchrun with one process
+    per GPU and the instances of resourceconfig.json as nodes (the script alone on one CPU/GPU).
+    The SDK's ``Torchrun`` config would do the same with driver scripts it uploads to S3 while
+    the definition is built, which this definition never does."""
+    if distributed:
+        return [PYTHON, "-m", "clinical_ml.distributed", f"{CODE_DIR}/{script}"]
     return [PYTHON, f"{CODE_DIR}/{script}"]
 
 
@@ -117,12 +123,13 @@ class StepFactory:
             depends_on=depends_on, retry_policies=[JOB_RETRY, SERVICE_RETRY])
 
     def _trainer(self, name: str, image: Any, instance_type: Any, volume_kms: bool, max_runtime: int,
-                 output_path: Any, environment: dict, hyperparameters: dict | None = None) -> ModelTrainer:
+                 output_path: Any, environment: dict, hyperparameters: dict | None = None,
+                 instance_count: Any = 1) -> ModelTrainer:
         p = self.params
         return ModelTrainer(
             training_image=image, role=self.role, sagemaker_session=self.session,
             base_job_name=f"clinical-ml-{name.lower()}",
-            compute=Compute(instance_type=instance_type, instance_count=1, volume_size_in_gb=50,
+            compute=Compute(instance_type=instance_type, instance_count=instance_count, volume_size_in_gb=50,
                             volume_kms_key_id=p.kms_key_id if volume_kms else None),
             networking=Networking(enable_network_isolation=True,
                                   enable_inter_container_traffic_encryption=True,
@@ -175,20 +182,21 @@ class StepFactory:
 
     def training(self, name: str, script: str, *, display_name: str, description: str,
                  channels: dict[str, Any], image: Any, instance_type: Any, arguments: list | None = None,
-                 volume_kms: bool = True, max_runtime: int = 8 * 3600) -> "ScriptTrainingStep":
+                 volume_kms: bool = True, max_runtime: int = 8 * 3600, instance_count: Any = 1,
+                 distributed: bool = False) -> "ScriptTrainingStep":
         """A TrainingStep running ``script`` with the SageMaker training contract.
 
         ``volume_kms=False`` for instance types with local NVMe storage (g5, p4d, ...): SageMaker
         rejects a volume KMS key there; their instance store is encrypted by the hardware.
         """
         trainer = self._trainer(name, image, instance_type, volume_kms, max_runtime, self.s3(name),
-                                dict(TRAINING_ENV))
+                                dict(TRAINING_ENV), instance_count=instance_count)
         step_args = trainer.train(input_data_config=[
             InputData(channel_name=channel, data_source=uri) for channel, uri in channels.items()])
         return ScriptTrainingStep(
             name=name, step_args=step_args, display_name=display_name, description=description,
             cache_config=CACHE, retry_policies=[JOB_RETRY, SERVICE_RETRY],
-            entrypoint=script_entrypoint(script), arguments=arguments or [])
+            entrypoint=script_entrypoint(script, distributed), arguments=arguments or [])
 
 
 class ScriptTrainingStep(TrainingStep):

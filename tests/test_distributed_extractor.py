@@ -130,3 +130,14 @@ def test_distributed_model_loads_and_extracts(runs):
     text = toy_documents(1, seed=9)[0]["text"]
     res = ext.extract([text])[0]
     assert res["entities"] is not None and annotation_errors({"id": "n1", **res}, text) == []
+
+
+def test_launcher_runs_one_process_directly(tmp_path):
+    """One host, no GPU: ``python -m clinical_ml.distributed SCRIPT`` is the script itself (no
+    torchrun in between, so a single-instance job behaves exactly as before)."""
+    script = tmp_path / "show.py"
+    script.write_text("import os, sys; print(os.environ.get('WORLD_SIZE', 'none'), sys.argv[1:])\n")
+    env = {**os.environ, "SM_NUM_GPUS": "0", "CLINICAL_ML_RESOURCE_CONFIG": str(tmp_path / "absent.json")}
+    out = subprocess.run([sys.executable, "-m", "clinical_ml.distributed", str(script), "--a", "1"],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "none ['--a', '1']"

@@ -359,7 +359,10 @@ def test_step_scripts_exist_and_accept_their_arguments(definition, monkeypatch):
         spec = step["Arguments"].get("AppSpecification") or step["Arguments"].get("AlgorithmSpecification")
         if not spec:
             continue
-        python, script = spec["ContainerEntrypoint"]
+        entry = spec["ContainerEntrypoint"]
+        if entry[1:3] == ["-m", "clinical_ml.distributed"]:  # the torchrun launcher, then the script
+            entry = [entry[0], entry[3]]
+        python, script = entry
         assert python == "python3" and script.startswith(CODE_DIR + "/"), name
         rel = script[len(CODE_DIR) + 1:]
         assert (REPO / rel).is_file(), f"{name}: {rel} does not exist"

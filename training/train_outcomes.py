@@ -12,6 +12,11 @@ accepted)::
         --model-dir model --tasks ihm,decomp,los,pheno,readmit --models xgboost,lr,gru --seed 0
 
     clinical-ml train-outcomes ...   # the same script
+
+On several instances (``/opt/ml/input/config/resourceconfig.json`` lists more than one host)
+it trains the XGBoost models only, over xgboost's collective, each host reading its shard of
+the rows (``clinical_ml/outcomes/distributed.py``); the first host writes the model.
+Tuning trials print ``validation:<task>_<metric>=<value>`` lines (MetricDefinitions).
 """
 from __future__ import annotations
 
@@ -23,8 +28,10 @@ import sys
 # shared or oversubscribed host otherwise slow down 10-30x. Must precede their import.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from clinical_ml.distributed import read_resource_config
 from clinical_ml.logs import get_logger
 from clinical_ml.outcomes import note_features
+from clinical_ml.outcomes.distributed import train_all_distributed
 from clinical_ml.outcomes.objective import metric_lines
 from clinical_ml.outcomes.train import MODELS, HyperParameters, train_all
 
@@ -89,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
                          gru_epochs=args.gru_epochs, gru_hidden=args.gru_hidden,
                          gru_batch_size=args.gru_batch_size, gru_lr=args.gru_lr,
                          gru_device=args.gru_device)
+    resources = read_resource_config()
+    if len(resources["hosts"]) > 1:  # several instances: XGBoost only, each host reads its shard of the rows
+        log.info("distributed XGBoost over %d hosts (this is %s)", len(resources["hosts"]), resources["current_host"])
+        training = train_all_distributed(args.train, args.validation, args.model_dir, args.tasks or None, hp, resources)
+        for line in metric_lines(training):
+            print(line, flush=True)
+        return 0
     sources = note_features.locate(args.note_features)
     if not sources:
         log.info("no note features in %s: table features only", args.note_features)

@@ -263,6 +263,11 @@ def _training_script(args: dict[str, Any], channels: dict[str, Path], localize) 
 
 
 def prepare_training(args: dict[str, Any], paths: StepPaths, localize) -> tuple[list[str], dict[str, str]]:
+    count = int((args.get("ResourceConfig") or {}).get("InstanceCount", 1) or 1)
+    if count > 1:  # instances of one training job talk to each other: they cannot run one by one
+        raise DataError(f"training on {count} instances: the local runner runs a training job on one "
+                        "instance; set its instance count parameter (e.g. ExtractorTrainingInstanceCount) "
+                        "to 1, or test several with torchrun --nproc_per_node (tests/test_distributed_*.py)")
     algo = args.get("AlgorithmSpecification", {})
     entry_point_for_image(algo.get("TrainingImage", ""))
     channels: dict[str, Path] = {}
