@@ -135,7 +135,8 @@ def _log_trial(client, exp_id: str, parent_id: str, t: tr.Trial, existing, tunin
 
 
 def _log_extractor(client, exp_id: str, parent_id: str, name: str, meta: dict | None, val: dict | None,
-                   test_metrics: dict, existing) -> str:
+                   test_metrics: dict, existing, model: Path | None = None) -> str:
+    """The extractor training job's child run; ``model``: its model.tar.gz, logged as the artifact."""
     run_id, done = tr.open_run(client, exp_id, name, {tr.JOB_TAG: name, "role": "extractor"}, existing, parent_id)
     if done:
         return run_id
@@ -143,9 +144,23 @@ def _log_extractor(client, exp_id: str, parent_id: str, name: str, meta: dict | 
     params = tr.extractor_params(meta or {"training": training})
     metrics = tr.flatten_numeric({k: v for k, v in training.items() if k != "hyperparameters"})
     metrics.update({f"test.{k}": v for k, v in test_metrics.items()})
-    tr.log(client, run_id, params, metrics, {"code_version": (meta or {}).get("code_version", "unknown")})
+    curve = training.get("loss_curve")  # per optimizer step (train_extractor.py)
+    curves = {"train.loss": [float(v) for v in curve]} if isinstance(curve, list) else None
+    tr.log(client, run_id, params, metrics, {"code_version": (meta or {}).get("code_version", "unknown")}, curves)
+    if model is not None:
+        client.log_artifact(run_id, str(model), "model")
     client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def _extractor_tarball(path: str) -> Path | None:
+    """The extractor's model.tar.gz (given itself or its folder); a plain model folder is not
+    re-packed for tracking."""
+    p = Path(path)
+    if p.is_file() and p.name.endswith(".tar.gz"):
+        return p
+    found = sorted(p.glob("*.tar.gz")) if p.is_dir() else []
+    return found[0] if found else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     extractor_id = ""
     if ext_meta is not None or ext_val is not None:
         extractor_id = _log_extractor(client, exp_id, parent_id, args.extractor_job_name, ext_meta, ext_val,
-                                      ext_gate, children.get(args.extractor_job_name))
+                                      ext_gate, children.get(args.extractor_job_name),
+                                      _extractor_tarball(args.extractor_model) if args.log_models else None)
     if not parent_done:
         client.set_terminated(parent_id, "FINISHED")
     doc = {"enabled": True, "tracking_uri": re.sub(r"//[^/@]*@", "//", uri),  # never credentials

@@ -90,11 +90,15 @@ def _build(root: Path) -> dict:
                {"gate": {"entity_f1": 0.71, "json_validity": 1.0, "source": "real", "corpora": ["bc5cdr"],
                          "per_corpus": {"bc5cdr": {"n_docs": 200, "entity_f1": 0.67}}}})
     xtraining = {"hyperparameters": {"kind": "encoder", "epochs": 2.0, "lora_r": 16, "lr": None},
-                 "steps": 159, "loss_last": 0.59, "validation": {"bc5cdr": {"entity_f1": 0.66}}}
+                 "steps": 159, "loss_last": 0.59, "loss_curve": [2.1, 1.4, 0.9],
+                 "validation": {"bc5cdr": {"entity_f1": 0.66}}}
     write_json(root / "xmodel" / "metadata.json",
                {"model_type": "extractor", "kind": "encoder", "base_model": "minilm", "code_version": "git:abc",
                 "config": {"lora_r": 16, "labels": ["MEDICATION"]}, "training": xtraining})
     write_json(root / "xval" / "validation.json", {"training": xtraining, "validation": {}})
+    from clinical_ml.io import make_model_tarball
+    make_model_tarball(root / "xmodel", root / "xmodel.tar.gz")
+    (root / "xmodel.tar.gz").rename(root / "xmodel" / "model.tar.gz")  # the folder holds its tarball
     db = root / "mlruns" / "mlflow.db"
     uri = f"sqlite:///{db}"
     argv = ["--tracking-uri", uri, "--tuning-job-name", TUNING, "--execution-arn", ARN, "--trigger", "drift",
@@ -166,6 +170,8 @@ def test_parent_and_children(tracked):
     assert doc["extractor_run_id"] == ext.info.run_id
     assert ext.data.params["lora_r"] == "16" and ext.data.params["kind"] == "encoder"
     assert ext.data.metrics["validation.bc5cdr.entity_f1"] == 0.66 and ext.data.metrics["test.entity_f1"] == 0.71
+    assert [m.value for m in client.get_metric_history(ext.info.run_id, "train.loss")] == [2.1, 1.4, 0.9]
+    assert [a.path for a in client.list_artifacts(ext.info.run_id)] == ["model"]
     assert doc["enabled"] is True and doc["tracking_uri"] == tracked["uri"]
 
 

@@ -243,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     losses = stats.pop("losses", [])
     stats.update({"train_docs": len(train_docs), "wall_seconds": round(time.time() - t0, 1),
                   "loss_first": losses[0] if losses else None,
-                  "loss_last": sum(losses[-10:]) / len(losses[-10:]) if losses else None})
+                  "loss_last": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
+                  # the per-step curve travels with the model (experiment tracking plots it)
+                  "loss_curve": [round(float(v), 5) for v in losses]})
     val = {}
     if val_docs:
         val = validate(ext, val_docs)
