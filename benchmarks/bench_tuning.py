@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from clinical_ml.io import read_json, write_json  # noqa: E402
-from clinical_ml.outcomes.objective import OBJECTIVE, REPORTED, metric_lines  # noqa: E402
+from clinical_ml.outcomes.objective import OBJECTIVE, metric_definitions, metric_lines  # noqa: E402
+from pipelines.local.tuning import read_metrics  # noqa: E402
 
 
 def latest_run(runs: Path) -> Path:
@@ -65,12 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     trials = []
     for s in summaries:
         log = (step / "trials" / s["TrainingJobName"] / "logs" / "step.log")
-        metrics = {}
-        if log.is_file():
-            for line in log.read_text(errors="replace").splitlines():
-                name, _, value = line.strip().partition("=")
-                if name.startswith("validation:") and name[len("validation:"):] in REPORTED:
-                    metrics[name] = float(value)
+        # read as the tuning job reads them: the definition's MetricDefinitions regexes
+        metrics = read_metrics(log.read_text(errors="replace"), metric_definitions()) if log.is_file() else {}
         trials.append({"name": s["TrainingJobName"], "status": s["TrainingJobStatus"],
                        "objective": (s.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value"),
                        "tuned": s["TunedHyperParameters"], "metrics": metrics})

@@ -396,7 +396,7 @@ class Execution:
     def _run_job(self, step: dict[str, Any], ctx: Context, t0: float) -> StepResult:
         name, kind = step["Name"], step["Type"]
         final = self.run_dir / "steps" / name
-        work = self.run_dir / "steps" / f".{name}.tmp-{os.getpid()}-{int(time.time() * 1000) % 10**9}"
+        work = self._work_dir(name)
         paths = jobs.StepPaths(final=final, work=work)
         if final.exists():
             shutil.rmtree(final)
@@ -408,9 +408,7 @@ class Execution:
             else:
                 cmd, env = jobs.prepare_training(args, paths, self.localize)
                 timeout = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
-            if self._source_hash is None:
-                self._source_hash = source_hash(REPO_ROOT)
-            key = cache_key(step, args, work, cmd, self._source_hash)
+            key = cache_key(step, args, work, cmd, self._code_hash())
             hit = self._cache_lookup(step, key)
             if hit is not None:
                 shutil.rmtree(work, ignore_errors=True)
@@ -438,8 +436,7 @@ class Execution:
             self._write_status(work, step, "Succeeded", props, "", key)
             os.replace(work, final)  # the commit point: the step exists only once complete
             self._publish(step, ctx, final, props)
-            if step.get("CacheConfig", {}).get("Enabled"):
-                write_json(self.root / "cache" / f"{key}.json", {"step_dir": str(final), "created": time.time()})
+            self._remember(step, key, final)
             return StepResult(name, kind, "Succeeded", time.monotonic() - t0, "", str(final / "logs" / "step.log"), props, key)
         except StepFailed:
             raise
@@ -482,6 +479,20 @@ class Execution:
         write_json(paths.final / "status.json", {"step": paths.final.name, "status": "Failed", "message": message,
                                                  "execution_id": self.execution_id})
         return dest / "step.log"
+
+    def _work_dir(self, name: str) -> Path:
+        """Where a step writes until it succeeds (renamed to ``steps/<name>`` then)."""
+        return self.run_dir / "steps" / f".{name}.tmp-{os.getpid()}-{int(time.time() * 1000) % 10**9}"
+
+    def _code_hash(self) -> str:
+        if self._source_hash is None:
+            self._source_hash = source_hash(REPO_ROOT)
+        return self._source_hash
+
+    def _remember(self, step: dict[str, Any], key: str, final: Path) -> None:
+        """Record a succeeded cacheable step for later cache hits (CacheConfig.Enabled)."""
+        if step.get("CacheConfig", {}).get("Enabled"):
+            write_json(self.root / "cache" / f"{key}.json", {"step_dir": str(final), "created": time.time()})
 
     def _cache_lookup(self, step: dict[str, Any], key: str) -> Path | None:
         cfg = step.get("CacheConfig") or {}
@@ -545,14 +556,12 @@ class Execution:
         their models published at ``<S3OutputPath>/<trial>/output/model.tar.gz``."""
         name = step["Name"]
         final = self.run_dir / "steps" / name
-        work = self.run_dir / "steps" / f".{name}.tmp-{os.getpid()}-{int(time.time() * 1000) % 10**9}"
+        work = self._work_dir(name)
         if final.exists():
             shutil.rmtree(final)
         try:
             args = resolve(step.get("Arguments", {}), ctx)
-            if self._source_hash is None:
-                self._source_hash = source_hash(REPO_ROOT)
-            key = cache_key(step, args, work, [], self._source_hash)
+            key = cache_key(step, args, work, [], self._code_hash())
             hit = self._cache_lookup(step, key)
             if hit is not None:  # as on SageMaker: the earlier tuning job's properties, its trials' names
                 props = _read_status(hit)["properties"]
@@ -599,8 +608,7 @@ class Execution:
                 if t.status == "Completed" and out_base.startswith("s3://"):
                     _link(Path(self.localize(out_base)) / t.name, final / "trials" / t.name)
             write_json(self.root / "tuning" / f"{job}.json", record)
-            if step.get("CacheConfig", {}).get("Enabled"):
-                write_json(self.root / "cache" / f"{key}.json", {"step_dir": str(final), "created": time.time()})
+            self._remember(step, key, final)
             best = record["BestTrainingJob"]
             return StepResult(name, "Tuning", "Succeeded", time.monotonic() - t0,
                               f"best {best['TrainingJobName']}: {best['FinalHyperParameterTuningJobObjectiveMetric']['Value']:.4f}",

@@ -18,7 +18,6 @@ import datetime as dt
 import hashlib
 import os
 import re
-import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,8 +148,7 @@ def run(args: dict[str, Any], tuning_job: str, run_trial: RunTrial,
                                 sampler=_sampler(str(config.get("Strategy", "Bayesian")),
                                                  int(seed) if seed is not None else None, max_jobs))
     share = {"SM_NUM_CPUS": str(max(1, (cpus or os.cpu_count() or 1) // parallel))}
-    trials: list[Trial] = []
-    lock = threading.Lock()
+    trials: list[Trial] = []  # the study is asked and told here only: workers just run trials
 
     def one(opt_trial, trial: Trial) -> Trial:
         trial.start = _now()
@@ -169,9 +167,8 @@ def run(args: dict[str, Any], tuning_job: str, run_trial: RunTrial,
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         while len(trials) < max_jobs or running:
             while len(trials) < max_jobs and len(running) < parallel:
-                with lock:
-                    opt_trial = study.ask()
-                    tuned = suggest(opt_trial, config.get("ParameterRanges") or {})
+                opt_trial = study.ask()
+                tuned = suggest(opt_trial, config.get("ParameterRanges") or {})
                 trial = Trial(len(trials) + 1, trial_name(tuning_job, len(trials) + 1, tuned), tuned)
                 trials.append(trial)
                 running[pool.submit(one, opt_trial, trial)] = opt_trial
@@ -180,11 +177,10 @@ def run(args: dict[str, Any], tuning_job: str, run_trial: RunTrial,
             for fut in done:
                 opt_trial = running.pop(fut)
                 trial = fut.result()
-                with lock:
-                    if trial.status == "Completed":
-                        study.tell(opt_trial, trial.objective)
-                    else:
-                        study.tell(opt_trial, state=optuna.trial.TrialState.FAIL)
+                if trial.status == "Completed":
+                    study.tell(opt_trial, trial.objective)
+                else:
+                    study.tell(opt_trial, state=optuna.trial.TrialState.FAIL)
                 best = best_trial(trials, maximize)
                 progress(f"trial {trial.number}/{max_jobs} {trial.status.lower()}: "
                          + (f"{metric}={trial.objective:.4f}" if trial.objective is not None else trial.failure)
@@ -215,8 +211,9 @@ def describe(args: dict[str, Any], tuning_job: str, trials: list[Trial], arn: st
     definition = args.get("TrainingJobDefinition") or {}
     objective = config.get("HyperParameterTuningJobObjective") or {}
     maximize = objective.get("Type", "Maximize") == "Maximize"
-    best = best_trial(trials, maximize)
-    ranked = _ranked(trials, maximize) + [t for t in trials if t.status != "Completed"]
+    done = _ranked(trials, maximize)
+    best = done[0] if done else None
+    ranked = done + [t for t in trials if t.status != "Completed"]
     account_region = arn.split(":hyper-parameter-tuning-job/")[0]
     summaries = [_summary(t, objective.get("MetricName", ""), definition, account_region) for t in ranked]
     failed = sum(t.status == "Failed" for t in trials)
