@@ -162,21 +162,27 @@ def test_alarms_and_rule_match_what_upsert_puts(template):
 
 
 def test_dockerfiles_put_the_code_where_the_entrypoints_look():
-    from pipelines.images import BASE_IMAGES, DLC_ACCOUNT, dockerfile
+    from pipelines.images import BASE_IMAGES, DLC_ACCOUNT, build_commands, dockerfile
     from pipelines.parameters import IMAGE_REPOSITORIES
     from pipelines.steps import CODE_DIR
 
     assert set(BASE_IMAGES) == set(IMAGE_REPOSITORIES)
+    text = dockerfile().read_text()
+    assert all(dockerfile(f) == dockerfile() for f in IMAGE_REPOSITORIES)   # one Dockerfile, a target each
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M).group(1)
+    assert base.startswith(f"{DLC_ACCOUNT}.dkr.ecr.") and base.endswith(BASE_IMAGES["processing"])
+    assert re.search(r"^FROM \$\{BASE_IMAGE\} AS runtime$", text, re.M)
     for family in IMAGE_REPOSITORIES:
-        text = dockerfile(family).read_text()
-        base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M).group(1)
-        assert base.startswith(f"{DLC_ACCOUNT}.dkr.ecr.") and base.endswith(BASE_IMAGES[family]), family
-        assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M), family
-        assert f"COPY . {CODE_DIR}\n" in text and f"pip install --no-cache-dir --no-deps -e {CODE_DIR}" in text
-        assert ("gpu" in base) == (family == "training-gpu")
-    serve = (REPO / "pipelines/images/inference/serve").read_text()
+        assert re.search(rf"^FROM \S+ AS {family}$", text, re.M), family
+        (cmd,) = build_commands(family, "eu-west-1", "1", "t", "ctx", False)
+        assert cmd[cmd.index("--target") + 1] == family
+        arg = cmd[cmd.index("--build-arg") + 1]
+        assert arg.endswith(BASE_IMAGES[family]) and ("gpu" in arg) == (family == "training-gpu")
+    assert f"COPY . {CODE_DIR}\n" in text and f"pip install --no-cache-dir --no-deps -e {CODE_DIR}" in text
+    serve = (REPO / "pipelines/images/serve").read_text()
     assert "--host 0.0.0.0" in serve and "clinical_ml.cli serve" in serve
-    assert 'ENTRYPOINT ["/usr/local/bin/serve"]' in dockerfile("inference").read_text()
+    inference = text[text.index("AS inference"):]
+    assert 'ENTRYPOINT ["/usr/local/bin/serve"]' in inference and "pipelines/images/train" in text
 
 
 def test_image_command_prints_plan_and_explains_without_docker(capsys, monkeypatch, tmp_path):
