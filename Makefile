@@ -33,7 +33,8 @@ TEMPLATE := pipelines/infra/template.yaml
 BANDIT_PATHS := clinical_ml inference monitoring pipelines processing training benchmarks setup.py
 
 .PHONY: install scan test demo bench bench-synth bench-tasks bench-models bench-serve bench-drift \
-        bench-llm bench-extract bench-tuning bench-demo definition upsert-pipeline run-pipeline moto-server image clean
+        bench-llm bench-extract bench-tuning bench-demo definition upsert-pipeline run-pipeline moto-server image clean \
+        engine images test-containers
 
 install: $(STAMP)
 
@@ -67,8 +68,8 @@ $(SCAN_STAMP): requirements-scan.txt
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
-demo: install
-	$(CLI) run-local --demo $(if $(DATA),--data $(DATA)) $(if $(CORPORA),--corpora $(CORPORA)) $(PARAMS)
+demo: install $(if $(CONTAINERS),images)
+	$(CLI) run-local --demo $(if $(CONTAINERS),--containers) $(if $(DATA),--data $(DATA)) $(if $(CORPORA),--corpora $(CORPORA)) $(PARAMS)
 
 bench: bench-synth bench-tasks bench-models bench-serve bench-drift bench-llm bench-extract
 
@@ -116,6 +117,19 @@ moto-server: install
 
 image: install
 	$(PY) -m pipelines.images $(if $(PUSH),--push)
+
+# container engine here (podman, runc, local Debian base; idempotent): docs/containers.md
+engine:
+	scripts/containers-setup.sh
+
+# the images built here with podman, tagged with the definition's image URIs; FAMILIES= to choose
+images: install engine
+	$(PY) -m pipelines.images --local $(foreach f,$(FAMILIES),--family $(f))
+
+# CI stage: engine, processing image, BuildTasks + EvaluateOutcomes in containers vs the host
+test-containers: install engine
+	$(PY) -m pipelines.images --local --family processing
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_containers_e2e.py
 
 clean:
 	rm -rf runs bench-results .pytest_cache

@@ -1,4 +1,6 @@
-"""Deploy to a local endpoint: ``clinical-ml serve`` started detached on this machine.
+"""Deploy to a local endpoint: ``clinical-ml serve`` started detached on this machine, or the
+inference image's ``serve`` in a container (``CLINICAL_ML_ENDPOINT_RUNTIME=container``,
+inference/deploy_container.py).
 
 Packages are read from the local registry (``CLINICAL_ML_REGISTRY``, the local runner's
 ``runs/registry``) with the same calls as boto3's. State of an endpoint lives in
@@ -29,6 +31,7 @@ from typing import Any
 
 from clinical_ml.io import DataError, localize, read_json, resolve_model_dir, write_json
 from clinical_ml.logs import get_logger
+from inference import deploy_container
 from inference.deploy import check_package, plan_variants, previous_approved
 
 log = get_logger(__name__)
@@ -165,21 +168,33 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
         v["model_package_version"] = desc["ModelPackageVersion"]
         v["model_dir"] = str(_model_dir(desc, state))
     previous = read_json(state / "endpoint.json") if (state / "endpoint.json").is_file() else None
-    action = "update" if stop(state) else "create"  # a running endpoint of this name is replaced
+    in_container = deploy_container.wanted()
+    stopped = stop(state) | (in_container and deploy_container.stop(args.endpoint_name))
+    action = "update" if stopped else "create"  # a running endpoint of this name is replaced
     port = args.port or (previous or {}).get("port") or _free_port(args.host)
     capture_dir = Path(localize(args.capture_uri)) if args.capture_uri else state / "capture"
-    proc = start(state, variants, args, port, capture_dir)
-    url = f"http://{args.host}:{port}"
+    if in_container:  # <inference image> serve, through the engine's API (inference/deploy_container.py)
+        image = new["InferenceSpecification"]["Containers"][0].get("Image", "")
+        running = deploy_container.start(image, variants, args.endpoint_name, port, capture_dir, args.capture_percent)
+        proc, where = None, {**running, "pid": None}
+    else:
+        proc = start(state, variants, args, port, capture_dir)
+        where = {"pid": proc.pid}
+    url = f"http://{args.host if not in_container else '127.0.0.1'}:{port}"
     deadline = time.time() + PING_TIMEOUT
     while not _ping(url):
-        if proc.poll() is not None or time.time() > deadline:
-            stop(state)
-            tail = (state / "server.log").read_text(errors="replace")[-2000:]
+        if (proc is not None and proc.poll() is not None) or time.time() > deadline:
+            if in_container:
+                tail = deploy_container.logs(args.endpoint_name)
+                deploy_container.stop(args.endpoint_name)
+            else:
+                stop(state)
+                tail = (state / "server.log").read_text(errors="replace")[-2000:]
             raise DataError(f"local endpoint {args.endpoint_name} did not come up "
-                            f"(exit {proc.poll()}); server log tail:\n{tail}")
+                            f"(exit {proc.poll() if proc else 'container'}); server log tail:\n{tail}")
         time.sleep(0.2)
     info = {"backend": "local", "endpoint_name": args.endpoint_name, "action": action, "url": url,
-            "invocations_url": f"{url}/invocations", "host": args.host, "port": port, "pid": proc.pid,
+            "invocations_url": f"{url}/invocations", "host": args.host, "port": port, **where,
             "state_dir": str(state), "log_file": str(state / "server.log"),
             "variants": variants, "model_package_group": group,
             "data_capture": {"enabled": args.capture_percent > 0, "destination": str(capture_dir),
@@ -191,6 +206,6 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
 
 def delete(args: argparse.Namespace) -> None:
     state = state_root(args) / args.endpoint_name
-    stopped = stop(state)
+    stopped = stop(state) or (deploy_container.wanted() and deploy_container.stop(args.endpoint_name))
     (state / "endpoint.json").unlink(missing_ok=True)
     log.info("local endpoint %s %s", args.endpoint_name, "stopped" if stopped else "was not running")

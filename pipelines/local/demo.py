@@ -211,6 +211,11 @@ def registered_versions(root: Path) -> list[dict[str, Any]]:
 
 
 def stop_endpoint(info: dict[str, Any] | None) -> str:
+    if (info or {}).get("container"):  # the endpoint ran as a container (run-local --containers)
+        from clinical_ml import containers  # noqa: PLC0415
+
+        gone = containers.run(["rm", "--force", "--ignore", info["container"]], check=False).returncode == 0
+        return f"{'stopped' if gone else 'could not stop'} (container {info['container']})"
     pid = (info or {}).get("pid")
     if not pid:
         return "left running (endpoint.json names no pid)"
@@ -257,7 +262,8 @@ def run_demo(args: argparse.Namespace) -> int:
         base = {DATA_PARAMETER: str(data), **{k: v for k, v in demo_defaults.items() if k in declared}, **user}
 
         _say("execution 1 (trigger=manual)")
-        ex1, s1 = run_execution(definition, root, base, trigger="manual", use_cache=not args.no_cache)
+        ex1, s1 = run_execution(definition, root, base, trigger="manual", use_cache=not args.no_cache,
+                                containers=getattr(args, "containers", False))
         summary["executions"].append(s1)
         if ex1.failure:
             raise DemoError(f"execution 1: step {ex1.failure.step} failed: {ex1.failure.message}\n  log: {ex1.failure.log}")
@@ -316,7 +322,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
         def start_execution(params: dict[str, str]) -> dict[str, Any]:
             ex2, s2 = run_execution(definition, root, {**base, **params}, trigger=params.get("Trigger", "drift"),
-                                    use_cache=not args.no_cache)
+                                    use_cache=not args.no_cache, containers=getattr(args, "containers", False))
             second.update(ex=ex2, summary=s2)
             return {"id": s2["execution_arn"], "status": s2["status"]}
 

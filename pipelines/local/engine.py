@@ -232,6 +232,7 @@ class Execution:
     results: dict[str, StepResult] = field(default_factory=dict)
     failure: "StepFailed | None" = None
     code_version: str = ""              # the git commit (clinical_ml.version), for the audit trail
+    containers: Any = None              # a pipelines.local.containers.ContainerRuntime: jobs run in their images
     _source_hash: str | None = None     # the cache keys' code component (source_hash)
 
     # paths ---------------------------------------------------------------------------------
@@ -408,7 +409,7 @@ class Execution:
             else:
                 cmd, env = jobs.prepare_training(args, paths, self.localize)
                 timeout = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
-            key = cache_key(step, args, work, cmd, self._code_hash())
+            key = cache_key(step, args, work, cmd, self._job_code(args, kind))
             hit = self._cache_lookup(step, key)
             if hit is not None:
                 shutil.rmtree(work, ignore_errors=True)
@@ -423,8 +424,17 @@ class Execution:
             for host in hosts:
                 if len(hosts) > 1:
                     self.progress(name, "Running", f"instance {host} of {len(hosts)}")
-                rc = self._attempts(step, cmd, {**env, **jobs.host_env(paths, hosts, host)} if kind == "Processing"
-                                    else env, paths, timeout)
+                if self.containers is not None:
+                    job = f"{name}-{self.execution_id}"
+                    ccmd = (self.containers.processing(args, paths, job, host, hosts) if kind == "Processing"
+                            else self.containers.training(args, paths, job))
+                    try:
+                        rc = self._attempts(step, ccmd, self.containers.client_env(), paths, timeout)
+                    finally:
+                        self.containers.finish(ccmd, paths)
+                else:
+                    rc = self._attempts(step, cmd, {**env, **jobs.host_env(paths, hosts, host)} if kind == "Processing"
+                                        else env, paths, timeout)
                 if rc != 0:
                     break
             if rc != 0:
@@ -483,6 +493,14 @@ class Execution:
     def _work_dir(self, name: str) -> Path:
         """Where a step writes until it succeeds (renamed to ``steps/<name>`` then)."""
         return self.run_dir / "steps" / f".{name}.tmp-{os.getpid()}-{int(time.time() * 1000) % 10**9}"
+
+    def _job_code(self, args: dict[str, Any], kind: str) -> str:
+        """The cache key's code component: the sources, and in containers the image's id too."""
+        if self.containers is None:
+            return self._code_hash()
+        spec = args.get("AppSpecification") if kind == "Processing" else args.get("AlgorithmSpecification")
+        image = str((spec or {}).get("ImageUri" if kind == "Processing" else "TrainingImage", ""))
+        return f"{self._code_hash()}:container:{self.containers.image_id(image)}"
 
     def _code_hash(self) -> str:
         if self._source_hash is None:
@@ -561,7 +579,7 @@ class Execution:
             shutil.rmtree(final)
         try:
             args = resolve(step.get("Arguments", {}), ctx)
-            key = cache_key(step, args, work, [], self._code_hash())
+            key = cache_key(step, args, work, [], self._job_code(args.get("TrainingJobDefinition") or {}, "Training"))
             hit = self._cache_lookup(step, key)
             if hit is not None:  # as on SageMaker: the earlier tuning job's properties, its trials' names
                 props = _read_status(hit)["properties"]
@@ -578,8 +596,15 @@ class Execution:
             def run_trial(trial: tuning.Trial, trial_args: dict[str, Any], extra: dict[str, str]):
                 paths = jobs.StepPaths(final=final / "trials" / trial.name, work=work / "trials" / trial.name)
                 cmd, env = jobs.prepare_training(trial_args, paths, self.localize)
-                rc = jobs.run_command(cmd, jobs.base_env({**self.env(), **env, **extra}), paths.work, paths.log,
-                                      float(timeout) if timeout else None)
+                if self.containers is not None:
+                    cmd = self.containers.training(trial_args, paths, f"{job}-{trial.name}", extra)
+                    env, extra = self.containers.client_env(), {}
+                try:
+                    rc = jobs.run_command(cmd, jobs.base_env({**self.env(), **env, **extra}), paths.work, paths.log,
+                                          float(timeout) if timeout else None)
+                finally:
+                    if self.containers is not None:
+                        self.containers.finish(cmd, paths)
                 text = paths.log.read_text(errors="replace") if paths.log.exists() else ""
                 if rc != 0:
                     return rc, text, ""

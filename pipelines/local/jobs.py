@@ -150,17 +150,10 @@ def prepare_processing(args: dict[str, Any], paths: StepPaths, localize) -> tupl
     entry_point_for_image(app.get("ImageUri", ""))
     pairs: dict[str, Path] = {}
     inputs: dict[str, Path] = {}
-    for inp in args.get("ProcessingInputs", []):
+    in_layout, out_layout = processing_layout(args, paths)
+    for inp, local, dest in in_layout:
         name = inp["InputName"]
-        if "S3Input" not in inp:
-            raise DataError(f"processing input {name!r}: only S3Input is supported locally "
-                            "(DatasetDefinition needs Athena/Redshift)")
-        s3 = inp["S3Input"]
-        local = str(s3.get("LocalPath", f"/opt/ml/processing/input/{name}"))
-        # where the container would see it (input/tasks/train: a script may name input/tasks)
-        dest = (paths.work / local[len("/opt/ml/processing/"):] if local.startswith("/opt/ml/processing/")
-                else paths.work / "input" / name)
-        uri = str(s3["S3Uri"])
+        uri = str(inp["S3Input"]["S3Uri"])
         if name == "code":
             src = resolve_code(uri, localize)
         else:
@@ -169,12 +162,10 @@ def prepare_processing(args: dict[str, Any], paths: StepPaths, localize) -> tupl
         pairs[local] = dest
         inputs[name] = dest
     outputs: dict[str, Path] = {}
-    for out in args.get("ProcessingOutputConfig", {}).get("Outputs", []):
-        name = out["OutputName"]
-        dest = paths.work / "output" / name
+    for name, local, dest in out_layout:
         dest.mkdir(parents=True, exist_ok=True)
         outputs[name] = dest
-        pairs[out.get("S3Output", {}).get("LocalPath", f"/opt/ml/processing/output/{name}")] = dest
+        pairs[local] = dest
     pairs["/opt/ml/processing"] = paths.work
     pairs.setdefault(CODE_DIR, REPO_ROOT)
     mapping = _mapping(pairs)
@@ -189,6 +180,29 @@ def prepare_processing(args: dict[str, Any], paths: StepPaths, localize) -> tupl
     for name, dest in inputs.items():
         env[f"SM_PROCESSING_INPUT_{_env_name(name)}"] = str(dest)
     return local_command(cmd), env, outputs
+
+
+def processing_layout(args: dict[str, Any], paths: StepPaths) -> tuple[list[tuple[dict, str, Path]],
+                                                                       list[tuple[str, str, Path]]]:
+    """Where each input and output lives: ``(input, container path, step folder path)`` and
+    ``(output name, container path, step folder path)`` (host runs and container mounts alike)."""
+    ins = []
+    for inp in args.get("ProcessingInputs", []):
+        name = inp["InputName"]
+        if "S3Input" not in inp:
+            raise DataError(f"processing input {name!r}: only S3Input is supported locally "
+                            "(DatasetDefinition needs Athena/Redshift)")
+        local = str(inp["S3Input"].get("LocalPath", f"/opt/ml/processing/input/{name}"))
+        # where the container would see it (input/tasks/train: a script may name input/tasks)
+        dest = (paths.work / local[len("/opt/ml/processing/"):] if local.startswith("/opt/ml/processing/")
+                else paths.work / "input" / name)
+        ins.append((inp, local, dest))
+    outs = []
+    for out in args.get("ProcessingOutputConfig", {}).get("Outputs", []):
+        name = out["OutputName"]
+        outs.append((name, str(out.get("S3Output", {}).get("LocalPath", f"/opt/ml/processing/output/{name}")),
+                     paths.work / "output" / name))
+    return ins, outs
 
 
 def processing_hosts(args: dict[str, Any]) -> list[str]:

@@ -1,4 +1,5 @@
-"""``clinical-ml run-local``: execute the pipeline definition on this machine (no Docker, no AWS).
+"""``clinical-ml run-local``: execute the pipeline definition on this machine (no AWS; with
+``--containers`` each job runs in its image, docs/containers.md).
 
 The definition is the JSON that ``make definition`` writes and ``make upsert-pipeline``
 uploads, built by the same ``get_pipeline`` code (``pipelines.commands.build_definition``);
@@ -6,6 +7,7 @@ there is no second, hand-written DAG. See docs/local-runner.md.
 
     clinical-ml run-local [--param Name=Value ...] [--data DIR] [--corpora DIR] [--from-step S] [--run-dir runs]
     clinical-ml run-local --demo          # the whole loop: synth data, train, deploy, drift, retrain
+    clinical-ml run-local --containers    # the same, every Processing/Training job in its image
 """
 from __future__ import annotations
 
@@ -102,7 +104,8 @@ def _step_row(r: StepResult) -> dict[str, Any]:
 
 def run_execution(definition: dict[str, Any], root: Path, params: dict[str, str], *, trigger: str = "manual",
                   from_step: str | None = None, resume: str | None = None, use_cache: bool = True,
-                  stream=None, execution_id: str | None = None) -> tuple[Execution, dict[str, Any]]:
+                  stream=None, execution_id: str | None = None,
+                  containers: bool = False) -> tuple[Execution, dict[str, Any]]:
     """Run one execution; returns it and its summary (written to the run folder)."""
     root = root.resolve()
     declared = {p["Name"] for p in definition.get("Parameters", [])}
@@ -122,6 +125,10 @@ def run_execution(definition: dict[str, Any], root: Path, params: dict[str, str]
     ex = Execution(definition=definition, run_dir=run_dir, execution_id=ex_id, parameters=values, root=root,
                    pipeline_name=os.environ.get("PIPELINE_NAME", "clinical-ml"), resume_from=resume_from,
                    use_cache=use_cache)
+    if containers:  # every Processing/Training job in its image (pipelines/local/containers.py)
+        from clinical_ml.version import code_version
+        from pipelines.local.containers import runtime_for
+        ex.containers = runtime_for(root, run_dir, ex_id, code_version())
     if from_step:
         steps, branch = flatten_steps(definition)
         if from_step not in steps:
@@ -200,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--definition", type=Path, help="run this definition JSON instead of building it")
     ap.add_argument("--trigger", default="manual", help="recorded as the Trigger parameter (manual|schedule|drift)")
     ap.add_argument("--no-cache", action="store_true", help="ignore CacheConfig: run every step")
+    ap.add_argument("--containers", action="store_true",
+                    help="run every Processing/Training job inside its image (make images first; docs/containers.md)")
     return ap
 
 
@@ -218,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         params[CORPORA_PARAMETER] = corpora_value(args.corpora)
     definition = read_json(args.definition) if args.definition else build_definition()
     ex, summary = run_execution(definition, args.run_dir, params, trigger=args.trigger, from_step=args.from_step,
-                                resume=args.resume, use_cache=not args.no_cache)
+                                resume=args.resume, use_cache=not args.no_cache, containers=args.containers)
     from pipelines.local.report import write_report
     write_report(ex.run_dir, {"executions": [summary], "registered": [], "endpoint": None, "drift": None})
     if ex.failure:
