@@ -114,13 +114,18 @@ def synth_data(root: Path, patients: int) -> Path:
     return out
 
 
-def choose_corpora(arg: str | None, user: dict[str, str]) -> tuple[str, str]:
+def choose_corpora(arg: str | None, user: dict[str, str], containers: bool = False) -> tuple[str, str]:
     """(AnnotatedCorporaUri value, the line the run says): ``--param AnnotatedCorporaUri=`` wins,
-    then ``--corpora`` (``none``: synthetic only), else ../shared/data when that folder exists."""
+    then ``--corpora`` (``none``: synthetic only), else ../shared/data when that folder exists
+    (not with ``--containers``: BuildNotes is network-isolated and reads the value itself, so a
+    host folder is not in its container, as an s3:// one is not reachable on SageMaker)."""
     if CORPORA_PARAMETER in user:
         value, why = user[CORPORA_PARAMETER], f"--param {CORPORA_PARAMETER}"
     elif arg is not None and arg.strip():
         value, why = corpora_value(arg), "CORPORA=none" if arg.strip().lower() == "none" else ""
+    elif containers:
+        return "", ("extractor: synthetic notes only (--containers: the isolated BuildNotes container "
+                    "cannot read a host corpora folder; docs/containers.md)")
     elif SHARED_CORPORA.is_dir():
         value, why = str(SHARED_CORPORA.resolve()), ""
     else:
@@ -245,7 +250,7 @@ def run_demo(args: argparse.Namespace) -> int:
             summary["missing"] = missing
             raise DemoError("missing pieces: " + "; ".join(missing))
         user = parse_params(args.param)
-        corpora, said = choose_corpora(getattr(args, "corpora", None), user)  # a bad folder fails before synth
+        corpora, said = choose_corpora(getattr(args, "corpora", None), user, getattr(args, "containers", False))  # a bad folder fails before synth
         _say(said)
         summary["corpora"] = corpora or None
         t = time.monotonic()
