@@ -47,7 +47,8 @@ def _check_annotations(texts, results):
         assert annotation_errors(doc, text) == []
 
 
-def test_encoder_step_lowers_loss_and_round_trips(tiny_bert, tmp_path):
+@pytest.mark.parametrize("tuning", ["full", "lora"])
+def test_encoder_step_lowers_loss_and_round_trips(tiny_bert, tmp_path, tuning):
     from transformers import AutoTokenizer
 
     from clinical_ml.extraction import load
@@ -57,8 +58,13 @@ def test_encoder_step_lowers_loss_and_round_trips(tiny_bert, tmp_path):
 
     docs = toy_documents(8)
     tok = AutoTokenizer.from_pretrained(str(tiny_bert))
-    model = build_model(str(tiny_bert), EncoderConfig(max_length=64, overlap=8, categories=["Nursing", "Physician"]))
-    assert sum(p.numel() for p in model.encoder.parameters() if p.requires_grad) > 0
+    model = build_model(str(tiny_bert), EncoderConfig(max_length=64, overlap=8, tuning=tuning,
+                                                      categories=["Nursing", "Physician"]))
+    trainable = sum(p.numel() for p in model.encoder.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.encoder.parameters())
+    assert (trainable == total) if tuning == "full" else (0 < trainable < total)
+    # no dropout while training (its CPU masks cost 45% of a step); eval() changes nothing
+    assert all(m.p == 0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
     examples = [ex for d in docs for ex in training_examples(tok, d, model.cfg, None)]
     assert any(ex["pairs"] for ex in examples)
     batch = collate(examples, tok.pad_token_id)
@@ -78,8 +84,12 @@ def test_encoder_step_lowers_loss_and_round_trips(tiny_bert, tmp_path):
     save_encoder(ext, tmp_path / "m", str(tiny_bert), tiny_bert, {"steps": 1})
     meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
     assert meta["model_type"] == "extractor" and meta["kind"] == "encoder"
-    assert (tmp_path / "m" / "adapter" / "adapter_config.json").is_file()
-    assert (tmp_path / "m" / "base" / "config.json").is_file()  # not a package alias -> base kept
+    if tuning == "lora":
+        assert (tmp_path / "m" / "adapter" / "adapter_config.json").is_file()
+        assert (tmp_path / "m" / "base" / "config.json").is_file()  # not a package alias -> base kept
+    else:  # the weights themselves; no adapter, no base copy
+        assert (tmp_path / "m" / "encoder" / "model.safetensors").is_file()
+        assert not (tmp_path / "m" / "adapter").exists() and not (tmp_path / "m" / "base").exists()
     again = load(tmp_path / "m").extract(texts)
     assert [a["entities"] for a in again] == [a["entities"] for a in first]
     assert [a["category"] for a in again] == [a["category"] for a in first]
@@ -93,7 +103,7 @@ def test_encoder_fit_learns_toy_notes(tiny_bert):
     from clinical_ml.extraction.metrics import evaluate
 
     tok = AutoTokenizer.from_pretrained(str(tiny_bert))
-    model = build_model(str(tiny_bert), EncoderConfig(max_length=64, lora_r=8))
+    model = build_model(str(tiny_bert), EncoderConfig(max_length=64, tuning="lora", lora_r=8))
     for p in model.encoder.base_model.model.embeddings.parameters():
         p.requires_grad = True  # random-init base: let the tiny model learn embeddings too
     train, test = toy_documents(40, seed=1), toy_documents(10, seed=2)

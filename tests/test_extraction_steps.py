@@ -52,10 +52,22 @@ def test_train_writes_model_dir_contract(trained):
     schema = json.loads((model / "schema.json").read_text())
     assert schema["relation_types"] == ["DOSE_OF", "ROUTE_OF", "FREQUENCY_OF", "FORM_OF", "DURATION_OF"]
     assert schema["version"] == meta["schema_version"] == "1.1"
-    for p in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "heads.safetensors",
-              "tokenizer/tokenizer.json", "base/config.json", "merged/config.json"):
+    for p in ("encoder/config.json", "encoder/model.safetensors", "heads.safetensors",
+              "tokenizer/tokenizer.json", "merged/config.json"):
         assert (model / p).is_file(), p
+    assert meta["config"]["tuning"] == "full" and not (model / "adapter").exists()
     assert (trained / "data" / "validation.json").is_file()
+
+
+def test_lora_tuning_writes_adapter_and_base(tiny_bert, notes, tmp_path):
+    rc = cli(["train-extractor", "--train", str(notes / "train.jsonl"), "--model-dir", str(tmp_path / "m"),
+              "--kind", "encoder", "--base-model", str(tiny_bert), "--encoder-tuning", "lora",
+              "--max-steps", "1", "--max-length", "64", "--threads", "1"])
+    assert rc == 0
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert meta["config"]["tuning"] == "lora" and not (tmp_path / "m" / "encoder").exists()
+    for p in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "base/config.json"):
+        assert (tmp_path / "m" / p).is_file(), p
 
 
 def test_evaluate_writes_gate(trained, notes, tmp_path):

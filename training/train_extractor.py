@@ -57,7 +57,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (0: epochs)")
     p.add_argument("--time-budget-s", type=float, default=0, help="stop training after this many seconds (0: off)")
-    p.add_argument("--lr", type=float, default=None, help="default 3e-3 encoder, 1e-3 generative")
+    p.add_argument("--lr", type=float, default=None,
+                   help="default: encoder 3e-4 (full) / 3e-3 (lora), generative 1e-3")
+    p.add_argument("--encoder-tuning", choices=("full", "lora"), default="full",
+                   help="encoder: fine-tune every weight (default) or a LoRA adapter (--lora-r)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=256, help="tokens per window (encoder) / prompt (generative)")
     p.add_argument("--max-target-tokens", type=int, default=160, help="generative: target JSON budget")
@@ -145,12 +148,13 @@ def train_encoder(args, train_docs: list[dict], all_train: list[dict], accelerat
     base = args.base_model or "minilm"
     base_dir = resolve(base)
     cats = sorted({d["category"] for d in train_docs if d.get("category")})
-    cfg = EncoderConfig(max_length=args.max_length, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
+    cfg = EncoderConfig(max_length=args.max_length, tuning=args.encoder_tuning,
+                        lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
                         categories=cats if len(cats) > 1 else [])
     tok = AutoTokenizer.from_pretrained(str(base_dir))  # nosec B615 - local directory, offline
     torch.manual_seed(args.seed)
     model = build_model(str(base_dir), cfg)
-    stats = fit(model, tok, train_docs, epochs=args.epochs, lr=args.lr or 3e-3, batch_size=args.batch_size,
+    stats = fit(model, tok, train_docs, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                 seed=args.seed, max_steps=args.max_steps or None, accelerator=accelerator,
                 time_budget_s=args.time_budget_s or None)
     if hasattr(model, "module"):
@@ -181,7 +185,7 @@ def save_merged(ext, out: Path) -> None:
     """Merged weights (LoRA folded into the base) for runtimes without peft; the adapter stays
     the artifact ``load`` uses."""
     model = ext.model.encoder if hasattr(ext.model, "encoder") else ext.model
-    model.merge_and_unload().save_pretrained(out)
+    (model.merge_and_unload() if hasattr(model, "merge_and_unload") else model).save_pretrained(out)
     ext.tokenizer.save_pretrained(out)
 
 

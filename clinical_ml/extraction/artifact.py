@@ -4,7 +4,8 @@
 metadata.json      {"model_type": "extractor", "kind": "encoder|generative|rules", "base_model",
                     "labels", "relation_types", "categories", "config", "training", "created"}
 schema.json        schema version, entity labels, relation types, record JSON schema
-adapter/           peft LoRA adapter (encoder, generative)
+adapter/           peft LoRA adapter (generative; encoder trained with tuning "lora")
+encoder/           the fine-tuned encoder's weights (encoder trained with tuning "full")
 heads.safetensors  encoder heads: NER, relation, category (encoder)
 gazetteer.json     training-split names added where the encoder tagged nothing (encoder)
 tokenizer/         the tokenizer the adapter was trained with
@@ -37,11 +38,12 @@ def save_encoder(extractor, out: str | Path, base_model: str, base_dir: Path,
 
     out = Path(out)
     model = extractor.model
-    model.encoder.save_pretrained(out / "adapter")
+    # LoRA: the adapter alone (the base comes from its package or base/); full: the weights
+    model.encoder.save_pretrained(out / ("adapter" if model.cfg.tuning == "lora" else "encoder"))
     save_file({k: v.detach().cpu().contiguous() for k, v in model.heads.state_dict().items()},
               str(out / "heads.safetensors"))
     extractor.tokenizer.save_pretrained(out / "tokenizer")
-    if not is_alias(base_model):
+    if model.cfg.tuning == "lora" and not is_alias(base_model):
         copy_base(base_dir, out)
     if extractor.gazetteer is not None:
         write_json(out / "gazetteer.json", extractor.gazetteer.terms)
@@ -70,10 +72,10 @@ def quantize_int8(module):
 def load_encoder(model_dir: Path, meta: dict, quantize: str | None = None):
     from peft import PeftModel
     from safetensors.torch import load_file
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from clinical_ml.extraction.encoder import (EncoderConfig, EncoderExtractor,
-                                                EncoderExtractorModel, _is_bert)
+                                                EncoderExtractorModel, load_base)
 
     labels = meta.get("labels")
     if labels is not None and list(labels) != list(ENTITY_LABELS):
@@ -81,17 +83,19 @@ def load_encoder(model_dir: Path, meta: dict, quantize: str | None = None):
                         f"{', '.join(labels)} (schema {meta.get('schema_version', '1.0')}); this code's "
                         f"schema {SCHEMA_VERSION} has {', '.join(ENTITY_LABELS)}, so its NER head does "
                         "not fit; retrain it with train-extractor")
-    base_path = base_weights_dir(model_dir, meta)
-    kw = {"add_pooling_layer": False} if _is_bert(base_path) else {}
-    base = AutoModel.from_pretrained(base_path, **kw)  # nosec B615 - local directory, offline
-    # LoRA folded into the base weights: the same function, without the adapter's extra
-    # matmuls on every linear layer (inference only; training saves the adapter itself)
-    encoder = PeftModel.from_pretrained(base, str(model_dir / "adapter")).merge_and_unload()
+    if (model_dir / "encoder").is_dir():  # fully fine-tuned
+        encoder = load_base(str(model_dir / "encoder"))
+    else:
+        base = load_base(str(base_weights_dir(model_dir, meta)))
+        # LoRA folded into the base weights: the same function, without the adapter's extra
+        # matmuls on every linear layer (inference only; training saves the adapter itself)
+        encoder = PeftModel.from_pretrained(base, str(model_dir / "adapter")).merge_and_unload()
     if quantize == "int8":
         encoder = quantize_int8(encoder)
     elif quantize not in (None, "none"):
         raise DataError(f"quantize={quantize!r}: use 'int8' or none")
-    cfg = EncoderConfig(**meta["config"])
+    # loaded weights are plain (an adapter is merged above): re-saving writes encoder/
+    cfg = EncoderConfig(**{**meta["config"], "tuning": "full"})
     model = EncoderExtractorModel(encoder, cfg)
     model.heads.load_state_dict(load_file(str(model_dir / "heads.safetensors")))
     tok = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))  # nosec B615 - local directory, offline
