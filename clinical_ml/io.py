@@ -133,8 +133,24 @@ def resolve_model_dir(path: str | os.PathLike, scratch: str | os.PathLike | None
     dest = Path(scratch) if scratch else Path(tempfile.mkdtemp(prefix="model-"))
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball, "r:gz") as tar:
-        tar.extractall(dest, filter="data")
+        safe_extract(tar, dest)
     return dest
+
+
+def safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """``extractall`` with the "data" filter (no absolute paths, no escaping links, no devices).
+    Python before 3.11.4 (Debian bookworm's 3.11.2, the local image base) has no ``filter``:
+    the same checks by hand there."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = Path(dest).resolve()
+    for m in tar.getmembers():
+        target = (root / m.name).resolve()
+        if not (target == root or root in target.parents) or m.isdev() or (
+                (m.issym() or m.islnk()) and not (root / Path(m.name).parent / m.linkname).resolve().is_relative_to(root)):
+            raise DataError(f"model tarball member {m.name!r} would land outside {root}; refusing it")
+    tar.extractall(dest)  # nosec B202 - every member checked above
 
 
 def backend() -> str:

@@ -148,3 +148,31 @@ def test_endpoint_container_serves_both_variants_as_sagemaker_runs_it():
     assert cmd[0] == "serve" and cmd[cmd.index("--model-b") + 1] == "/opt/ml/model-b"
     assert cmd[cmd.index("--weight-b") + 1] == "0.1" and cmd[cmd.index("--capture-dir") + 1] == "/opt/ml/capture"
     assert Path("pipelines/images/serve").read_text().count("--model /opt/ml/model") == 1
+
+
+def test_model_tarballs_unpack_safely_on_pythons_without_the_data_filter(tmp_path, monkeypatch):
+    """Debian bookworm's Python 3.11.2 (the local image base) has no tarfile filter: the first
+    container run of EvaluateOutcomes failed on it; the fallback keeps the same checks."""
+    import io
+    import tarfile
+
+    from clinical_ml.io import safe_extract
+
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    good = tmp_path / "good.tar.gz"
+    with tarfile.open(good, "w:gz") as tar:
+        data = b"{}"
+        info = tarfile.TarInfo("metadata.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with tarfile.open(good) as tar:
+        safe_extract(tar, tmp_path / "out")
+    assert (tmp_path / "out" / "metadata.json").read_text() == "{}"
+    bad = tmp_path / "bad.tar.gz"
+    with tarfile.open(bad, "w:gz") as tar:
+        info = tarfile.TarInfo("../escape.txt")
+        info.size = 0
+        tar.addfile(info, io.BytesIO(b""))
+    with tarfile.open(bad) as tar, pytest.raises(DataError, match="outside"):
+        safe_extract(tar, tmp_path / "out2")
+    assert not (tmp_path / "escape.txt").exists()

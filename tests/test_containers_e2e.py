@@ -55,6 +55,7 @@ def _mini(model_uri: str | None) -> dict:
     """BuildTasks (+ EvaluateOutcomes on a given model, without note features) of the real definition."""
     steps, _ = flatten_steps(build_definition())
     build = json.loads(json.dumps(steps["BuildTasks"]))
+    build.pop("DependsOn", None)
     out = [build]
     if model_uri:
         ev = json.loads(json.dumps(steps["EvaluateOutcomes"]))

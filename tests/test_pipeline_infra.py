@@ -178,7 +178,7 @@ def test_dockerfiles_put_the_code_where_the_entrypoints_look():
         assert cmd[cmd.index("--target") + 1] == family
         arg = cmd[cmd.index("--build-arg") + 1]
         assert arg.endswith(BASE_IMAGES[family]) and ("gpu" in arg) == (family == "training-gpu")
-    assert f"COPY . {CODE_DIR}\n" in text and f"pip install --no-cache-dir --no-deps -e {CODE_DIR}" in text
+    assert f"COPY . {CODE_DIR}\n" in text and f"pip install --no-cache-dir --no-deps --no-build-isolation -e {CODE_DIR}" in text
     serve = (REPO / "pipelines/images/serve").read_text()
     assert "--host 0.0.0.0" in serve and "clinical_ml.cli serve" in serve
     inference = text[text.index("AS inference"):]
