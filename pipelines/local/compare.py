@@ -2,8 +2,8 @@
 
     python -m pipelines.local.compare RUN_A RUN_B [--step BuildTasks --step EvaluateOutcomes]
 
-For each step: the sha256 of every task Parquet file and JSON report under its ``output/``
-(``model.tar.gz`` left out: a tarball records file times). Exit 0 when every step listed is
+For each step: the sha256 of every task Parquet file and JSON report in its declared outputs
+(``output/<OutputName>/``; ``model.tar.gz`` left out: a tarball records file times). Exit 0 when every step listed is
 equal, 1 otherwise, naming the files that differ.
 """
 from __future__ import annotations
@@ -18,7 +18,8 @@ from clinical_ml.io import DataError, sha256_file
 DEFAULT_STEPS = ("BuildTasks", "EvaluateOutcomes")
 PATTERNS = ("*.parquet", "*.json")
 # files that record when or where they were made, not what
-SKIP = {"manifest.json", "status.json", "processingjobconfig.json", "resourceconfig.json"}
+SKIP = {"manifest.json", "status.json", "processingjobconfig.json", "resourceconfig.json",
+        "model_metrics.json"}  # evaluation_time
 
 
 def output_hashes(step_dir: Path) -> dict[str, str]:
@@ -28,8 +29,11 @@ def output_hashes(step_dir: Path) -> dict[str, str]:
     hashes = {}
     for pattern in PATTERNS:
         for f in sorted(out.rglob(pattern)):
-            if f.is_file() and f.name not in SKIP:
-                hashes[f.relative_to(out).as_posix()] = sha256_file(f)
+            rel = f.relative_to(out).as_posix()
+            # only what the step publishes: output/<OutputName>/...; a file a host run leaves at
+            # output/ itself is in no declared output (a container, like SageMaker, drops it)
+            if f.is_file() and f.name not in SKIP and "/" in rel:
+                hashes[rel] = sha256_file(f)
     return hashes
 
 
