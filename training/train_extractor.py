@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (0: epochs)")
     p.add_argument("--time-budget-s", type=float, default=0, help="stop training after this many seconds (0: off)")
     p.add_argument("--lr", type=float, default=None,
-                   help="default: encoder 3e-4 (full) / 3e-3 (lora), generative 1e-3")
+                   help="default: encoder 6e-4 (full) / 3e-3 (lora), generative 1e-3")
     p.add_argument("--encoder-tuning", choices=("full", "lora"), default="full",
                    help="encoder: fine-tune every weight (default) or a LoRA adapter (--lora-r)")
     p.add_argument("--batch-size", type=int, default=8)
