@@ -8,7 +8,7 @@ on the labels it annotates. Extractors:
 
 - ``rules``: rules + negation, gazetteer fitted on that corpus's train split; ``rules_seed``:
   the same without training (seed lexicon only, the baseline the issue quotes);
-- ``encoder_synthetic`` / ``encoder_real``: MiniLM + LoRA trained by ``train_extractor.main``
+- ``encoder_synthetic`` / ``encoder_real``: MiniLM (fully fine-tuned: train-extractor's default) trained by ``train_extractor.main``
   with the arguments of ``make demo``'s TrainExtractor step (resolved from the pipeline
   definition with the demo's parameter values: ``--max-train-docs 300 --time-budget-s 390``
   today), on the synthetic notes alone / on the synthetic + real notes (``build-notes

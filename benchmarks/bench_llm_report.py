@@ -8,8 +8,8 @@ import json
 
 TITLES = {"synthetic": "synthetic test notes", "maccrobat2020": "MACCROBAT test", "bc5cdr": "BC5CDR test",
           "ncbi-disease": "NCBI-disease test"}
-NAMES = {"rules": "rules + negation (train gazetteer)", "rules_seed": "rules + negation (seed lexicon, untrained)", "encoder_synthetic": "MiniLM + LoRA, synthetic only",
-         "encoder_real": "MiniLM + LoRA, synthetic + real", "zero_shot": "SmolLM2 zero-shot",
+NAMES = {"rules": "rules + negation (train gazetteer)", "rules_seed": "rules + negation (seed lexicon, untrained)", "encoder_synthetic": "MiniLM fine-tuned, synthetic only",
+         "encoder_real": "MiniLM fine-tuned, synthetic + real", "zero_shot": "SmolLM2 zero-shot",
          "generative": "SmolLM2 + LoRA, synthetic + real", "retrieval": "SmolLM2 + LoRA + retrieval"}
 SHORT = {"MEDICATION": "MED", "DOSE": "DOSE", "ROUTE": "ROUTE", "FREQUENCY": "FREQ", "FORM": "FORM",
          "DURATION": "DUR", "PROBLEM": "PROB", "TEST": "TEST", "PROCEDURE": "PROC"}

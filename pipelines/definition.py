@@ -160,12 +160,12 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
 
     note_shards = Join(on="/", values=[notes, "extract"])  # the notes to extract from (no gold needed)
 
-    # --- TrainExtractor: LoRA fine-tuning on a GPU instance -----------------------------------
+    # --- TrainExtractor: fine-tuning on a GPU instance ----------------------------------------
     step_train_extractor = f.training(
         "TrainExtractor", "training/train_extractor.py",
         display_name="Train clinical extractor",
-        description="LoRA fine-tuning of a small language model for entities, relations and "
-                    "the structured record (GPU instance type parameter); torchrun DDP over the "
+        description="Fine-tuning of a small language model (the encoder fully, SmolLM2 with "
+                    "LoRA) for entities, relations and the structured record (GPU instance type parameter); torchrun DDP over the "
                     "GPUs and instances (ExtractorTrainingInstanceCount).",
         channels={"train": notes_split("train"), "validation": notes_split("val")},
         image=p.training_gpu_image_uri, instance_type=p.extractor_instance_type,
