@@ -146,9 +146,10 @@ def safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
         return
     root = Path(dest).resolve()
     for m in tar.getmembers():
-        target = (root / m.name).resolve()
-        if not (target == root or root in target.parents) or m.isdev() or (
-                (m.issym() or m.islnk()) and not (root / Path(m.name).parent / m.linkname).resolve().is_relative_to(root)):
+        # a symlink's target is relative to its own folder, a hard link's to the archive root
+        link = (root / Path(m.name).parent / m.linkname if m.issym() else root / m.linkname
+                if m.islnk() else root / m.name)
+        if not all(p.resolve().is_relative_to(root) for p in (root / m.name, link)) or m.isdev():
             raise DataError(f"model tarball member {m.name!r} would land outside {root}; refusing it")
     tar.extractall(dest)  # nosec B202 - every member checked above
 

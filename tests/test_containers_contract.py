@@ -176,3 +176,11 @@ def test_model_tarballs_unpack_safely_on_pythons_without_the_data_filter(tmp_pat
     with tarfile.open(bad) as tar, pytest.raises(DataError, match="outside"):
         safe_extract(tar, tmp_path / "out2")
     assert not (tmp_path / "escape.txt").exists()
+    # a hard link's name is relative to the archive root: "../x" from a/b points outside
+    hard = tmp_path / "hard.tar.gz"
+    with tarfile.open(hard, "w:gz") as tar:
+        info = tarfile.TarInfo("a/b")
+        info.type, info.linkname = tarfile.LNKTYPE, "../x"
+        tar.addfile(info)
+    with tarfile.open(hard) as tar, pytest.raises(DataError, match="outside"):
+        safe_extract(tar, tmp_path / "out3")
