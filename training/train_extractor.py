@@ -184,7 +184,8 @@ def train_generative(args, train_docs: list[dict]):
 
 def save_merged(ext, out: Path) -> None:
     """Merged weights (LoRA folded into the base) for runtimes without peft; the adapter stays
-    the artifact ``load`` uses."""
+    the artifact ``load`` uses. A fully fine-tuned encoder is written as it is (the same
+    weights as its ``encoder/``)."""
     model = ext.model.encoder if hasattr(ext.model, "encoder") else ext.model
     (model.merge_and_unload() if hasattr(model, "merge_and_unload") else model).save_pretrained(out)
     ext.tokenizer.save_pretrained(out)

@@ -383,11 +383,11 @@ class EncoderExtractor:
 def build_model(base_dir: str, cfg: EncoderConfig) -> EncoderExtractorModel:
     from peft import LoraConfig, get_peft_model
 
+    if cfg.tuning not in ("full", "lora"):
+        raise ValueError(f"EncoderConfig.tuning={cfg.tuning!r}: use 'full' or 'lora'")
     base = load_base(base_dir, dropout=cfg.dropout)
     if cfg.tuning == "full":
         return EncoderExtractorModel(base, cfg)
-    if cfg.tuning != "lora":
-        raise ValueError(f"EncoderConfig.tuning={cfg.tuning!r}: use 'full' or 'lora'")
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=LORA_TARGETS, bias="none")
     return EncoderExtractorModel(get_peft_model(base, lora), cfg)
