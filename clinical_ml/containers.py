@@ -93,5 +93,17 @@ def image_labels(image: str) -> dict[str, str]:
     return (doc[0].get("Labels") or doc[0].get("Config", {}).get("Labels") or {}) if doc else {}
 
 
+def image_problem(image: str, source_hash: str, allow_stale: bool = False) -> str:
+    """'' when ``image`` is built here from the sources of ``source_hash`` (any sources with
+    ``allow_stale``), else why not: what the runner refuses and the container tests skip on."""
+    if not image_exists(image):
+        return f"image {image} is not built here; run `make images` (docs/containers.md)"
+    built = image_labels(image).get(SOURCE_LABEL, "")
+    if built != source_hash and not allow_stale:
+        return (f"image {image} was built from other sources (label {built[:12] or 'none'}, this checkout "
+                f"{source_hash[:12]}); run `make images` again (or CLINICAL_ML_ALLOW_STALE_IMAGES=1 to run it anyway)")
+    return ""
+
+
 def image_id(image: str) -> str:
     return run(["image", "inspect", "--format", "{{.Id}}", image]).stdout.strip()

@@ -31,15 +31,7 @@ PROCESSING = image_uri("processing", "000000000000", "us-east-1")
 
 
 def _skip_reason() -> str:
-    why = containers.why_unavailable()
-    if why:
-        return why
-    if not containers.image_exists(PROCESSING):
-        return f"{PROCESSING} is not built (make images FAMILIES=processing)"
-    label = containers.image_labels(PROCESSING).get(containers.SOURCE_LABEL, "")
-    if label != source_hash(REPO_ROOT):
-        return f"{PROCESSING} was built from other sources (make images FAMILIES=processing)"
-    return ""
+    return containers.why_unavailable() or containers.image_problem(PROCESSING, source_hash(REPO_ROOT))
 
 
 REASON = _skip_reason()

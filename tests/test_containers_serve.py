@@ -27,14 +27,7 @@ INFERENCE = image_uri("inference", "000000000000", "us-east-1")
 
 
 def _skip_reason() -> str:
-    why = containers.why_unavailable()
-    if why:
-        return why
-    if not containers.image_exists(INFERENCE):
-        return f"{INFERENCE} is not built (make images FAMILIES=inference)"
-    if containers.image_labels(INFERENCE).get(containers.SOURCE_LABEL, "") != source_hash(REPO_ROOT):
-        return f"{INFERENCE} was built from other sources (make images FAMILIES=inference)"
-    return ""
+    return containers.why_unavailable() or containers.image_problem(INFERENCE, source_hash(REPO_ROOT))
 
 
 REASON = _skip_reason()

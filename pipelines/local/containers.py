@@ -71,13 +71,9 @@ class ContainerRuntime:
             return self._images[image]
         if not image:
             raise DataError("the job names no image")
-        if not engine.image_exists(image):
-            raise DataError(f"image {image} is not built here; run `make images` (docs/containers.md)")
-        built = engine.image_labels(image).get(engine.SOURCE_LABEL, "")
-        if built != self.source_hash and not self.allow_stale:
-            raise DataError(f"image {image} was built from other sources (label {built[:12] or 'none'}, "
-                            f"this checkout {self.source_hash[:12]}); run `make images` again "
-                            "(or CLINICAL_ML_ALLOW_STALE_IMAGES=1 to run it anyway)")
+        problem = engine.image_problem(image, self.source_hash, self.allow_stale)
+        if problem:
+            raise DataError(problem)
         self._images[image] = engine.image_id(image)
         return self._images[image]
 
