@@ -6,6 +6,12 @@ model is asked to predict: in-hospital death (logistic in ``s`` and condition ri
 ICU length of stay (log-normal, longer when sicker), discharge destination, death after
 discharge and 30-day readmission. Physiology (physiology.py) is drawn from the same ``s``
 trajectory, so vitals and labs carry the signal and a good model can learn it.
+
+Periods (``Period``): by default one period, 2100-2195, CareVue or MetaVision per patient. With
+eras (``clinical-ml synth --later-fraction F``) the early period is the CareVue era (histories
+end before ``T2200``) and the later one the MetaVision era from ``T2200``: MetaVision itemids and
+charting for everyone, an older case mix and a severity shift, so outcomes shift with them, as
+MIMIC-III's 2008 CareVue -> MetaVision switch changed its data.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ HOUR = 3600
 DAY = 86400
 YEAR = int(365.2425 * DAY)
 T2100 = 4102444800  # 2100-01-01 00:00:00 UTC, seconds since epoch
+T2200 = 7258118400  # 2200-01-01 00:00:00 UTC: where the later (MetaVision-era) period starts
 MORTALITY_INTERCEPT = -3.85  # calibrated so in-hospital mortality is ~11% (see bench/report)
 
 ICU_WARDS = {"MICU": (50, 52), "SICU": (33, 23), "CCU": (7, 57), "CSRU": (14, 15), "TSICU": (12, 57)}
@@ -37,6 +44,27 @@ SEVERITY_OFFSET = {"sepsis": 0.45, "resp_failure": 0.55, "stroke": 0.35, "liver"
 SECOND_ACUTE = {"sepsis": ("aki", "pneumonia", "resp_failure"), "pneumonia": ("resp_failure", "sepsis"),
                 "chf": ("aki", "ami"), "ami": ("chf",), "liver": ("gi_bleed", "aki"), "gi_bleed": ("liver",),
                 "copd_exac": ("pneumonia", "resp_failure"), "stroke": ("pneumonia",)}
+
+
+@dataclass(frozen=True)
+class Period:
+    """Who is admitted when and charted how. ``DEFAULT`` reproduces the original generator draw
+    for draw (its output must not change); ``EARLY``/``LATER`` are the two eras."""
+
+    name: str
+    first_admit: int            # epoch seconds: the earliest first admission
+    span_years: float           # first admissions fall in [first_admit, first_admit + span)
+    age_mean: float
+    age_sd: float
+    p_old: float                # share older than 89 (DOB shifted ~300 years back)
+    severity_shift: float       # added to every admission's latent severity
+    dbsource: str | None        # None: CareVue 55% / MetaVision 45% per patient
+    until: int | None = None    # no admission at or after this time (the era ends)
+
+
+DEFAULT = Period("default", T2100, 95, 64, 16, 0.045, 0.0, None)
+EARLY = Period("early", T2100, 95, 64, 16, 0.045, 0.0, "carevue", until=T2200)
+LATER = Period("later", T2200, 4, 71, 14, 0.09, 0.35, "metavision")
 
 
 def pick(rng: np.random.Generator, options) -> object:
@@ -109,6 +137,7 @@ class Patient:
     admissions: list[Admission] = field(default_factory=list)
     dod: int | None = None
     dod_hosp: int | None = None
+    period: Period = DEFAULT
 
 
 class Ids:
@@ -139,11 +168,12 @@ class Ids:
         return self.icustay
 
 
-def make_patient(rng: np.random.Generator, ids: Ids) -> tuple[Patient, int]:
+def make_patient(rng: np.random.Generator, ids: Ids, period: Period = DEFAULT) -> tuple[Patient, int]:
     sid = ids.next_subject(rng)
-    old = rng.random() < 0.045
-    age0 = float(np.clip(rng.normal(64, 16), 18.2, 89.5)) if not old else float(rng.uniform(90, 97))
-    start = T2100 + int(rng.uniform(0, 95) * YEAR) + int(rng.integers(0, DAY))
+    old = rng.random() < period.p_old
+    age0 = (float(np.clip(rng.normal(period.age_mean, period.age_sd), 18.2, 89.5)) if not old
+            else float(rng.uniform(90, 97)))
+    start = period.first_admit + int(rng.uniform(0, period.span_years) * YEAR) + int(rng.integers(0, DAY))
     # ages > 89 are hidden by shifting the DOB: they appear ~300 years old
     shown_age = age0 if not old else 300 + rng.uniform(0, 10)
     dob = (start - int(shown_age * YEAR)) // DAY * DAY
@@ -154,10 +184,11 @@ def make_patient(rng: np.random.Generator, ids: Ids) -> tuple[Patient, int]:
             p *= 1.4
         if rng.random() < p:
             chronic.append(k)
-    return Patient(sid, "M" if rng.random() < 0.56 else "F", dob, age0, old, chronic,
-                   "carevue" if rng.random() < 0.55 else "metavision",
+    gender = "M" if rng.random() < 0.56 else "F"
+    dbsource = "carevue" if rng.random() < 0.55 else "metavision"  # drawn in every period: same stream
+    return Patient(sid, gender, dob, age0, old, chronic, period.dbsource or dbsource,
                    pick(rng, ETHNICITY), pick(rng, INSURANCE), pick(rng, LANGUAGE), pick(rng, RELIGION),
-                   pick(rng, MARITAL)), start
+                   pick(rng, MARITAL), period=period), start
 
 
 def _choose_acute(rng, prev: Admission | None, readmit30: bool, elective: bool) -> list[str]:
@@ -189,6 +220,8 @@ def make_admission(rng, ids: Ids, pt: Patient, admit: int, age: float, prev: Adm
     burden = sum(k in pt.chronic for k in ("chf_chronic", "ckd", "copd", "afib", "dm"))
     severity = float(rng.normal(0, 1) + sum(SEVERITY_OFFSET[k] for k in acute)
                      + 0.018 * (age - 65) + 0.15 * burden + (0.3 if readmit30 else 0.0))
+    if pt.period.severity_shift:
+        severity += pt.period.severity_shift
     dies = bool(rng.random() < sigmoid(mortality_logit(acute, pt.chronic, severity, age)))
     cond = CONDITIONS[acute[0]]
     adm_type = "ELECTIVE" if elective else ("URGENT" if rng.random() < 0.07 else "EMERGENCY")
@@ -244,6 +277,8 @@ def make_history(rng, ids: Ids, pt: Patient, start: int) -> None:
     """Admissions until death or the end of follow-up; readmission risk follows severity."""
     admit, prev, readmit30 = start, None, False
     for _ in range(8):
+        if pt.period.until is not None and admit >= pt.period.until:
+            return  # the era ended: this patient is not seen again
         age = pt.age0 + (admit - start) / YEAR
         hadm = make_admission(rng, ids, pt, admit, age, prev, readmit30)
         pt.admissions.append(hadm)

@@ -9,6 +9,12 @@ are simulated in chunks of ``--chunk`` and streamed to the compressors, so memor
 each chunk has its own random stream (seed, chunk index), so the same seed and patient count
 give byte-identical files. The folder is filled from a temporary sibling and files are moved
 in only when everything succeeded.
+
+``--later-fraction F`` (default 0: the output above, unchanged) splits the patients into two
+eras like MIMIC-III's 2008 CareVue -> MetaVision switch: the first ``1 - F`` are the early,
+CareVue-era patients (admissions before 2200-01-01), the last ``F`` the later, MetaVision-era
+patients (first admissions from 2200-01-01: MetaVision itemids, units and charting, older and
+sicker; ``cohort.LATER``). ``--later-fraction 1`` writes a later-period database only.
 """
 from __future__ import annotations
 
@@ -50,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--compresslevel", type=int, default=2, help="gzip level 1-9 (default 2)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                     help="processes simulating chunks (output does not depend on it)")
+    ap.add_argument("--later-fraction", type=float, default=0.0,
+                    help="share of patients in the later, MetaVision-era period (admitted from 2200-01-01; "
+                         "the others in the CareVue era); 0 (default): one period, as before")
     return ap.parse_args(argv)
 
 
@@ -76,15 +85,16 @@ class Sink:
         return {t: w.rows for t, w in self.writers.items()}
 
 
-def simulate_chunk(rng: np.random.Generator, ids: Ids, n: int):
-    """Patients of one chunk with their admissions, events and codes (row buffers)."""
+def simulate_chunk(rng: np.random.Generator, ids: Ids, n: int, periods: list[cohort.Period] | None = None):
+    """Patients of one chunk with their admissions, events and codes (row buffers);
+    ``periods[j]`` is patient j's period (default: ``cohort.DEFAULT`` for all)."""
     chart = physiology.Rows(*physiology.CHART_COLS)
     labs = physiology.Rows(*physiology.LAB_COLS)
     outs = physiology.Rows(*physiology.OUTPUT_COLS)
     ins = physiology.Rows(*physiology.INPUT_COLS)
     pts = []
-    for _ in range(n):
-        pt, start = cohort.make_patient(rng, ids)
+    for j in range(n):
+        pt, start = cohort.make_patient(rng, ids, periods[j] if periods else cohort.DEFAULT)
         cohort.make_history(rng, ids, pt, start)
         base = physiology.patient_baseline(rng, pt)
         for adm in pt.admissions:
@@ -131,14 +141,22 @@ def note_rows(rng, pts) -> tuple[dict, list[str]]:
     return cols, gold
 
 
-def build_chunk(seed: int, ci: int, n: int, chunk: int) -> tuple[dict, list[str]]:
+def chunk_periods(ci: int, n: int, chunk: int, later_from: int | None) -> list[cohort.Period] | None:
+    """Periods of chunk ``ci``'s patients: patient number ``>= later_from`` (0-based, over the
+    whole run) is in the later era, the others in the early one; None without eras."""
+    if later_from is None:
+        return None
+    return [cohort.LATER if ci * chunk + j >= later_from else cohort.EARLY for j in range(n)]
+
+
+def build_chunk(seed: int, ci: int, n: int, chunk: int, later_from: int | None = None) -> tuple[dict, list[str]]:
     """Everything one chunk writes, as Arrow tables without ROW_IDs (picklable: runs in workers).
 
     The chunk's random stream is (seed, ci) and its ids come from ranges reserved for chunk
     ``ci``, so the result does not depend on which process builds it or in which order."""
     rng = np.random.default_rng([seed, ci])
     ids = Ids.for_chunk(ci, chunk)
-    pts, chart, labs, outs, ins = simulate_chunk(rng, ids, n)
+    pts, chart, labs, outs, ins = simulate_chunk(rng, ids, n, chunk_periods(ci, n, chunk, later_from))
     cols = {
         "PATIENTS": tables.patients(pts, rng), "ADMISSIONS": tables.admissions(pts, rng),
         "ICUSTAYS": tables.icustays(pts), "TRANSFERS": tables.transfers(pts, rng),
@@ -167,9 +185,10 @@ def dictionary_tables() -> dict:
     return out
 
 
-def iter_chunks(seed: int, patients: int, chunk: int, workers: int):
+def iter_chunks(seed: int, patients: int, chunk: int, workers: int, later_from: int | None = None):
     """Built chunks in order; with workers > 1 at most ``workers + 1`` are in flight (flat memory)."""
-    specs = [(seed, ci, min(chunk, patients - first), chunk) for ci, first in enumerate(range(0, patients, chunk))]
+    specs = [(seed, ci, min(chunk, patients - first), chunk, later_from)
+             for ci, first in enumerate(range(0, patients, chunk))]
     if workers <= 1 or len(specs) == 1:
         for spec in specs:
             yield build_chunk(*spec)
@@ -185,13 +204,35 @@ def iter_chunks(seed: int, patients: int, chunk: int, workers: int):
             yield result
 
 
+def later_from(patients: int, later_fraction: float) -> int | None:
+    """The first later-period patient's number, or None when there are no eras (fraction 0)."""
+    if not 0.0 <= later_fraction <= 1.0:
+        raise ValueError(f"--later-fraction must be in [0, 1], got {later_fraction}")
+    if later_fraction == 0.0:
+        return None
+    return patients - max(1, int(round(later_fraction * patients)))
+
+
+def _day(ts: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+def _periods_manifest(patients: int, first_later: int) -> dict:
+    def describe(p: cohort.Period, n: int) -> dict:
+        return {"patients": n, "dbsource": p.dbsource, "first_admissions_from": _day(p.first_admit),
+                "span_years": p.span_years, "admissions_before": _day(p.until) if p.until else None,
+                "age_mean": p.age_mean, "p_older_than_89": p.p_old, "severity_shift": p.severity_shift}
+    return {"early": describe(cohort.EARLY, first_later), "later": describe(cohort.LATER, patients - first_later)}
+
+
 def generate(out: str | os.PathLike, patients: int, seed: int = 0, chunk: int = 250,
-             compresslevel: int = 2, workers: int = 1) -> dict:
+             compresslevel: int = 2, workers: int = 1, later_fraction: float = 0.0) -> dict:
     """Write the synthetic dataset to ``out``; returns the manifest (counts per table).
 
-    Output bytes depend on (patients, seed, chunk) only, not on ``workers``."""
+    Output bytes depend on (patients, seed, chunk, later_fraction) only, not on ``workers``."""
     if patients < 1:
         raise ValueError("--patients must be >= 1")
+    first_later = later_from(patients, later_fraction)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.synth-tmp-{os.getpid()}"
@@ -201,12 +242,14 @@ def generate(out: str | os.PathLike, patients: int, seed: int = 0, chunk: int = 
     try:
         sink = Sink(tmp, compresslevel)
         sink.write_chunk(dictionary_tables(), [])
-        for ci, (tabs, gold) in enumerate(iter_chunks(seed, patients, chunk, workers)):
+        for ci, (tabs, gold) in enumerate(iter_chunks(seed, patients, chunk, workers, first_later)):
             sink.write_chunk(tabs, gold)
             log.info("chunk %d written", ci)
         counts = sink.close()
         manifest = {"generator": "clinical_ml.synth", "seed": seed, "patients": patients, "chunk": chunk,
                     "tables": counts, "gold": str(GOLD)}
+        if first_later is not None:  # absent without eras: the default manifest is unchanged
+            manifest.update(later_fraction=later_fraction, periods=_periods_manifest(patients, first_later))
         write_json(tmp / "synth_manifest.json", manifest)
         out.mkdir(parents=True, exist_ok=True)
         (out / GOLD.parent).mkdir(parents=True, exist_ok=True)
@@ -221,11 +264,16 @@ def generate(out: str | os.PathLike, patients: int, seed: int = 0, chunk: int = 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    manifest = generate(args.out, args.patients, args.seed, args.chunk, args.compresslevel, args.workers)
+    manifest = generate(args.out, args.patients, args.seed, args.chunk, args.compresslevel, args.workers,
+                        args.later_fraction)
     width = max(map(len, manifest["tables"]))
     for t, n in manifest["tables"].items():
         print(f"{t.ljust(width)}  {n:>10,d} rows")
     print(f"wrote {args.out} (seed {args.seed}, {args.patients} patients)")
+    if "periods" in manifest:
+        e, lt = manifest["periods"]["early"], manifest["periods"]["later"]
+        print(f"periods: {e['patients']} early (CareVue, before {e['admissions_before']}), "
+              f"{lt['patients']} later (MetaVision, from {lt['first_admissions_from']})")
     return 0
 
 
