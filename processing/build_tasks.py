@@ -21,6 +21,12 @@ the others named, with the tables they lack, in a warning line, in the printed J
 (``not_built``) and in the manifest (``task_plan``). Exit status: 0 when at least one asked
 task was built; 2 (one error line naming each task's missing tables) when none could be, or
 when a cohort table (ICUSTAYS, ADMISSIONS, PATIENTS, DIAGNOSES_ICD) is missing.
+
+Data window: ``--data-window-start/--data-window-end`` (the pipeline's DataWindowStart/
+DataWindowEnd: ISO 8601 or ``none``, default from ``$DATA_WINDOW_START/$DATA_WINDOW_END``, else
+none) build tasks only from admissions with ADMITTIME in [start, end); MIMIC-III's per-patient
+date shift makes that anonymized time (clinical_ml/tasks/window.py, docs/retraining.md). No
+admission in the window: exit 2 with the input's ADMITTIME range.
 """
 from __future__ import annotations
 
@@ -56,6 +62,10 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--threads", type=int, default=max(1, min(os.cpu_count() or 1, 8)))
     p.add_argument("--temp-dir", default=None, help="spill folder (default: a fresh temp folder)")
     p.add_argument("--no-timeseries", action="store_true", help="skip writing <split>/timeseries")
+    p.add_argument("--data-window-start", default=os.environ.get("DATA_WINDOW_START", "none"),
+                   help="keep admissions with ADMITTIME >= this ISO 8601 time; none = open")
+    p.add_argument("--data-window-end", default=os.environ.get("DATA_WINDOW_END", "none"),
+                   help="keep admissions with ADMITTIME < this ISO 8601 time; none = open")
     return p.parse_args(argv)
 
 
@@ -70,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                       num_shards=a.num_shards, shard_index=a.shard_index,
                       sample_every=a.sample_every, eval_sample_every=a.eval_sample_every,
                       split_source=a.split_source, memory_limit=a.memory_limit, threads=a.threads,
-                      temp_dir=a.temp_dir, timeseries=not a.no_timeseries)
+                      temp_dir=a.temp_dir, timeseries=not a.no_timeseries,
+                      data_window_start=a.data_window_start, data_window_end=a.data_window_end)
     if cfg.out.startswith("s3://"):
         raise DataError(f"--out {cfg.out}: write to a local folder (SageMaker uploads "
                         "/opt/ml/processing/output for you)")
@@ -78,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     audit.ingest_event(cfg.mimic, TASK_TABLES, step="build-tasks")
     counts = {s: {t: v["rows"] for t, v in m["tasks"][s].items()} for s in m["tasks"]}
     out = {"shard": m["shard"], "rows": counts, "seconds": m["seconds"]}
+    if "data_window" in m["cohort"]:
+        out["data_window"] = {**m["data_window"], "admissions": m["cohort"]["data_window"]["admissions"]}
     if m["task_plan"]["not_built"]:
         out["not_built"] = m["task_plan"]["not_built"]
     print(json.dumps(out))

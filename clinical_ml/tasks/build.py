@@ -5,7 +5,8 @@ The steps (cohort, events, episodes, labels, features) live in their own modules
 wires them, assigns splits, writes parts atomically and records the manifest. Only the asked
 tasks the input's tables allow are built (``tables.plan``; the event tables are loaded only
 when both exist, readmission being the one task that does without them); the manifest's
-``task_plan`` names the others. Paths, settings
+``task_plan`` names the others. A data window (``window.py``) keeps the stays of admissions
+admitted in it; the manifest's ``data_window`` records it. Paths, settings
 and values reach DuckDB as bound parameters, connection config or ``clinical_ml.sql`` literals.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from clinical_ml.tasks.io import (PHENOTYPE_COLUMNS, SPLITS, TASKS, TIMESERIES,
                                   part_name)
 from clinical_ml.tasks.splits import hash_split_sql, published_splits
 from clinical_ml.tasks.variables import channels
+from clinical_ml.tasks.window import Window
 
 log = get_logger(__name__)
 SCHEMA_VERSION = 1
@@ -47,6 +49,11 @@ class BuildConfig:
     threads: int = 2
     temp_dir: str | None = None
     timeseries: bool = True
+    data_window_start: str | None = None  # ISO 8601 or "none": ADMITTIME >= start
+    data_window_end: str | None = None    # ISO 8601 or "none": ADMITTIME < end
+
+    def window(self) -> Window:
+        return Window.parse(self.data_window_start, self.data_window_end)
 
     def validate(self) -> None:
         bad = [t for t in self.tasks if t not in TASKS]
@@ -58,6 +65,7 @@ class BuildConfig:
             raise DataError("--sample-every and --eval-sample-every must be >= 1 (hours)")
         if self.split_source not in ("auto", "published", "hash"):
             raise DataError("--split-source must be auto, published or hash")
+        self.window()  # a bad time fails before any work
 
 
 def _connect(cfg: BuildConfig, tmp: str) -> duckdb.DuckDBPyConnection:
@@ -218,7 +226,14 @@ def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.P
                "config": {k: v for k, v in asdict(cfg).items() if k not in ("mimic", "out", "temp_dir")},
                "task_plan": plan.manifest()}
     m["input"] = cohort.load_tables(con, cfg.mimic, cfg.num_shards, cfg.shard_index)
-    m["cohort"] = cohort.build_stays(con)
+    window = cfg.window()
+    m["data_window"] = window.manifest()
+    m["cohort"] = cohort.build_stays(con, window)
+    if "data_window" in m["cohort"] and cfg.num_shards == 1 and not m["cohort"]["data_window"]["admissions"]:
+        lo, hi = con.execute("SELECT min(admittime), max(admittime) FROM adm").fetchall()[0]
+        raise DataError(f"{cfg.mimic}: no ICU admission has ADMITTIME in the data window "
+                        f"[{window.manifest()['start'] or 'none'}, {window.manifest()['end'] or 'none'}); "
+                        f"the input's ADMITTIME runs from {lo} to {hi}")
     events.load_var_map(con)
     if plan.events:
         m["events"] = events.load_events(con, cfg.mimic, cfg.num_shards, cfg.shard_index)

@@ -10,6 +10,10 @@ Also derived as in the reference: in-hospital mortality (DOD or DEATHTIME within
 [ADMITTIME, DISCHTIME]), in-unit mortality, LOS in hours (ICUSTAYS.LOS x 24), and the
 subgroup columns (sex, age band, the reference's five ethnicity groups, insurance).
 Rows whose keys or timestamps do not parse are dropped and counted, never silently.
+
+With a data window (``window.Window``, build-tasks ``--data-window-start/--data-window-end``)
+step 0 keeps only the ICU stays of admissions whose ADMITTIME is in the window (count
+``data_window``); ``adm`` keeps every admission, for the readmission label.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import duckdb
 from clinical_ml.sql import Sql, ident, join, raw, render
 from clinical_ml.tasks import sources
 from clinical_ml.tasks.splits import shard_sql
+from clinical_ml.tasks.window import Window
 
 
 def shard_filter(col: str, num_shards: int, shard_index: int) -> Sql:
@@ -85,11 +90,17 @@ _ETHNICITY = """CASE split_part(split_part(replace(coalesce(ethnicity_raw, ''), 
     ELSE 'OTHER' END"""
 
 
-def build_stays(con: duckdb.DuckDBPyConnection) -> dict:
+def build_stays(con: duckdb.DuckDBPyConnection, window: Window | None = None) -> dict:
     """The cohort table ``stays`` and the reference's per-step counts."""
     counts = {"start": _stage_counts(con, "icu_all")}
-    con.execute("""CREATE OR REPLACE TEMP TABLE s1 AS SELECT * FROM icu_all
-                   WHERE first_wardid = last_wardid AND first_careunit = last_careunit""")
+    src = "icu_all"
+    if window is not None and not window.is_open:  # first, so every later step sees the window only
+        con.execute(render("""CREATE OR REPLACE TEMP TABLE s0 AS SELECT * FROM icu_all
+            WHERE hadm_id IN (SELECT hadm_id FROM adm WHERE {inside})""", inside=window.predicate("admittime")))
+        counts["data_window"] = _stage_counts(con, "s0")
+        src = "s0"
+    con.execute(render("""CREATE OR REPLACE TEMP TABLE s1 AS SELECT * FROM {src}
+                   WHERE first_wardid = last_wardid AND first_careunit = last_careunit""", src=ident(src)))
     counts["remove_icu_transfers"] = _stage_counts(con, "s1")
     con.execute("""CREATE OR REPLACE TEMP TABLE s2 AS
                    SELECT s.*, a.* EXCLUDE (subject_id, hadm_id), p.* EXCLUDE (subject_id)
@@ -119,6 +130,6 @@ def build_stays(con: duckdb.DuckDBPyConnection) -> dict:
     con.execute("""UPDATE stays SET age_band = CASE WHEN age < 40 THEN '18-39' WHEN age < 60 THEN '40-59'
                    WHEN age < 80 THEN '60-79' ELSE '80+' END""")
     counts["remove_age_under_18"] = _stage_counts(con, "stays")
-    for t in ("s1", "s2", "s3"):
+    for t in ("s1", "s2", "s3") + (("s0",) if src == "s0" else ()):
         con.execute(render("DROP TABLE {t}", t=ident(t)))
     return counts
