@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # training / evaluation
     "train-outcomes": ("training.train_outcomes", "train XGBoost, LR and GRU outcome models (SageMaker training contract)"),
     "evaluate": ("processing.evaluate_outcomes", "evaluate outcome models: evaluation.json, model_metrics.json, report.html"),
+    "compare-models": ("processing.compare_models", "champion vs challenger on the same held-out rows: paired "
+                       "bootstrap CIs and a promote decision (comparison.json)"),
     "train-extractor": ("training.train_extractor", "LoRA fine-tune an encoder/LM for clinical information extraction"),
     "evaluate-extractor": ("processing.evaluate_extractor", "evaluate extractors (fine-tuned, zero-shot, rules) on note test sets"),
     "track-runs": ("processing.track_runs", "log an execution to MLflow: parent run, a child run per tuning trial "
