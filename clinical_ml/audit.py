@@ -18,7 +18,7 @@ on AWS ``$CLINICAL_ML_AUDIT_URI=s3://bucket/prefix``, one object per record
 cannot be appended to. Details never hold PHI: sources, hashes, counts, versions, parameters.
 
 Events used across the project: data_ingested, step_started, step_finished, model_registered,
-model_approved, endpoint_deployed, endpoint_updated, drift_alarm, retrain_triggered.
+model_approved, models_compared, endpoint_deployed, endpoint_updated, drift_alarm, retrain_triggered.
 """
 from __future__ import annotations
 
