@@ -12,9 +12,10 @@ DAG (steps inside a condition run only on its branch)::
       BuildTasks -> BuildNotes -> TrainExtractor -> ExtractNotes -> NoteFeatures
           |                           `-> EvaluateExtractor -------------------------+-> TrackRuns (MLflow)
           `--------------(+ NoteFeatures)--> TuneOutcomes --> EvaluateOutcomes ------+-> CheckMetrics --no--> Gate*/Fail*
-                                                              | yes
-      DriftBaseline -> RegisterOutcomes, RegisterExtractor (+ MLflow run ids) -> CheckApproval --approved--> Deploy
-                                                                          -> ScheduleMonitor
+                                                              `-> CompareModels      | yes
+      RegisterExtractor (+ MLflow run id), CheckPromotion --keep--> KeepChampion (Fail: the reason)
+                                                 | promote
+      DriftBaseline -> RegisterOutcomes (+ MLflow run id) -> CheckApproval --approved--> Deploy -> ScheduleMonitor
 """
 from __future__ import annotations
 
@@ -237,6 +238,27 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         property_files=[evaluation_report])
     outcomes_eval = step_eval_outcomes.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
 
+    # --- CompareModels: the tuned model vs the production one, same test rows -> ModelComparison
+    # The champion is looked up when the step runs (the newest Approved version of the outcomes
+    # group): EventBridge starts drift retrainings with static parameters, and the registry can
+    # change between definition and run. Hence no cache, and network access for the registry.
+    comparison = PropertyFile(name="ModelComparison", output_name="comparison", path="comparison.json")
+    step_compare = f.processing(
+        "CompareModels", "processing/compare_models.py",
+        display_name="Champion vs challenger",
+        description="The tuned model (challenger) and the newest Approved outcomes version "
+                    "(champion) on the same test rows: AUROC, Brier, ECE with paired bootstrap CIs "
+                    "of the differences; decision.promote when the challenger is not worse "
+                    "(PromotionAurocMargin, PromotionEceMargin); no Approved version = promote.",
+        inputs=[s3_input("challenger", outcomes_model, "challenger"), s3_input("test", tasks["test"], "test")],
+        outputs=[s3_output("comparison", f.s3("CompareModels", "comparison"), "comparison")],
+        arguments=["--champion-group", groups["outcomes"],
+                   "--challenger", f"{PROC}/input/challenger", "--test", f"{PROC}/input/test",
+                   "--output", f"{PROC}/output/comparison", "--tasks", "ihm",
+                   "--auroc-margin", p.promotion_auroc_margin.to_string(),
+                   "--ece-margin", p.promotion_ece_margin.to_string()],
+        isolated=False, cache=False, property_files=[comparison], depends_on=[step_eval_outcomes])
+
     # --- EvaluateExtractor: entity/relation F1, JSON validity -> ExtractionReport -------------
     extraction_report = PropertyFile(name="ExtractionReport", output_name="evaluation",
                                      path="extraction_evaluation.json")
@@ -411,11 +433,31 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         name="GateIhmAuroc", display_name="Which metric missed (outcomes)", conditions=[ihm_ok],
         description="Gate failed: did ihm_auroc pass (then entity_f1 missed)?",
         if_steps=[fail("FailExtractionF1", f1_text, ihm_text)], else_steps=[step_gate_f1])
+
+    # --- CheckPromotion: register and deploy the outcome model only when it is not worse than
+    # the production one; otherwise KeepChampion ends the execution (Failed, like the quality
+    # gate) with CompareModels' reason. The extractor is registered either way (before it).
+    promote = JsonGet(step_name=step_compare.name, property_file=comparison, json_path="decision.promote")
+    promote_reason = JsonGet(step_name=step_compare.name, property_file=comparison, json_path="decision.reason")
+    step_keep_champion = FailStep(
+        name="KeepChampion", display_name="Champion kept",
+        error_message=Join(on="", values=["Champion kept, the new outcome model is not promoted: ", promote_reason]),
+        description="Ends the execution: the production outcome model stays; nothing registered or deployed "
+                    "for outcomes (the extractor was registered).",
+        depends_on=[step_register_extractor])
+    step_check_promotion = ConditionStep(
+        name="CheckPromotion", display_name="Challenger not worse than champion?",
+        description="decision.promote of CompareModels (comparison.json): register and deploy the new "
+                    "outcome model, or keep the production one and say why.",
+        conditions=[ConditionEquals(left=promote, right=True)],
+        if_steps=[step_baseline, step_register_outcomes, step_check_approval],
+        else_steps=[step_keep_champion])
+
     step_check = ConditionStep(
         name="CheckMetrics", display_name="Quality gate",
         description="ihm_auroc >= MinIhmAuroc and entity_f1 >= MinExtractionF1.",
         conditions=[ihm_ok, f1_ok],
-        if_steps=[step_baseline, step_register_outcomes, step_register_extractor, step_check_approval],
+        if_steps=[step_register_extractor, step_check_promotion],
         else_steps=[step_gate_ihm])
 
     # --- CheckGuard: end early (success, nothing run) when the guard says skip --------------
@@ -425,7 +467,8 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         conditions=[ConditionEquals(left=JsonGet(step_name=step_guard.name, property_file=guard_report,
                                                  json_path="proceed"), right=True)],
         if_steps=[step_tasks, step_notes, step_train_extractor, step_extract, step_note_features,
-                  step_tune_outcomes, step_eval_outcomes, step_eval_extractor, step_track, step_check],
+                  step_tune_outcomes, step_eval_outcomes, step_compare, step_eval_extractor, step_track,
+                  step_check],
         else_steps=[])
 
     return Pipeline(name=pipeline_name, parameters=p.as_list(), steps=[step_guard, step_check_guard],

@@ -63,6 +63,8 @@ class Parameters:
     endpoint_instance_type: ParameterString
     min_ihm_auroc: ParameterFloat
     min_extraction_f1: ParameterFloat
+    promotion_auroc_margin: ParameterFloat
+    promotion_ece_margin: ParameterFloat
     model_approval_status: ParameterString
     endpoint_name: ParameterString
     challenger_weight: ParameterFloat
@@ -125,6 +127,11 @@ def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: 
         endpoint_instance_type=ParameterString("EndpointInstanceType", default_value="ml.m5.large"),
         min_ihm_auroc=ParameterFloat("MinIhmAuroc", default_value=0.70),
         min_extraction_f1=ParameterFloat("MinExtractionF1", default_value=0.70),
+        # CompareModels' promotion rule (docs/retraining.md): promote the new outcome model when the
+        # 95% CI lower bound of AUROC(new) - AUROC(production) > -margin and its ECE is not worse
+        # by more than the ECE margin
+        promotion_auroc_margin=ParameterFloat("PromotionAurocMargin", default_value=0.02),
+        promotion_ece_margin=ParameterFloat("PromotionEceMargin", default_value=0.03),
         model_approval_status=ParameterString(
             "ModelApprovalStatus", default_value="PendingManualApproval", enum_values=list(APPROVAL_STATUSES)),
         endpoint_name=ParameterString("EndpointName", default_value=endpoint_name),

@@ -216,7 +216,7 @@ def test_security_defaults(definition):
     # data steps have no network; only the steps that call AWS APIs do
     open_steps = {n for n, s in steps.items() if s["Type"] == "Processing"
                   and not s["Arguments"]["NetworkConfig"]["EnableNetworkIsolation"]}
-    assert open_steps == {"DriftGuard", "Deploy", "ScheduleMonitor", "TrackRuns"}
+    assert open_steps == {"DriftGuard", "Deploy", "ScheduleMonitor", "TrackRuns", "CompareModels"}
 
 
 def test_vpc_is_optional_and_applied_to_every_job(definition):
@@ -247,7 +247,7 @@ def test_retry_and_cache_policies(definition):
             assert {"SageMaker.CAPACITY_ERROR", "Step.THROTTLING"} <= kinds, name
             cached = step.get("CacheConfig", {}).get("Enabled", False)
             # steps with side effects (or that must look at "now") are never served from cache
-            assert cached == (name not in {"DriftGuard", "Deploy", "ScheduleMonitor", "TrackRuns"}), name
+            assert cached == (name not in {"DriftGuard", "Deploy", "ScheduleMonitor", "TrackRuns", "CompareModels"}), name
         if step["Type"] == "RegisterModel":
             assert step["RetryPolicies"][0]["ExceptionType"] == ["Step.SERVICE_FAULT", "Step.THROTTLING"]
 
@@ -338,6 +338,56 @@ def test_only_approved_models_are_deployed(definition):
     assert steps["CheckApproval"]["Arguments"]["ElseSteps"] == []
     deploy_args = steps["Deploy"]["Arguments"]["AppSpecification"]["ContainerArguments"]
     assert deploy_args[deploy_args.index("--model-package-arn") + 1] == {"Get": "Steps.RegisterOutcomes.ModelPackageArn"}
+
+
+def test_compare_models_scores_the_evaluated_model_against_production(definition):
+    """CompareModels: the model EvaluateOutcomes scores, on the same test split, against the newest
+    Approved outcomes version (looked up by the script when it runs: --champion-group)."""
+    steps = all_steps(definition)
+    step, evaluate = steps["CompareModels"], steps["EvaluateOutcomes"]
+    assert step["DisplayName"] == "Champion vs challenger" and "paired bootstrap" in step["Description"]
+    assert step["DependsOn"] == ["EvaluateOutcomes"]
+    ins = {i["InputName"]: i["S3Input"] for i in step["Arguments"]["ProcessingInputs"]}
+    evaluated = {i["InputName"]: i["S3Input"] for i in evaluate["Arguments"]["ProcessingInputs"]}
+    assert set(ins) == {"challenger", "test"}
+    assert ins["challenger"]["S3Uri"] == evaluated["model"]["S3Uri"]  # the tuned (top) model
+    assert ins["test"]["S3Uri"] == evaluated["test"]["S3Uri"] == {
+        "Get": "Steps.BuildTasks.ProcessingOutputConfig.Outputs['test'].S3Output.S3Uri"}
+    (out,) = step["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+    assert out["OutputName"] == "comparison" and out["S3Output"]["LocalPath"] == "/opt/ml/processing/output/comparison"
+    assert step["PropertyFiles"] == [{"PropertyFileName": "ModelComparison", "OutputName": "comparison",
+                                      "FilePath": "comparison.json"}]
+    args = step["Arguments"]["AppSpecification"]["ContainerArguments"]
+    flag = lambda name: args[args.index(name) + 1]  # noqa: E731
+    assert flag("--champion-group") == "clinical-ml-outcomes"  # the group RegisterOutcomes registers into
+    assert steps["RegisterOutcomes"]["Arguments"]["ModelPackageGroupName"] == "clinical-ml-outcomes"
+    assert "--champion" not in args and flag("--challenger") == ins["challenger"]["LocalPath"]
+    assert flag("--test") == ins["test"]["LocalPath"] and flag("--output") == out["S3Output"]["LocalPath"]
+    assert flag("--tasks") == "ihm"
+    for option, parameter, default in (("--auroc-margin", "PromotionAurocMargin", 0.02),
+                                       ("--ece-margin", "PromotionEceMargin", 0.03)):
+        assert flag(option) == {"Std:Join": {"On": "", "Values": [{"Get": f"Parameters.{parameter}"}]}}
+        assert parameter_defaults(definition)[parameter] == default
+
+
+def test_outcomes_are_registered_and_deployed_only_when_promoted(definition):
+    steps = all_steps(definition)
+    check = steps["CheckPromotion"]
+    assert check["DisplayName"] == "Challenger not worse than champion?"
+    assert check["Arguments"]["Conditions"] == [{"Type": "Equals", "RightValue": True, "LeftValue": {"Std:JsonGet": {
+        "PropertyFile": {"Get": "Steps.CompareModels.PropertyFiles.ModelComparison"}, "Path": "decision.promote"}}}]
+    assert [s["Name"] for s in check["Arguments"]["IfSteps"]] == ["DriftBaseline", "RegisterOutcomes", "CheckApproval"]
+    (keep,) = check["Arguments"]["ElseSteps"]
+    assert keep["Name"] == "KeepChampion" and keep["Type"] == "Fail" and keep["DisplayName"] == "Champion kept"
+    message = keep["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
+    assert message[0].startswith("Champion kept") and message[1] == {"Std:JsonGet": {
+        "PropertyFile": {"Get": "Steps.CompareModels.PropertyFiles.ModelComparison"}, "Path": "decision.reason"}}
+    # the extractor's registration does not depend on the comparison, and happens before the Fail step
+    gate = steps["CheckMetrics"]["Arguments"]
+    assert [s["Name"] for s in gate["IfSteps"]] == ["RegisterExtractor", "CheckPromotion"]
+    assert keep["DependsOn"] == ["RegisterExtractor"]
+    inside = {s["Name"] for s, _, _ in iter_steps(check["Arguments"]["IfSteps"])}
+    assert {"RegisterOutcomes", "Deploy", "ScheduleMonitor"} <= inside and "RegisterExtractor" not in inside
 
 
 class _Parsed(Exception):
