@@ -272,7 +272,10 @@ def run_demo(args: argparse.Namespace) -> int:
                                 containers=getattr(args, "containers", False))
         summary["executions"].append(s1)
         if ex1.failure:
-            raise DemoError(f"execution 1: step {ex1.failure.step} failed: {ex1.failure.message}\n  log: {ex1.failure.log}")
+            hint = (f"\n  the production outcome model it was compared with is an earlier demo's, in {root / 'registry'}: "
+                    "`make clean` resets runs/ (registry included), or use another --run-dir"
+                    if ex1.failure.step == "KeepChampion" else "")
+            raise DemoError(f"execution 1: step {ex1.failure.step} failed: {ex1.failure.message}\n  log: {ex1.failure.log}{hint}")
         point_latest(root, demo_dir)
         summary["training"] = {"tuning": tuning_summary(ex1.run_dir),
                                "mlflow": mlflow_summary(ex1.run_dir, base.get("MlflowTrackingUri", ""))}
