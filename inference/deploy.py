@@ -1,21 +1,28 @@
-"""Deploy step (processing contract): registered model packages -> an A/B endpoint.
+"""Deploy step (processing contract): a promoted model package -> the endpoint's traffic.
 
-Variants (docs/serving.md, "Deploy"):
+The step runs only after CheckPromotion passed (docs/retraining.md), so the package it gets
+is the promoted one. ``--traffic`` (pipeline parameter ``PromotionTraffic``) says what it then
+serves (docs/serving.md, "Deploy"):
 
-- ``champion``: the newest *other* Approved package of the group (what served before this run),
-  weight ``1 - challenger_weight``;
-- ``challenger``: ``--model-package-arn`` (the package this run registered), weight
-  ``challenger_weight``.
+- ``all`` (default): ``champion`` = ``--model-package-arn`` at weight 1.0, and ``previous`` =
+  the newest *other* Approved package of the group (what served before) at weight 0.0. The old
+  model stays loaded but gets no traffic, so a rollback is a weights-only change
+  (UpdateEndpointWeightsAndCapacities, seconds) instead of a new endpoint config (minutes).
+- ``canary``: ``champion`` = the previous Approved package at ``1 - challenger_weight``,
+  ``challenger`` = the new package at ``challenger_weight``. Nothing shifts the rest of the
+  traffic later: a second Deploy of the same package with ``--traffic all`` finishes it.
 
 When the group has no other Approved package (first deploy), or the newest one is this very
 package, the endpoint has one variant, ``champion``, serving the new package with all traffic.
-So a new model always starts on a share of traffic, and becomes the champion when the next
-one is deployed; variant names stay stable, so capture paths and drift schedules do too.
+Variant names stay stable (``champion`` serves the production model under ``all``), so capture
+paths and drift schedules do too.
 
-Backends: ``sagemaker`` (boto3: create_model from the package, endpoint config with the
-variants and DataCaptureConfig under KMS, create_endpoint or update_endpoint) and ``local``
-(packages from ``clinical_ml.registry.LocalRegistry``, ``clinical-ml serve`` started detached,
-replacing a running local endpoint of the same name). Both write ``endpoint.json``.
+Backends: ``sagemaker`` (boto3: create_model from the package; weights-only changes with
+update_endpoint_weights_and_capacities, otherwise a new endpoint config with the variants and
+DataCaptureConfig under KMS, then create_endpoint or update_endpoint) and ``local`` (packages
+from ``clinical_ml.registry.LocalRegistry``, ``clinical-ml serve`` started detached, replacing a
+running local endpoint of the same name). Both write ``endpoint.json`` (``change``: ``create``,
+``variants``, ``weights`` or ``none``).
 """
 from __future__ import annotations
 
@@ -30,7 +37,8 @@ from clinical_ml.logs import get_logger
 
 log = get_logger(__name__)
 OUTPUT = "/opt/ml/processing/output/deploy"
-CHAMPION, CHALLENGER = "champion", "challenger"
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+TRAFFIC = ("all", "canary")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,8 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--endpoint-name", default=os.environ.get("CLINICAL_ML_ENDPOINT", "clinical-ml-outcomes"))
     p.add_argument("--instance-type", default="ml.m5.large")
     p.add_argument("--instance-count", type=int, default=1)
+    p.add_argument("--traffic", choices=TRAFFIC, default="all",
+                   help="all: the new package serves all traffic (the old one kept at weight 0); "
+                        "canary: the new package gets --challenger-weight")
     p.add_argument("--challenger-weight", type=float, default=0.2,
-                   help="share of traffic for the new package when a champion exists (0..1)")
+                   help="--traffic canary: share of traffic for the new package (0..1)")
     p.add_argument("--capture-percent", type=float, default=100.0)
     p.add_argument("--capture-uri", help="s3:// prefix (local backend: localized path) for capture")
     p.add_argument("--kms-key-id", help="KMS key for captured data and endpoint volumes")
@@ -68,12 +79,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return a
 
 
-def plan_variants(new_arn: str, champion_arn: str | None, challenger_weight: float) -> list[dict[str, Any]]:
+def plan_variants(new_arn: str, champion_arn: str | None, challenger_weight: float,
+                  traffic: str = "all") -> list[dict[str, Any]]:
     """Production variants for the new package and the previous champion (module docstring)."""
+    if traffic not in TRAFFIC:
+        raise DataError(f"traffic {traffic!r} is not one of {', '.join(TRAFFIC)}")
     if champion_arn is None or champion_arn == new_arn:
         return [{"name": CHAMPION, "model_package_arn": new_arn, "weight": 1.0}]
+    if traffic == "all":
+        return [{"name": CHAMPION, "model_package_arn": new_arn, "weight": 1.0},
+                {"name": PREVIOUS, "model_package_arn": champion_arn, "weight": 0.0}]
     return [{"name": CHAMPION, "model_package_arn": champion_arn, "weight": round(1.0 - challenger_weight, 6)},
             {"name": CHALLENGER, "model_package_arn": new_arn, "weight": round(challenger_weight, 6)}]
+
+
+def classify_change(current: dict[str, tuple[Any, float]] | None,
+                    desired: dict[str, tuple[Any, float]]) -> str:
+    """What an update must do, from ``{variant: (what it runs, weight)}`` now and wanted.
+
+    ``create`` (no endpoint), ``none``, ``weights`` (same variants running the same models:
+    only traffic moves, no new instances) or ``variants`` (a new endpoint config).
+    """
+    if current is None:
+        return "create"
+    if {n: k for n, (k, _) in current.items()} != {n: k for n, (k, _) in desired.items()}:
+        return "variants"
+    same = all(abs(current[n][1] - w) < 1e-9 for n, (_, w) in desired.items())
+    return "none" if same else "weights"
 
 
 def previous_approved(summaries: list[dict[str, Any]], new_arn: str) -> str | None:
@@ -102,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     info = impl.deploy(args)
     out = write_json(os.path.join(args.output_dir, "endpoint.json"), info)
-    audit.log_event("endpoint_updated" if info.get("action") == "updated" else "endpoint_deployed",
-                    endpoint=info["endpoint_name"], backend=args.backend,
+    audit.log_event("endpoint_updated" if info.get("action") == "update" else "endpoint_deployed",
+                    endpoint=info["endpoint_name"], backend=args.backend, change=info.get("change"),
                     variants=[{k: v.get(k) for k in ("name", "model_package_arn", "weight")}
                               for v in info["variants"]])
-    log.info("endpoint %s %s with %d variant(s); wrote %s", info["endpoint_name"], info["action"],
-             len(info["variants"]), out)
+    log.info("endpoint %s %s (%s) with %d variant(s); wrote %s", info["endpoint_name"], info["action"],
+             info.get("change"), len(info["variants"]), out)
     return 0
 
 

@@ -12,8 +12,10 @@ Packages are read from the local registry (``CLINICAL_ML_REGISTRY``, the local r
     models/<group>-v<version>/   unpacked model.tar.gz of each variant
 
 Deploying a name that is already running replaces it (the "update"): the old server is
-stopped, the new one started on the same port, and the step returns only when ``/ping``
-answers.
+stopped, the new one started on the same port with the planned variants and weights, and the
+step returns only when ``/ping`` answers. A weights-only change (``change: weights``, e.g. a
+promotion's traffic shift between loaded models) restarts the server too: its weights are fixed
+at start, and a restart of the local server takes about a second.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from typing import Any
 from clinical_ml.io import DataError, localize, read_json, resolve_model_dir, write_json
 from clinical_ml.logs import get_logger
 from inference import deploy_container
-from inference.deploy import check_package, plan_variants, previous_approved
+from inference.deploy import check_package, classify_change, plan_variants, previous_approved
 
 log = get_logger(__name__)
 PING_TIMEOUT = float(os.environ.get("CLINICAL_ML_DEPLOY_TIMEOUT", 180))
@@ -152,6 +154,13 @@ def start(state: Path, variants: list[dict[str, Any]], args: argparse.Namespace,
     return proc
 
 
+def _served(info: dict[str, Any] | None) -> dict[str, tuple[str, float]] | None:
+    """``{variant: (package, weight)}`` of an endpoint.json (None: nothing recorded)."""
+    if not info or not info.get("variants"):
+        return None
+    return {v["name"]: (v["model_package_arn"], float(v["weight"])) for v in info["variants"]}
+
+
 def deploy(args: argparse.Namespace) -> dict[str, Any]:
     reg = registry()
     new = reg.describe_model_package(args.model_package_arn)
@@ -159,7 +168,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
     group = args.model_package_group or new["ModelPackageGroupName"]
     champion = previous_approved(reg.list_model_packages(group, approval_status="Approved"),
                                  new["ModelPackageArn"])
-    variants = plan_variants(new["ModelPackageArn"], champion, args.challenger_weight)
+    variants = plan_variants(new["ModelPackageArn"], champion, args.challenger_weight, args.traffic)
     state = state_root(args) / args.endpoint_name
     state.mkdir(parents=True, exist_ok=True)
     for v in variants:
@@ -171,6 +180,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
     in_container = deploy_container.wanted()
     stopped = stop(state) | (in_container and deploy_container.stop(args.endpoint_name))
     action = "update" if stopped else "create"  # a running endpoint of this name is replaced
+    change = classify_change(_served(previous) if stopped else None, _served({"variants": variants}))
     port = args.port or (previous or {}).get("port") or _free_port(args.host)
     capture_dir = Path(localize(args.capture_uri)) if args.capture_uri else state / "capture"
     if in_container:  # <inference image> serve, through the engine's API (inference/deploy_container.py)
@@ -195,6 +205,7 @@ def deploy(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(0.2)
     info = {"backend": "local", "endpoint_name": args.endpoint_name, "action": action, "url": url,
             "invocations_url": f"{url}/invocations", "host": args.host, "port": port, **where,
+            "change": change, "traffic": args.traffic,
             "state_dir": str(state), "log_file": str(state / "server.log"),
             "variants": variants, "model_package_group": group,
             "data_capture": {"enabled": args.capture_percent > 0, "destination": str(capture_dir),

@@ -1,9 +1,12 @@
 """Deploy to SageMaker hosting with boto3 (see ``inference/deploy.py`` for the variant design).
 
 Idempotent by construction: models are named after the package (group + version) and reused
-if they exist; every run creates a new, timestamped endpoint config (configs are immutable) and
-then creates the endpoint or points the existing one at the new config (``update_endpoint``:
-SageMaker swaps variants without downtime).
+if they exist. The endpoint's current config is compared with the planned one
+(``deploy.classify_change``): when the same variants run the same models on the same instances
+with the same capture, only the weights move (``update_endpoint_weights_and_capacities``: no new
+instances, seconds); otherwise a new, timestamped endpoint config (configs are immutable) is
+created and the endpoint created or pointed at it (``update_endpoint``: SageMaker swaps variants
+without downtime). Nothing changes when the plan is what is deployed.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any
 
 from clinical_ml.io import DataError
 from clinical_ml.logs import get_logger
-from inference.deploy import check_package, plan_variants, previous_approved
+from inference.deploy import check_package, classify_change, plan_variants, previous_approved
 
 log = get_logger(__name__)
 CAPTURE_TYPES = {"CsvContentTypes": ["text/csv"],
@@ -97,14 +100,48 @@ def endpoint_config(name: str, variants: list[dict[str, Any]], args: argparse.Na
     return cfg
 
 
-def endpoint_exists(sm, name: str) -> bool:
+def _variant_keys(cfg: dict[str, Any]) -> dict[str, tuple[Any, float]]:
+    """``{variant: (model, instances, capture), weight}`` of an endpoint config, for classify_change."""
+    cap = cfg.get("DataCaptureConfig") or {}
+    capture = tuple(cap.get(k) for k in ("EnableCapture", "InitialSamplingPercentage",
+                                         "DestinationS3Uri", "KmsKeyId"))
+    return {v["VariantName"]: ((v["ModelName"], v.get("InstanceType"), v.get("InitialInstanceCount"),
+                                capture, cfg.get("KmsKeyId")), float(v.get("InitialVariantWeight", 1.0)))
+            for v in cfg["ProductionVariants"]}
+
+
+def current_variants(sm, name: str) -> dict[str, tuple[Any, float]] | None:
+    """The endpoint's variants as deployed, weights as they are now (None: no such endpoint)."""
     try:
-        sm.describe_endpoint(EndpointName=name)
-        return True
+        ep = sm.describe_endpoint(EndpointName=name)
     except sm.exceptions.ClientError as e:
         if "Could not find" in str(e) or "ValidationException" in str(e):
-            return False
+            return None
         raise
+    keys = _variant_keys(sm.describe_endpoint_config(EndpointConfigName=ep["EndpointConfigName"]))
+    now = {v["VariantName"]: v.get("CurrentWeight") for v in ep.get("ProductionVariants") or []}
+    return {n: (k, float(now[n]) if now.get(n) is not None else w) for n, (k, w) in keys.items()}
+
+
+def apply(sm, args: argparse.Namespace, variants: list[dict[str, Any]]) -> tuple[str, str, str | None]:
+    """Make the endpoint serve ``variants``: (action, change, endpoint config created or None)."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S%f")[:-3]
+    cfg = endpoint_config(_name(args.endpoint_name[:44], stamp), variants, args)
+    change = classify_change(current_variants(sm, args.endpoint_name), _variant_keys(cfg))
+    if change == "none":
+        return "update", change, None
+    if change == "weights":
+        sm.update_endpoint_weights_and_capacities(
+            EndpointName=args.endpoint_name,
+            DesiredWeightsAndCapacities=[{"VariantName": v["name"], "DesiredWeight": v["weight"]}
+                                         for v in variants])
+        return "update", change, None
+    sm.create_endpoint_config(**cfg)
+    if change == "create":
+        sm.create_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=cfg["EndpointConfigName"])
+        return "create", change, cfg["EndpointConfigName"]
+    sm.update_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=cfg["EndpointConfigName"])
+    return "update", change, cfg["EndpointConfigName"]
 
 
 def deploy(args: argparse.Namespace, sm=None) -> dict[str, Any]:
@@ -115,31 +152,24 @@ def deploy(args: argparse.Namespace, sm=None) -> dict[str, Any]:
     check_package(new, args.require_approval == "true")
     group = args.model_package_group or new.get("ModelPackageGroupName")
     champion = previous_approved(list_approved(sm, group), new["ModelPackageArn"]) if group else None
-    variants = plan_variants(new["ModelPackageArn"], champion, args.challenger_weight)
+    variants = plan_variants(new["ModelPackageArn"], champion, args.challenger_weight, args.traffic)
     for v in variants:
         desc = new if v["model_package_arn"] == new["ModelPackageArn"] else \
             sm.describe_model_package(ModelPackageName=v["model_package_arn"])
         v["model_package_version"] = _group_and_version(desc)[1]
         v["model_name"] = ensure_model(sm, desc, args.endpoint_name, args.role_arn, args.image_uri)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S%f")[:-3]
-    cfg = endpoint_config(_name(args.endpoint_name[:44], stamp), variants, args)
-    sm.create_endpoint_config(**cfg)
-    if endpoint_exists(sm, args.endpoint_name):
-        action = "update"
-        sm.update_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=cfg["EndpointConfigName"])
-    else:
-        action = "create"
-        sm.create_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=cfg["EndpointConfigName"])
+    action, change, config_name = apply(sm, args, variants)
     if args.wait:
         sm.get_waiter("endpoint_in_service").wait(EndpointName=args.endpoint_name)
     ep = sm.describe_endpoint(EndpointName=args.endpoint_name)
     region = sm.meta.region_name
     return {"backend": "sagemaker", "endpoint_name": args.endpoint_name,
             "endpoint_arn": ep.get("EndpointArn"), "endpoint_status": ep.get("EndpointStatus"),
-            "endpoint_config_name": cfg["EndpointConfigName"], "action": action,
+            "endpoint_config_name": config_name or ep.get("EndpointConfigName"), "action": action,
+            "change": change, "traffic": args.traffic,
             "url": f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{args.endpoint_name}/invocations",
             "variants": variants, "model_package_group": group,
-            "data_capture": cfg.get("DataCaptureConfig")}
+            "data_capture": endpoint_config("-", variants, args).get("DataCaptureConfig")}
 
 
 def delete(args: argparse.Namespace) -> None:

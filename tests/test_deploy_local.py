@@ -60,7 +60,7 @@ def test_local_deploy_create_update_delete(registry, tmp_path):
         first_pid, port = info["pid"], info["port"]
 
         second = registry.create_model_package("outcomes", b, approval_status="Approved")
-        assert deploy.main(["--model-package-arn", second, *common]) == 0
+        assert deploy.main(["--model-package-arn", second, *common, "--traffic", "canary"]) == 0
         info = json.loads((out / "endpoint.json").read_text())
         assert info["action"] == "update" and info["port"] == port and info["pid"] != first_pid
         assert not deploy_local._alive(first_pid)
@@ -78,6 +78,55 @@ def test_local_deploy_create_update_delete(registry, tmp_path):
     files = list(cap.rglob("*.jsonl"))
     assert {f.relative_to(cap).parts[0] for f in files} == {"champion", "challenger"}
     assert sum(len(f.read_text().splitlines()) for f in files) == 4  # 3 /invocations + 1 InvokeEndpoint
+
+
+def _routed(url, body, n=200):
+    """Invoked variant (response header) and model version per variant over n untargeted requests."""
+    seen: dict[str, list] = {}
+    for _ in range(n):
+        _, headers, doc = _post(url, body, {})
+        seen.setdefault(headers["x-amzn-invoked-production-variant"], []).append(doc["model_version"])
+    return {name: (len(versions), set(versions)) for name, versions in seen.items()}
+
+
+def test_local_promotion_shifts_all_traffic_and_canary_weights_move(registry, tmp_path):
+    """Promotion (--traffic all): the new model serves every request as the champion, the old one
+    stays reachable as 'previous' at weight 0; a canary's weights then move with the models kept."""
+    a = write_demo_outcome_model(tmp_path / "a", n_features=4, n_pheno=2, n_rows=80, n_trees=2, seed=0)
+    b = write_demo_outcome_model(tmp_path / "b", n_features=4, n_pheno=2, n_rows=80, n_trees=2, seed=1)
+    first = registry.create_model_package("outcomes", a, approval_status="Approved")
+    out = tmp_path / "out"
+    common = ["--endpoint-name", "ep3", "--output-dir", str(out), "--capture-percent", "0"]
+    body = orjson.dumps({"instances": [[0.1, 0.2, None, 0.4]]})
+
+    def run(arn, *extra):
+        assert deploy.main(["--model-package-arn", arn, *common, *extra]) == 0
+        return json.loads((out / "endpoint.json").read_text())
+
+    try:
+        info = run(first)
+        (v_a,) = _routed(info["url"], body, n=5)["champion"][1]
+        second = registry.create_model_package("outcomes", b, approval_status="Approved")
+        info = run(second)  # promoted: all traffic
+        assert (info["action"], info["change"], info["traffic"]) == ("update", "variants", "all")
+        assert [(v["name"], v["model_package_arn"], v["weight"]) for v in info["variants"]] == [
+            ("champion", second, 1.0), ("previous", first, 0.0)]
+        routed = _routed(info["url"], body)
+        assert list(routed) == ["champion"] and routed["champion"][0] == 200
+        (v_b,) = routed["champion"][1]
+        assert v_b != v_a
+        _, headers, doc = _post(info["url"], body, {"X-Amzn-SageMaker-Target-Variant": "previous"})
+        assert headers["x-amzn-invoked-production-variant"] == "previous" and doc["model_version"] == v_a
+
+        info = run(second, "--traffic", "canary", "--challenger-weight", "0.2")
+        assert info["change"] == "variants"
+        info = run(second, "--traffic", "canary", "--challenger-weight", "0.6")  # same models
+        assert info["change"] == "weights"
+        routed = _routed(info["url"], body)
+        assert routed["champion"][1] == {v_a} and routed["challenger"][1] == {v_b}
+        assert 90 <= routed["challenger"][0] <= 150  # binomial(200, 0.6): mean 120, sd 6.9
+    finally:
+        deploy.main(["--delete", "--endpoint-name", "ep3", "--backend", "local"])
 
 
 def test_local_deploy_of_missing_model_data_fails_clearly(registry, tmp_path):
