@@ -354,18 +354,20 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         extractor_eval, ["application/json", "application/jsonlines"],
         ["ml.g5.xlarge", "ml.m5.xlarge"], mlflow_run("extractor_run_id"))
 
-    # --- Deploy: endpoint config with two production variants (A/B) + data capture ---------
+    # --- Deploy: the promoted model takes the endpoint's traffic (PromotionTraffic) ----------
     step_deploy = f.processing(
         "Deploy", "inference/deploy.py",
-        display_name="Deploy A/B endpoint",
-        description="Endpoint config with two production variants (previous approved champion "
-                    "and this run's challenger at ChallengerWeight) and KMS-encrypted data "
-                    "capture; creates the endpoint or updates it in place.",
+        display_name="Deploy promoted model",
+        description="Shifts the endpoint's traffic to the promoted model: PromotionTraffic=all makes "
+                    "it the champion variant at weight 1.0 (the previous Approved model kept at 0 for "
+                    "rollback), canary gives it ChallengerWeight; KMS-encrypted data capture; creates "
+                    "the endpoint or updates it in place (weights only when the models are unchanged).",
         outputs=[s3_output("deploy", f.s3("Deploy", "deploy"), "deploy")],
         arguments=["--model-package-arn", step_register_outcomes.properties.ModelPackageArn,
                    "--model-package-group", groups["outcomes"],
                    "--endpoint-name", p.endpoint_name,
                    "--instance-type", p.endpoint_instance_type,
+                   "--traffic", p.promotion_traffic,
                    "--challenger-weight", p.challenger_weight.to_string(),
                    "--capture-uri", capture_uri,
                    "--kms-key-id", p.kms_key_id,

@@ -67,6 +67,7 @@ class Parameters:
     promotion_ece_margin: ParameterFloat
     model_approval_status: ParameterString
     endpoint_name: ParameterString
+    promotion_traffic: ParameterString
     challenger_weight: ParameterFloat
     drift_threshold: ParameterFloat
     mlflow_tracking_uri: ParameterString
@@ -135,6 +136,10 @@ def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: 
         model_approval_status=ParameterString(
             "ModelApprovalStatus", default_value="PendingManualApproval", enum_values=list(APPROVAL_STATUSES)),
         endpoint_name=ParameterString("EndpointName", default_value=endpoint_name),
+        # what Deploy does with the promoted model (inference/deploy.py): "all" = it serves all
+        # traffic as the champion, the old model kept at weight 0 for rollback; "canary" = it
+        # gets ChallengerWeight beside the old champion
+        promotion_traffic=ParameterString("PromotionTraffic", default_value="all", enum_values=["all", "canary"]),
         challenger_weight=ParameterFloat("ChallengerWeight", default_value=0.1),
         # per-feature baseline drift distance above which a feature violates (constraints.json)
         drift_threshold=ParameterFloat("DriftThreshold", default_value=0.1),

@@ -340,6 +340,22 @@ def test_only_approved_models_are_deployed(definition):
     assert deploy_args[deploy_args.index("--model-package-arn") + 1] == {"Get": "Steps.RegisterOutcomes.ModelPackageArn"}
 
 
+def test_deploy_shifts_traffic_to_the_promoted_model(definition):
+    """Deploy (only reached through CheckPromotion) gets PromotionTraffic (default all: the promoted
+    model serves all traffic) and ChallengerWeight for the canary alternative."""
+    params = {p["Name"]: p for p in definition["Parameters"]}
+    assert params["PromotionTraffic"]["Type"] == "String" and params["PromotionTraffic"]["DefaultValue"] == "all"
+    assert params["ChallengerWeight"]["DefaultValue"] == 0.1
+    args = all_steps(definition)["Deploy"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    flag = dict(zip(args[::2], args[1:][::2]))
+    assert flag["--traffic"] == {"Get": "Parameters.PromotionTraffic"}
+    assert flag["--challenger-weight"] == {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.ChallengerWeight"}]}}
+    assert flag["--model-package-group"] and flag["--require-approval"] == "true"
+    from inference.deploy import parse_args  # noqa: PLC0415 (the script accepts what the step passes)
+
+    assert parse_args(["--model-package-arn", "x", "--traffic", "all"]).traffic == "all"
+
+
 def test_compare_models_scores_the_evaluated_model_against_production(definition):
     """CompareModels: the model EvaluateOutcomes scores, on the same test split, against the newest
     Approved outcomes version (looked up by the script when it runs: --champion-group)."""
