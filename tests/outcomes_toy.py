@@ -117,3 +117,28 @@ def make_task_tree(root: Path, n_stays: int = 300, seed: int = 0, timeseries: bo
         write_split(Path(root) / split, _stays(n, rng, start), rng, timeseries)
         start += n
     return Path(root)
+
+
+def train_toy_models(tree: Path, out: Path, tasks=("ihm",), hp=None, shuffle: bool = False) -> Path:
+    """XGBoost outcome models on ``tree`` into ``out``. ``shuffle``: the deliberately weakened
+    challenger of the promotion tests, its ihm labels shuffled in train and val so nothing is
+    left to learn."""
+    import shutil
+
+    from clinical_ml.outcomes.train import HyperParameters, train_all
+    from clinical_ml.tasks.io import read_split, write_part
+
+    hp = hp or HyperParameters(max_rounds=40, early_stopping_rounds=5, nthread=1)
+    src = tree
+    if shuffle:
+        src = out.parent / f"{out.name}-tree"
+        shutil.copytree(tree, src)
+        rng = np.random.default_rng(0)
+        for split in ("train", "val"):
+            df = read_split(src / split, "ihm")
+            df["y"] = rng.permutation(df["y"].to_numpy())
+            for p in (src / split / "ihm").glob("part-*.parquet"):
+                p.unlink()
+            write_part(df, src / split, "ihm")
+    train_all(src / "train", src / "val", out, list(tasks), ["xgboost"], hp)
+    return out

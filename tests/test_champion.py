@@ -11,9 +11,8 @@ from clinical_ml import cli
 from clinical_ml.io import DataError, make_model_tarball, read_json
 from clinical_ml.outcomes import load
 from clinical_ml.outcomes.champion import Rule, compare, compare_predictions
-from clinical_ml.outcomes.train import HyperParameters, train_all
-from clinical_ml.tasks.io import read_split, write_part
-from outcomes_toy import make_task_tree
+from clinical_ml.outcomes.train import HyperParameters
+from outcomes_toy import make_task_tree, train_toy_models
 from processing import compare_models
 
 HP = HyperParameters(max_rounds=40, early_stopping_rounds=5, nthread=1)
@@ -26,19 +25,7 @@ def tree(tmp_path_factory) -> Path:
 
 
 def _train(tree: Path, out: Path, tasks=("ihm",), hp=HP, shuffle: bool = False) -> Path:
-    src = tree
-    if shuffle:  # the weakened challenger: labels shuffled in train and val, nothing left to learn
-        src = out.parent / f"{out.name}-tree"
-        shutil.copytree(tree, src)
-        rng = np.random.default_rng(0)
-        for split in ("train", "val"):
-            df = read_split(src / split, "ihm")
-            df["y"] = rng.permutation(df["y"].to_numpy())
-            for p in (src / split / "ihm").glob("part-*.parquet"):
-                p.unlink()
-            write_part(df, src / split, "ihm")
-    train_all(src / "train", src / "val", out, list(tasks), ["xgboost"], hp)
-    return out
+    return train_toy_models(tree, out, tasks, hp, shuffle)
 
 
 @pytest.fixture(scope="module")

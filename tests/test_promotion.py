@@ -12,20 +12,17 @@ from __future__ import annotations
 import copy
 import io
 import json
-import shutil
 from pathlib import Path
 
 import boto3
-import numpy as np
 import pytest
 from moto import mock_aws
 
 from clinical_ml.io import make_model_tarball, read_json
 from clinical_ml.outcomes.production import production_model
-from clinical_ml.outcomes.train import HyperParameters, train_all
+from clinical_ml.outcomes.train import HyperParameters
 from clinical_ml.registry import LocalRegistry
-from clinical_ml.tasks.io import read_split, write_part
-from outcomes_toy import make_task_tree
+from outcomes_toy import make_task_tree, train_toy_models
 from pipeline_expr import all_steps
 from processing import compare_models
 
@@ -40,19 +37,7 @@ def tree(tmp_path_factory) -> Path:
 
 
 def _train(tree: Path, out: Path, shuffle: bool) -> Path:
-    src = tree
-    if shuffle:  # the deliberately weakened model: labels shuffled in train and val
-        src = out.parent / f"{out.name}-tree"
-        shutil.copytree(tree, src)
-        rng = np.random.default_rng(0)
-        for split in ("train", "val"):
-            df = read_split(src / split, "ihm")
-            df["y"] = rng.permutation(df["y"].to_numpy())
-            for p in (src / split / "ihm").glob("part-*.parquet"):
-                p.unlink()
-            write_part(df, src / split, "ihm")
-    train_all(src / "train", src / "val", out, ["ihm"], ["xgboost"], HP)
-    return out
+    return train_toy_models(tree, out, ("ihm",), HP, shuffle)
 
 
 @pytest.fixture(scope="module")
