@@ -9,7 +9,8 @@ Writes Model Monitor's ``constraint_violations.json`` and the window's ``statist
 publishes the metrics (CloudWatch under SageMaker, a JSONL file under the local backend).
 Run by hand with no AWS region configured, the metrics go to the local file, with one warning
 line saying where and how to publish instead; a failed PutMetricData (no credentials, no
-permission) is one error line naming what to do, never a botocore traceback. With ``--ground-truth`` and ``--registered-metrics`` it also checks model quality.
+permission) is one error line naming what to do, never a botocore traceback. With ``--ground-truth`` it also reports model quality (AUROC, Brier, calibration;
+``clinical_ml.monitor.quality``), and with ``--registered-metrics`` its drop vs the registered model.
 """
 from __future__ import annotations
 
@@ -131,11 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         win = CaptureWindow(pd.DataFrame(columns=names), np.empty(0), [], np.empty(0, dtype=np.int64))
     report = check.run_checks(statistics, constraints, win.frame)
     qual = None
-    if args.ground_truth and args.registered_metrics and report.status != "no_data":
+    if args.ground_truth:  # no labels for the window yet: status "none", no quality datapoint
         qual = quality.evaluate(win.event_ids, win.row_in_event, win.predictions,
                                 quality.read_ground_truth(args.ground_truth),
-                                quality.registered_metrics(args.registered_metrics, args.task),
-                                args.max_auroc_drop, args.max_brier_increase)
+                                quality.registered_metrics(args.registered_metrics, args.task)
+                                if args.registered_metrics else {},
+                                args.max_auroc_drop, args.max_brier_increase,
+                                inference_ids=win.inference_ids)
     out = Path(args.output)
     write_json(out / formats.VIOLATIONS, formats.validate_violations({"violations": report.violations}))
     if report.statistics is not None:

@@ -82,6 +82,7 @@ class CaptureWindow:
     files: int = 0
     undecodable: int = 0
     errors: list[str] = field(default_factory=list)  # first few reasons (no payload text)
+    inference_ids: list[str] = field(default_factory=list)  # the record's inferenceId ("" if none)
 
 
 def _body(part: dict) -> tuple[str, Any]:
@@ -183,6 +184,7 @@ def read_window(root: str | os.PathLike, feature_names: Sequence[str], start: da
     csv_pos: list[int] = []
     preds: list[np.ndarray] = []
     event_ids: list[str] = []
+    inference_ids: list[str] = []
     row_in_event: list[int] = []
     win = CaptureWindow(pd.DataFrame(), np.empty(0), [], np.empty(0, dtype=np.int64), files=len(files))
     pos = 0
@@ -233,6 +235,7 @@ def read_window(root: str | os.PathLike, feature_names: Sequence[str], start: da
                         list_rows.append(row)
                         list_pos.append(pos)
                     event_ids.append(str(meta.get("eventId", "")))
+                    inference_ids.append(str(meta.get("inferenceId") or ""))
                     row_in_event.append(i)
                     pos += 1
                 preds.append(decode_output(cap.get("endpointOutput"), len(rows), task))
@@ -244,6 +247,7 @@ def read_window(root: str | os.PathLike, feature_names: Sequence[str], start: da
                                                            and k not in names])
     win.predictions = np.concatenate(preds) if preds else np.empty(0)
     win.event_ids = event_ids
+    win.inference_ids = inference_ids
     win.row_in_event = np.asarray(row_in_event, dtype=np.int64)
     return win
 

@@ -9,8 +9,10 @@ Namespace ``clinical-ml/DataDrift``; dimensions ``Endpoint`` and ``MonitoringSch
 - ``rows_analyzed``: rows in the window (0 for an empty window, which publishes nothing else,
   so the alarm sees missing data, treated as not breaching);
 - ``integrity_violations``: schema/type violations;
-- with ground truth: ``model_auroc``, ``model_brier``, ``auroc_drop``, ``brier_increase``,
-  ``labelled_rows``.
+- with ground truth (window status ``ok``): ``model_auroc``, ``model_brier``, ``model_ece``,
+  ``calibration_slope``, ``calibration_intercept``, ``auroc_drop``, ``brier_increase``,
+  ``labelled_rows``; a window without labels publishes none of them (missing data: the
+  quality alarm treats it as not breaching).
 
 The local file holds one datapoint a line, the same fields as CloudWatch's MetricData plus
 ``Namespace``: what the local alarm evaluation (``alarms.evaluate``) reads.
@@ -29,6 +31,10 @@ from clinical_ml.monitor.capture import format_time, parse_time
 
 NAMESPACE = "clinical-ml/DataDrift"
 FEATURE_PREFIX = "feature_baseline_drift_"
+# model quality, published only for a window whose status is "ok" (none: no datapoint at all)
+QUALITY_METRICS = ("model_auroc", "model_brier", "model_ece", "calibration_slope",
+                   "calibration_intercept", "auroc_drop", "brier_increase")
+DRIFT_METRICS = ("rows_analyzed", "drift_score", "integrity_violations", "labelled_rows")
 MAX_PER_CALL = 500  # CloudWatch accepts up to 1000 metrics per PutMetricData call
 
 
@@ -54,7 +60,7 @@ def datapoints(report: Any, endpoint: str, schedule: str, timestamp: datetime,
                 out.append(dp(feature_metric_name(name), f["distance"]))
     if quality and quality.get("status") == "ok":
         out.append(dp("labelled_rows", quality["labelled_rows"], "Count"))
-        for k in ("model_auroc", "model_brier", "auroc_drop", "brier_increase"):
+        for k in QUALITY_METRICS:
             if quality.get(k) is not None:
                 out.append(dp(k, quality[k]))
     return out

@@ -7,7 +7,16 @@ folder)::
      "eventMetadata": {"eventId": "<the capture record's eventId>"}, "eventVersion": "0"}
 
 ``data`` holds one label per instance of the captured request, in order. Rows join the window
-by (eventId, position). Registered metrics come from the registered model's
+by (id, position), the id being the capture record's ``inferenceId`` when the request carried one
+(``InferenceId`` of InvokeEndpoint, what Model Monitor's merge uses) else its ``eventId``.
+
+Per window: ``status`` ``ok`` (AUROC, Brier, calibration), ``none`` (no captured row has a
+label yet: no quality figures, no quality datapoint, so the alarm never fires on it) or
+``insufficient_labels`` (fewer than ``MIN_LABELLED`` labelled rows, or one class only).
+Calibration: ``model_ece`` (expected calibration error, 10 equal-width bins of the score,
+bin-size weighted |mean label - mean score|), ``calibration_slope`` and
+``calibration_intercept`` (logistic recalibration ``logit P(y) = a + b logit(p)``: 1 and 0 when
+calibrated; slope < 1 means over-confident scores). Registered metrics come from the registered model's
 ``evaluation.json`` (``gate.<task>_auroc`` and ``tasks.<task>.xgboost.brier``), its
 ``model_metrics.json`` (SageMaker ModelQuality: ``binary_classification_metrics.auc``), or a
 plain ``{"auroc": .., "brier": ..}``.
@@ -77,25 +86,65 @@ def registered_metrics(path: str | os.PathLike, task: str = "ihm") -> dict[str, 
     return out
 
 
-def evaluate(event_ids: list[str], row_in_event: np.ndarray, predictions: np.ndarray,
-             labels: dict[str, list[float]], registered: dict[str, float],
-             max_auroc_drop: float = 0.05, max_brier_increase: float = 0.02) -> dict[str, Any]:
-    """Join predictions with labels; AUROC/Brier and their change vs ``registered``."""
-    from sklearn.metrics import brier_score_loss, roc_auc_score
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Bin-size weighted |mean label - mean score| over ``bins`` equal-width score bins."""
+    idx = np.minimum((p * bins).astype(np.int64), bins - 1)
+    gap = np.abs(np.bincount(idx, y, bins) - np.bincount(idx, p, bins))  # per-bin sums
+    return float(gap.sum() / len(y))
 
+
+def calibration_line(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(slope, intercept) of the logistic recalibration ``logit P(y) = a + b logit(p)``."""
+    from sklearn.linear_model import LogisticRegression
+
+    eps = 1e-6
+    z = np.log(np.clip(p, eps, 1 - eps) / np.clip(1 - p, eps, 1 - eps)).reshape(-1, 1)
+    lr = LogisticRegression(C=np.inf, solver="lbfgs", max_iter=200).fit(z, y)  # unpenalised
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def join(keys: list[str], row_in_event: np.ndarray, predictions: np.ndarray,
+         labels: dict[str, list[float]], fallback_keys: list[str] | None = None
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, scores) of the window's rows that have a ground-truth label and a score."""
     y, p = [], []
-    for eid, pos, pred in zip(event_ids, row_in_event, predictions):
-        lab = labels.get(eid)
+    alt = fallback_keys if fallback_keys is not None else [None] * len(keys)
+    for key, other, pos, pred in zip(keys, alt, row_in_event, predictions):
+        lab = labels.get(key) if key else None
+        if lab is None and other:
+            lab = labels.get(other)
         if lab is not None and pos < len(lab) and np.isfinite(pred):
             y.append(lab[pos])
             p.append(pred)
-    n = len(y)
-    if n < MIN_LABELLED or len(set(y)) < 2:
-        return {"status": "insufficient_labels", "labelled_rows": n, "violations": []}
-    y_arr, p_arr = np.asarray(y), np.clip(np.asarray(p), 0.0, 1.0)
+    return np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+
+
+def evaluate(event_ids: list[str], row_in_event: np.ndarray, predictions: np.ndarray,
+             labels: dict[str, list[float]], registered: dict[str, float],
+             max_auroc_drop: float = 0.05, max_brier_increase: float = 0.02,
+             inference_ids: list[str] | None = None) -> dict[str, Any]:
+    """Join predictions with labels (by inferenceId where the record has one, else eventId);
+    AUROC/Brier/calibration and their change vs ``registered``."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    keys = [i or e for i, e in zip(inference_ids, event_ids)] if inference_ids else list(event_ids)
+    y_arr, p_arr = join(keys, row_in_event, predictions, labels,
+                        list(event_ids) if inference_ids else None)
+    n = len(y_arr)
+    if n == 0:
+        return {"status": "none", "labelled_rows": 0, "model_auroc": None, "model_brier": None,
+                "message": "no ground truth for this window's inferences yet", "violations": []}
+    if n < MIN_LABELLED or len(set(y_arr.tolist())) < 2:
+        return {"status": "insufficient_labels", "labelled_rows": n, "model_auroc": None,
+                "model_brier": None, "violations": []}
+    p_arr = np.clip(p_arr, 0.0, 1.0)
+    slope, intercept = calibration_line(y_arr, p_arr)
     res: dict[str, Any] = {"status": "ok", "labelled_rows": n,
+                           "positive_rate": float(y_arr.mean()),
                            "model_auroc": float(roc_auc_score(y_arr, p_arr)),
                            "model_brier": float(brier_score_loss(y_arr, p_arr)),
+                           "model_ece": expected_calibration_error(y_arr, p_arr),
+                           "calibration_slope": slope, "calibration_intercept": intercept,
                            "auroc_drop": None, "brier_increase": None, "violations": []}
     if "auroc" in registered:
         res["auroc_drop"] = registered["auroc"] - res["model_auroc"]
