@@ -21,6 +21,7 @@ import datetime as dt
 import gc
 import os
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from clinical_ml.io import DataError
 from clinical_ml.logs import get_logger
 from inference import codecs, handlers, runtime_api
 from inference.capture import CaptureWriter, Event
+from inference.serving_metrics import ServingMetrics
 from inference.codecs import RequestError
 
 log = get_logger(__name__)
@@ -61,7 +63,8 @@ class ServingApp:
 
     def __init__(self, variants: list[Variant], endpoint: str = "local",
                  capture: CaptureWriter | None = None, max_payload: int = MAX_PAYLOAD,
-                 seed: int | None = None, openapi: dict | None = None):
+                 seed: int | None = None, openapi: dict | None = None,
+                 metrics: ServingMetrics | None = None):
         if not variants:
             raise ValueError("at least one production variant is required")
         names = [v.name for v in variants]
@@ -82,6 +85,7 @@ class ServingApp:
         self.counts: dict[str, int] = {n: 0 for n in names}
         self.errors = {"4xx": 0, "5xx": 0}
         self._openapi = orjson.dumps(openapi) if openapi else None
+        self.metrics = metrics  # ModelLatency/OverheadLatency/4XX/5XX (inference/serving_metrics.py)
 
     # -- routing -----------------------------------------------------------------------------
     def pick(self, target: str | None) -> Variant:
@@ -99,6 +103,9 @@ class ServingApp:
 
     # -- ASGI --------------------------------------------------------------------------------
     async def __call__(self, scope: dict, receive, send) -> None:
+        await self._dispatch(scope, receive, send)  # an ASGI app returns None (uvicorn checks)
+
+    async def _dispatch(self, scope: dict, receive, send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             return await self._lifespan(receive, send)
@@ -108,7 +115,11 @@ class ServingApp:
         if path == "/invocations":
             if method != "POST":
                 return await self._error(send, 405, "use POST /invocations")
-            return await self._invoke(scope, receive, send)
+            if self.metrics is None:
+                return await self._invoke(scope, receive, send)
+            t0 = time.perf_counter_ns()
+            status = await self._invoke(scope, receive, send)
+            return self._observe(scope, status, t0)
         if path.startswith(runtime_api.PREFIX):  # the SageMaker runtime API (InvokeEndpoint)
             name = runtime_api.endpoint_name(path)
             if name is None:
@@ -116,7 +127,11 @@ class ServingApp:
                                                     "/endpoints/<name>/invocations")
             if method != "POST":
                 return await self._error(send, 405, "use POST /endpoints/<name>/invocations")
-            return await self._invoke_runtime(scope, receive, send, name)
+            if self.metrics is None:
+                return await self._invoke_runtime(scope, receive, send, name)
+            t0 = time.perf_counter_ns()
+            status = await self._invoke_runtime(scope, receive, send, name)
+            return self._observe(scope, status, t0)
         if path == "/ping":
             if method not in ("GET", "HEAD"):
                 return await self._error(send, 405, "use GET /ping")
@@ -132,6 +147,12 @@ class ServingApp:
             return await self._send(send, 200, orjson.dumps(stats), b"application/json")
         return await self._error(send, 404, f"no route {path[:64]!r}; use GET /ping, POST "
                                             "/invocations or POST /endpoints/<name>/invocations")
+
+    def _observe(self, scope: dict, status: int | None, t0: int) -> None:
+        """One finished invocation to the metrics (a deque append; None: client went away)."""
+        if status is not None:
+            self.metrics.observe(scope.get("cm.variant"), status, scope.get("cm.model_ns"),
+                                 time.perf_counter_ns() - t0)
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -151,6 +172,8 @@ class ServingApp:
         """Publish captured data and stop helper threads (both restart if the app is reused)."""
         if self.capture:
             self.capture.close()
+        if self.metrics:
+            self.metrics.close()
         pool, self._pool = self._pool, self._new_pool()
         pool.shutdown(wait=False)
 
@@ -173,7 +196,7 @@ class ServingApp:
             if not msg.get("more_body"):
                 return b"".join(chunks)
 
-    async def _invoke(self, scope: dict, receive, send) -> None:
+    async def _invoke(self, scope: dict, receive, send) -> int | None:
         variant = None
         try:
             variant = self.pick(_header(scope, TARGET))
@@ -184,7 +207,7 @@ class ServingApp:
             return None
         return await self._answer(scope, send, variant, body)
 
-    async def _invoke_runtime(self, scope: dict, receive, send, name: str) -> None:
+    async def _invoke_runtime(self, scope: dict, receive, send, name: str) -> int | None:
         """``POST /endpoints/<name>/invocations``: InvokeEndpoint as SageMaker's front end
         answers it (inference/runtime_api.py); the model part is the container's."""
         variant = None
@@ -202,14 +225,18 @@ class ServingApp:
         except runtime_api.ApiError as e:
             self.errors["5xx" if e.status >= 500 else "4xx"] += 1
             status, out, headers = runtime_api.error(e.status, e.code, e.message)
-            return await self._send(send, status, out, b"application/json", variant, headers)
+            await self._send(send, status, out, b"application/json", variant, headers)
+            return e.status
         except ConnectionError:
             return None
         return await self._answer(scope, send, variant, body, runtime=True)
 
     async def _answer(self, scope: dict, send, variant: Variant, body: bytes,
-                      runtime: bool = False) -> None:
-        """Run the handlers for one request and send the answer (or the model's error)."""
+                      runtime: bool = False) -> int:
+        """Run the handlers for one request and send the answer (or the model's error);
+        returns the status the model's answer had (the metrics count 4xx/5xx by it)."""
+        scope["cm.variant"] = variant.name
+        t_model = time.perf_counter_ns()
         try:
             ctype_header = _header(scope, "content-type")
             ctype = codecs.media_type(ctype_header)
@@ -220,6 +247,7 @@ class ServingApp:
             else:  # slow work (notes, big batches) off the loop, so /ping stays answered
                 out, out_type = await asyncio.get_running_loop().run_in_executor(
                     self._pool, handlers.transform, model, body, ctype, accept)
+            scope["cm.model_ns"] = time.perf_counter_ns() - t_model
         except RequestError as e:
             return await self._error(send, e.status, e.message, variant, runtime)
         except DataError as e:
@@ -241,6 +269,7 @@ class ServingApp:
         if cap is not None and cap.sample():
             cap.submit(Event(variant.name, dt.datetime.now(dt.timezone.utc),
                              _header(scope, INFERENCE_ID), ctype_header or ctype, body, out_type, out))
+        return 200
 
     async def _send(self, send, status: int, body: bytes, ctype: bytes,
                     variant: Variant | None = None, extra: list | None = None) -> None:
@@ -253,26 +282,31 @@ class ServingApp:
         await send({"type": "http.response.body", "body": body})
 
     async def _error(self, send, status: int, message: str, variant: Variant | None = None,
-                     runtime: bool = False) -> None:
+                     runtime: bool = False) -> int:
+        """Send an error; returns the original status (a runtime ModelError is sent as 424)."""
         self.errors["5xx" if status >= 500 else "4xx"] += 1
         if runtime:  # the runtime API wraps the container's error as SageMaker does
-            status, body, headers = runtime_api.model_error(status, message, self.endpoint)
-            return await self._send(send, status, body, b"application/json", variant, headers)
+            sent, body, headers = runtime_api.model_error(status, message, self.endpoint)
+            await self._send(send, sent, body, b"application/json", variant, headers)
+            return status
         await self._send(send, status, codecs.error_body(status, message), b"application/json", variant)
+        return status
 
 
 def build_app(models: list[tuple[str, str, float]], endpoint: str = "local",
               capture_dir: str | None = None, capture_percent: float = 100.0,
               max_payload: int = MAX_PAYLOAD, limits: dict | None = None,
-              seed: int | None = None) -> ServingApp:
+              seed: int | None = None, metrics_file: str | None = None,
+              metrics_seconds: float = 60.0) -> ServingApp:
     """Load each ``(variant name, model dir, weight)`` and assemble the app."""
     from inference.openapi import spec  # noqa: PLC0415
 
     variants = [Variant(name, handlers.model_fn(path, **(limits or {})), weight)
                 for name, path, weight in models]
     capture = CaptureWriter(capture_dir, endpoint, capture_percent) if capture_dir else None
+    serving_metrics = ServingMetrics(metrics_file, endpoint, metrics_seconds) if metrics_file else None
     app = ServingApp(variants, endpoint, capture, max_payload, seed=seed,
-                     openapi=spec([v.model for v in variants]))
+                     openapi=spec([v.model for v in variants]), metrics=serving_metrics)
     gc.collect()
     gc.freeze()  # models and app are long-lived: keep them out of every later GC pass
     return app
@@ -290,4 +324,5 @@ def app_from_env() -> ServingApp:
         pin_worker(cfg["pin"]["dir"], cfg["pin"]["cpus"])
     return build_app([tuple(m) for m in cfg["models"]], cfg["endpoint"], cfg.get("capture_dir"),
                      cfg.get("capture_percent", 100.0), cfg.get("max_payload", MAX_PAYLOAD),
-                     cfg.get("limits"))
+                     cfg.get("limits"), metrics_file=cfg.get("metrics_file"),
+                     metrics_seconds=cfg.get("metrics_seconds", 60.0))

@@ -2,6 +2,7 @@
 
     clinical-ml serve --model DIR [--model-b DIR --weight-b 0.2] --port 8080
                       [--host 127.0.0.1] [--capture-dir D --capture-percent 100]
+                      [--metrics-file drift_metrics.jsonl --metrics-seconds 60]
 
 Runs the ASGI app (``inference/app.py``) under uvicorn with httptools and uvloop. Inside a
 SageMaker container (``serve`` entry point) the model is ``/opt/ml/model`` and the port 8080;
@@ -41,6 +42,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--endpoint-name", default=os.environ.get("CLINICAL_ML_ENDPOINT", "local"))
     p.add_argument("--capture-dir", help="write SageMaker-format data capture under this folder")
     p.add_argument("--capture-percent", type=float, default=100.0, help="sampling percentage")
+    p.add_argument("--metrics-file", default=os.environ.get("CLINICAL_ML_SERVE_METRICS_FILE"),
+                   help="append SageMaker's endpoint metrics (ModelLatency, OverheadLatency, "
+                        "Invocation4XXErrors/5XXErrors; AWS/SageMaker) to this local metrics JSONL "
+                        "(the drift job's file: docs/monitoring.md)")
+    p.add_argument("--metrics-seconds", type=float, default=60.0,
+                   help="one datapoint per metric and variant per this many seconds")
     p.add_argument("--max-rows", type=int, default=1000, help="instances per outcome request")
     p.add_argument("--max-notes", type=int, default=64, help="notes per extraction request")
     p.add_argument("--cpu-affinity", choices=("auto", "on", "off"),
@@ -63,7 +70,9 @@ def config(args: argparse.Namespace) -> dict:
         models.append([args.name_b, args.model_b, args.weight_b])
     return {"models": models, "endpoint": args.endpoint_name, "capture_dir": args.capture_dir,
             "capture_percent": args.capture_percent,
-            "limits": {"max_rows": args.max_rows, "max_notes": args.max_notes}}
+            "limits": {"max_rows": args.max_rows, "max_notes": args.max_notes},
+            **({"metrics_file": args.metrics_file, "metrics_seconds": args.metrics_seconds}
+               if args.metrics_file else {})}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -231,3 +231,53 @@ def test_worker_cpu_slots_are_exclusive_and_freed_with_the_process(tmp_path):
         holder.wait()
     # the dead holder's lock is gone: a replacement worker takes its slot
     assert claim_slot(tmp_path, 2) == 0
+
+
+def test_latency_and_error_metrics_in_sagemakers_names(models, tmp_path):
+    """ModelLatency/OverheadLatency (us, p50/p99 per window) and 4XX/5XX counts, per variant,
+    in the local metrics file, as SageMaker names them (AWS/SageMaker, EndpointName/VariantName)."""
+    from clinical_ml.monitor import metrics as M
+    from inference.serving_metrics import METRICS, ServingMetrics
+
+    sm = ServingMetrics(tmp_path / "m.jsonl", "ep1", start_thread=False)
+    app = ServingApp([Variant("A", models[0], 1.0), Variant("B", models[1], 0.0)], endpoint="ep1",
+                     metrics=sm)
+    c = _client(app)
+    row = _row(models[0])
+    for _ in range(20):
+        assert c.post("/invocations", json={"instances": [row]}).status_code == 200
+    assert c.post("/invocations", json={"instances": [row]},
+                  headers={"X-Amzn-SageMaker-Target-Variant": "B"}).status_code == 200
+    assert c.post("/invocations", content=b"{", headers={"content-type": "application/json"}).status_code == 400
+    assert c.post("/endpoints/ep1/invocations", content=b"{}",
+                  headers={"content-type": "application/xml"}).status_code == 424   # ModelError(415)
+    assert c.post("/endpoints/nope/invocations", json={}).status_code == 400      # front end
+    c.get("/ping")                                                                 # not counted
+    points = sm.flush()
+    assert sm.flush() == []                                                        # window drained
+    assert {p["MetricName"] for p in points} == set(METRICS)
+    got = {(p["MetricName"], {d["Name"]: d["Value"] for d in p["Dimensions"]}.get("VariantName")): p
+           for p in M.read_local(tmp_path / "m.jsonl")}
+    assert all(p["Namespace"] == "AWS/SageMaker" for p in got.values())
+    assert got[("Invocations", "A")]["Value"] == 22 and got[("Invocation4XXErrors", "A")]["Value"] == 2
+    assert got[("Invocations", "B")]["Value"] == 1 and got[("Invocation5XXErrors", "A")]["Value"] == 0
+    assert got[("Invocation4XXErrors", "AllTraffic")]["Value"] == 1    # refused before routing
+    lat = got[("ModelLatency", "A")]
+    assert lat["Unit"] == "Microseconds" and lat["StatisticValues"]["SampleCount"] == 20   # answered ones
+    ext = lat["ExtendedStatistics"]
+    assert 0 < ext["p50"] <= ext["p99"] <= lat["StatisticValues"]["Maximum"] and lat["Value"] == ext["p50"]
+    assert got[("OverheadLatency", "A")]["StatisticValues"]["Minimum"] >= 0
+
+
+def test_window_percentiles_are_numpys():
+    import numpy as np
+
+    from inference.serving_metrics import window_points
+
+    rng = np.random.default_rng(0)
+    model = rng.integers(100_000, 900_000, 1000)
+    samples = [("A", 200, int(m), int(m) + 50_000) for m in model]
+    pts = {p["MetricName"]: p for p in window_points(samples, "ep", dt.datetime(2026, 1, 1))}
+    want = np.percentile(model / 1000.0, [50, 99], method="nearest")
+    assert [pts["ModelLatency"]["ExtendedStatistics"][k] for k in ("p50", "p99")] == list(want)
+    assert pts["OverheadLatency"]["ExtendedStatistics"]["p99"] == pytest.approx(50.0)
