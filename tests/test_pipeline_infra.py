@@ -206,3 +206,33 @@ def test_image_command_prints_plan_and_explains_without_docker(capsys, monkeypat
     ctx = build_context(tmp_path / "ctx")
     assert (ctx / "processing" / "build_tasks.py").is_file() and (ctx / "setup.py").is_file()
     assert not (ctx / ".venv").exists() and not list(ctx.rglob("__pycache__"))
+
+
+def test_dashboard_is_json_and_names_only_published_metrics(template):
+    """The dashboard body parses (parameters substituted) and every metric it shows is one the
+    code publishes: the drift job's (clinical-ml/DataDrift) or SageMaker's endpoint metrics
+    (AWS/SageMaker, written locally by inference/serving_metrics.py)."""
+    from clinical_ml.monitor import metrics as M
+    from inference import serving_metrics as SM
+
+    dash = template["Resources"]["MonitoringDashboard"]
+    assert dash["Type"] == "AWS::CloudWatch::Dashboard"
+    values = {"AWS::Region": "eu-west-1", "EndpointName": "ep", "DriftScoreThreshold": "1"}
+    sub = dash["Properties"]["DashboardBody"]
+    body = re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], sub.get("Sub", sub) if isinstance(sub, dict) else sub)
+    doc = json.loads(body)
+    published = {(M.NAMESPACE, n) for n in M.QUALITY_METRICS + M.DRIFT_METRICS} | {
+        (SM.NAMESPACE, n) for n in SM.METRICS}
+    shown, dims = set(), set()
+    for w in doc["widgets"]:
+        for m in w["properties"]["metrics"]:
+            names = [x for x in m if isinstance(x, str)]
+            shown.add((names[0], names[1]))
+            dims.add((names[0], tuple(names[2::2])))
+    assert shown <= published, shown - published
+    assert {("clinical-ml/DataDrift", "drift_score"), ("clinical-ml/DataDrift", "model_auroc"),
+            ("clinical-ml/DataDrift", "model_brier"), ("AWS/SageMaker", "ModelLatency"),
+            ("AWS/SageMaker", "OverheadLatency"), ("AWS/SageMaker", "Invocation4XXErrors"),
+            ("AWS/SageMaker", "Invocation5XXErrors")} <= shown
+    assert dims == {(M.NAMESPACE, tuple(d["Name"] for d in M.dimensions("e", "s"))),
+                    (SM.NAMESPACE, tuple(d["Name"] for d in SM.dimensions("e", "v")))}
