@@ -82,14 +82,22 @@ class ServingMetrics:
     appends the window's datapoints to ``path``."""
 
     def __init__(self, path: str | os.PathLike, endpoint: str, window_seconds: float = 60.0,
-                 start_thread: bool = True):
+                 start_thread: bool = True, max_samples: int = 200_000):
         self.path, self.endpoint, self.window_seconds = Path(path), endpoint, window_seconds
-        self._buf: collections.deque[tuple] = collections.deque()
+        # bounded: were the writer stopped, the oldest samples go, memory does not grow
+        self._buf: collections.deque[tuple] = collections.deque(maxlen=max_samples)
         self.written = 0
         self._stop = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
         if start_thread:
-            self._thread = threading.Thread(target=self._run, name="serving-metrics", daemon=True)
+            self.start()
+
+    def start(self) -> None:
+        """Start (or restart, after ``close``) the writer thread."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(self._stop,),
+                                            name="serving-metrics", daemon=True)
             self._thread.start()
 
     def observe(self, variant: str | None, status: int, model_ns: int | None, total_ns: int) -> None:
@@ -110,8 +118,8 @@ class ServingMetrics:
         self.written += len(points)
         return points
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.window_seconds):
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.window_seconds):
             self._safe_flush()
         self._safe_flush()
 

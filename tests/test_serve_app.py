@@ -281,3 +281,18 @@ def test_window_percentiles_are_numpys():
     want = np.percentile(model / 1000.0, [50, 99], method="nearest")
     assert [pts["ModelLatency"]["ExtendedStatistics"][k] for k in ("p50", "p99")] == list(want)
     assert pts["OverheadLatency"]["ExtendedStatistics"]["p99"] == pytest.approx(50.0)
+
+
+def test_serving_metrics_thread_writes_windows_and_restarts(tmp_path):
+    from inference.serving_metrics import ServingMetrics
+
+    sm = ServingMetrics(tmp_path / "m.jsonl", "ep", window_seconds=0.05)
+    sm.observe("A", 200, 1_000_000, 1_200_000)
+    time.sleep(0.5)
+    assert sm.written >= 5 and (tmp_path / "m.jsonl").is_file()
+    sm.close()
+    sm.start()
+    sm.observe("A", 500, None, 10_000)
+    sm.close()                                   # the last window is written on close
+    lines = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert sum(p["MetricName"] == "Invocation5XXErrors" and p["Value"] == 1 for p in lines) == 1
