@@ -16,6 +16,9 @@ import numpy as np
 
 from inference.codecs import RequestError
 
+# a stay's hours since ICU admission: the longest MIMIC-III ICU stays are about 4,200 h; beyond
+# a year the value is a unit mistake, and past 2**63 it would overflow the builder's BIGINT bins
+MAX_HOURS = 24 * 365
 
 def _channels() -> dict[str, Any]:
     from clinical_ml.tasks.variables import channels  # noqa: PLC0415
@@ -29,9 +32,9 @@ def observations(rows: list[dict[str, Any]], where: str = "series") -> list[tupl
     out = []
     for j, r in enumerate(rows):
         h = r.get("hour")
-        if type(h) not in (int, float) or not math.isfinite(h) or h < 0:
-            raise RequestError(400, f"{where}[{j}]: 'hour' must be a finite number >= 0 (hours "
-                                    "since ICU admission)")
+        if type(h) not in (int, float) or not math.isfinite(h) or not 0 <= h <= MAX_HOURS:
+            raise RequestError(400, f"{where}[{j}]: 'hour' must be a number from 0 to {MAX_HOURS} "
+                                    "(hours since ICU admission)")
         for k, v in r.items():
             if k == "hour" or v is None:
                 continue
@@ -81,6 +84,10 @@ def features_from_series(rows: list[dict[str, Any]], features: list[str],
         with tempfile.TemporaryDirectory(prefix="series-") as tmp:
             tf.build_features(con, ["request_points"], tmp)
             df = con.execute("SELECT * FROM feats").fetch_df()
+    except (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.OutOfRangeException) as e:
+        # a value the builder's SQL cannot hold is the request's fault, not the server's
+        raise RequestError(422, f"{where}: a value is out of range for the feature builder "
+                                f"({str(e).splitlines()[0][:120]}); check the units") from None
     finally:
         con.close()
     missing = [f for f in features if f not in df.columns]

@@ -218,10 +218,19 @@ def test_series_request_equals_the_same_features_as_instances(tmp_path):
                                         "application/json", None)[0])
     assert len(two["predictions"]) == 2 and two["predictions"][0] == a["predictions"][0]
     for bad in ([{"hour": -1, "heart_rate": 80}], [{"hour": 1, "pulse": 80}],
-                [{"hour": 1, "heart_rate": "fast"}], [{"hour": 1, "glascow_coma_scale_total": "x"}]):
+                [{"hour": 1, "heart_rate": "fast"}], [{"hour": 1, "glascow_coma_scale_total": "x"}],
+                [{"hour": 1e30, "heart_rate": 80}]):
         with pytest.raises(RequestError) as e:
             handlers.transform(m, orjson.dumps({"series": bad}), "application/json", None)
         assert e.value.status == 400
+    # extreme but finite values never become a server error: a prediction or a 4xx naming them
+    for odd in ([{"hour": 8760, "heart_rate": 80}], [{"hour": 1, "heart_rate": 1e308}],
+                [{"hour": 1, "heart_rate": -1e308}, {"hour": 2, "heart_rate": 1e308}]):
+        try:
+            out = json.loads(handlers.transform(m, orjson.dumps({"series": odd}), "application/json", None)[0])
+            assert len(out["predictions"]) == 1
+        except RequestError as e:
+            assert 400 <= e.status < 500
 
 
 # -- extractor --------------------------------------------------------------------------------
