@@ -158,8 +158,8 @@ class ServingApp:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
-                if self.metrics is not None and self.metrics._thread is not None:
-                    self.metrics.start()  # restarted after an earlier shutdown of this app
+                if self.metrics is not None:
+                    self.metrics.resume()  # after an earlier shutdown of this app
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 self.close()

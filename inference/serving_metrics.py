@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import os
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -100,6 +99,12 @@ class ServingMetrics:
                                             name="serving-metrics", daemon=True)
             self._thread.start()
 
+    def resume(self) -> None:
+        """After ``close``: start the writer again if this collector ran one (an app reused by
+        a second server lifespan); one built with ``start_thread=False`` stays manual."""
+        if self._thread is not None:
+            self.start()
+
     def observe(self, variant: str | None, status: int, model_ns: int | None, total_ns: int) -> None:
         """One finished request (the request path's only cost: a deque append)."""
         self._buf.append((variant, status, model_ns, total_ns))
@@ -135,7 +140,3 @@ class ServingMetrics:
             self._thread.join(5)
         else:
             self._safe_flush()
-
-
-def now_ns() -> int:
-    return time.perf_counter_ns()
