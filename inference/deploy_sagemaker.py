@@ -123,25 +123,26 @@ def current_variants(sm, name: str) -> dict[str, tuple[Any, float]] | None:
     return {n: (k, float(now[n]) if now.get(n) is not None else w) for n, (k, w) in keys.items()}
 
 
-def apply(sm, args: argparse.Namespace, variants: list[dict[str, Any]]) -> tuple[str, str, str | None]:
-    """Make the endpoint serve ``variants``: (action, change, endpoint config created or None)."""
+def apply(sm, args: argparse.Namespace, variants: list[dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
+    """Make the endpoint serve ``variants``: (action, change, the planned endpoint config, which
+    is created only when the change is ``create`` or ``variants``)."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S%f")[:-3]
     cfg = endpoint_config(_name(args.endpoint_name[:44], stamp), variants, args)
     change = classify_change(current_variants(sm, args.endpoint_name), _variant_keys(cfg))
     if change == "none":
-        return "update", change, None
+        return "update", change, cfg
     if change == "weights":
         sm.update_endpoint_weights_and_capacities(
             EndpointName=args.endpoint_name,
             DesiredWeightsAndCapacities=[{"VariantName": v["name"], "DesiredWeight": v["weight"]}
                                          for v in variants])
-        return "update", change, None
+        return "update", change, cfg
     sm.create_endpoint_config(**cfg)
     if change == "create":
         sm.create_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=cfg["EndpointConfigName"])
-        return "create", change, cfg["EndpointConfigName"]
+        return "create", change, cfg
     sm.update_endpoint(EndpointName=args.endpoint_name, EndpointConfigName=cfg["EndpointConfigName"])
-    return "update", change, cfg["EndpointConfigName"]
+    return "update", change, cfg
 
 
 def deploy(args: argparse.Namespace, sm=None) -> dict[str, Any]:
@@ -158,7 +159,8 @@ def deploy(args: argparse.Namespace, sm=None) -> dict[str, Any]:
             sm.describe_model_package(ModelPackageName=v["model_package_arn"])
         v["model_package_version"] = _group_and_version(desc)[1]
         v["model_name"] = ensure_model(sm, desc, args.endpoint_name, args.role_arn, args.image_uri)
-    action, change, config_name = apply(sm, args, variants)
+    action, change, cfg = apply(sm, args, variants)
+    config_name = cfg["EndpointConfigName"] if change in ("create", "variants") else None
     if args.wait:
         sm.get_waiter("endpoint_in_service").wait(EndpointName=args.endpoint_name)
     ep = sm.describe_endpoint(EndpointName=args.endpoint_name)
@@ -169,7 +171,7 @@ def deploy(args: argparse.Namespace, sm=None) -> dict[str, Any]:
             "change": change, "traffic": args.traffic,
             "url": f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{args.endpoint_name}/invocations",
             "variants": variants, "model_package_group": group,
-            "data_capture": endpoint_config("-", variants, args).get("DataCaptureConfig")}
+            "data_capture": cfg.get("DataCaptureConfig")}
 
 
 def delete(args: argparse.Namespace) -> None:
