@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 
 from clinical_ml.io import DataError, read_json
+from clinical_ml.outcomes.metrics import ece
 
 MIN_LABELLED = 50
 
@@ -86,16 +87,12 @@ def registered_metrics(path: str | os.PathLike, task: str = "ihm") -> dict[str, 
     return out
 
 
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """Bin-size weighted |mean label - mean score| over ``bins`` equal-width score bins."""
-    idx = np.minimum((p * bins).astype(np.int64), bins - 1)
-    gap = np.abs(np.bincount(idx, y, bins) - np.bincount(idx, p, bins))  # per-bin sums
-    return float(gap.sum() / len(y))
-
-
 def calibration_line(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    """(slope, intercept) of the logistic recalibration ``logit P(y) = a + b logit(p)``."""
-    from sklearn.linear_model import LogisticRegression
+    """(slope, intercept) of the logistic recalibration ``logit P(y) = a + b logit(p)``, fitted
+    jointly (EvaluateOutcomes' ``calibration_intercept`` is calibration-in-the-large instead).
+    sklearn's fit, not ``outcomes.metrics``' undamped Newton: that one returns NaN on very
+    over-confident scores (clipped at 0.001/0.999), which a monitor must still measure."""
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
 
     eps = 1e-6
     z = np.log(np.clip(p, eps, 1 - eps) / np.clip(1 - p, eps, 1 - eps)).reshape(-1, 1)
@@ -143,7 +140,7 @@ def evaluate(event_ids: list[str], row_in_event: np.ndarray, predictions: np.nda
                            "positive_rate": float(y_arr.mean()),
                            "model_auroc": float(roc_auc_score(y_arr, p_arr)),
                            "model_brier": float(brier_score_loss(y_arr, p_arr)),
-                           "model_ece": expected_calibration_error(y_arr, p_arr),
+                           "model_ece": ece(y_arr, p_arr),
                            "calibration_slope": slope, "calibration_intercept": intercept,
                            "auroc_drop": None, "brier_increase": None, "violations": []}
     if "auroc" in registered:
