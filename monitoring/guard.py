@@ -3,8 +3,11 @@
     python -m monitoring.guard --pipeline-name clinical-ml --execution-arn <this execution> \
         --trigger drift --output /opt/ml/processing/output/guard
 
-Writes ``guard.json`` ``{"proceed": true|false, "reason": ...}``; the pipeline's condition reads
-``proceed`` through a PropertyFile. A drift-triggered execution proceeds only when no earlier
+Writes ``guard.json`` ``{"proceed": true|false, "reason": ..., "data_window": {...}}``; the
+pipeline's condition reads ``proceed`` and BuildTasks its window (``data_window.start``/``end``)
+through a PropertyFile. The window rule is ``clinical_ml.tasks.window.retraining_window``: the
+DataWindowStart/End parameters when given, else for a drift trigger the admissions newer than the
+production model's training window (the newest Approved version of ``--champion-group``). A drift-triggered execution proceeds only when no earlier
 execution is in flight and no drift retraining went ahead within the cooldown
 (``clinical_ml.monitor.guard.decide``). Under SageMaker, a skipped execution stops itself
 (``--stop-skipped``) so it ends ``Stopped`` and does not extend the cooldown. Under the local
@@ -23,6 +26,7 @@ from clinical_ml.io import DataError, backend, write_json
 from clinical_ml.logs import get_logger
 from clinical_ml.monitor.env import processing_path
 from clinical_ml.monitor.guard import DEFAULT_COOLDOWN_S, LocalLedger, decide, sagemaker_executions
+from clinical_ml.tasks.window import retraining_window
 
 log = get_logger("monitoring.guard")
 
@@ -33,6 +37,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--execution-arn", default=os.environ.get("PIPELINE_EXECUTION_ARN"),
                    help="this execution (ExecutionVariables.PIPELINE_EXECUTION_ARN)")
     p.add_argument("--trigger", default="manual", help="the execution's Trigger parameter")
+    p.add_argument("--data-window-start", default="none", help="DataWindowStart (none: the rule decides)")
+    p.add_argument("--data-window-end", default="none", help="DataWindowEnd (none: the rule decides)")
+    p.add_argument("--champion-group", default="",
+                   help="outcomes model package group whose newest Approved version is the production model")
     p.add_argument("--cooldown-hours", type=float, default=DEFAULT_COOLDOWN_S / 3600)
     p.add_argument("--ledger", default=None,
                    help="local backend: executions ledger (default $CLINICAL_ML_RUN_DIR/../guard/executions.json)")
@@ -49,6 +57,21 @@ def _local_self(execs: list, execution_arn: str | None) -> str | None:
         if e.arn in ids or any(e.arn.endswith(i) or i.endswith(e.arn) for i in ids):
             return e.arn
     return execution_arn
+
+
+def data_window(args: argparse.Namespace, sm=None) -> dict:
+    """The execution's data window; the registry is asked only when the rule needs the champion."""
+    needs_champion = (args.trigger == "drift" and args.champion_group
+                      and all(str(v).strip().lower() in ("", "none", "null")
+                              for v in (args.data_window_start, args.data_window_end)))
+    champion = None
+    if needs_champion:
+        from clinical_ml.outcomes.production import latest_approved  # noqa: PLC0415
+
+        champion = latest_approved(args.champion_group, sm=sm)
+    window = retraining_window(args.trigger, args.data_window_start, args.data_window_end, champion)
+    log.info("guard: data window [%s, %s) (%s: %s)", window["start"], window["end"], window["rule"], window["reason"])
+    return window
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         decision = decide(sagemaker_executions(sm, args.pipeline_name), now, cooldown,
                           args.execution_arn, args.trigger)
     decision["trigger"] = args.trigger
+    decision["data_window"] = data_window(args, sm)
     write_json(Path(args.output) / "guard.json", decision)
     log.info("guard: trigger=%s proceed=%s reason=%s", args.trigger, decision["proceed"], decision["reason"])
     if sm is not None and not decision["proceed"] and args.stop_skipped and args.execution_arn:

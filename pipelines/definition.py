@@ -114,13 +114,20 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         "DriftGuard", "monitoring/guard.py",
         display_name="Retraining storm guard",
         description="Skips a drift-triggered execution when another one is in flight or the "
-                    "cooldown has not passed (list_pipeline_executions).",
+                    "cooldown has not passed (list_pipeline_executions), and finds the data window: "
+                    "DataWindowStart/End, else for a drift trigger the admissions newer than the "
+                    "production model's window (docs/retraining.md).",
         outputs=[s3_output("guard", f.s3("DriftGuard", "guard"), "guard")],
         arguments=["--pipeline-name", execution.PIPELINE_NAME,
                    "--execution-arn", execution.PIPELINE_EXECUTION_ARN,
                    "--trigger", p.trigger,
+                   "--data-window-start", p.data_window_start, "--data-window-end", p.data_window_end,
+                   "--champion-group", groups["outcomes"],
                    "--output", f"{PROC}/output/guard"],
         instance_type="ml.t3.medium", isolated=False, cache=False, property_files=[guard_report])
+    # the window every data step uses: the guard's, since a drift trigger cannot pass one
+    window_start = JsonGet(step_name=step_guard.name, property_file=guard_report, json_path="data_window.start")
+    window_end = JsonGet(step_name=step_guard.name, property_file=guard_report, json_path="data_window.end")
 
     # --- BuildTasks: MIMIC-III -> benchmark task Parquet (shardable over instances) ----------
     step_tasks = f.processing(
@@ -134,7 +141,8 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         inputs=[s3_input("mimic", p.input_data_uri, "mimic")],
         outputs=[s3_output(split, f.s3("BuildTasks", split), split)
                  for split in ("train", "val", "test")],
-        arguments=["--mimic", f"{PROC}/input/mimic", "--out", f"{PROC}/output"],
+        arguments=["--mimic", f"{PROC}/input/mimic", "--out", f"{PROC}/output",
+                   "--data-window-start", window_start, "--data-window-end", window_end],
         instance_count=p.processing_instance_count)
     tasks = {split: step_tasks.properties.ProcessingOutputConfig.Outputs[split].S3Output.S3Uri
              for split in ("train", "val", "test")}
@@ -293,7 +301,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
                    "--tuning-job-name", step_tune_outcomes.properties.HyperParameterTuningJobName,
                    "--execution-arn", execution.PIPELINE_EXECUTION_ARN,
                    "--pipeline-name", execution.PIPELINE_NAME, "--trigger", p.trigger,
-                   "--data-window-start", p.data_window_start, "--data-window-end", p.data_window_end,
+                   "--data-window-start", window_start, "--data-window-end", window_end,
                    "--extractor-job-name", step_train_extractor.properties.TrainingJobName,
                    "--outcomes-evaluation", f"{PROC}/input/outcomes_evaluation",
                    "--extractor-evaluation", f"{PROC}/input/extractor_evaluation",
@@ -317,8 +325,8 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
     baseline = step_baseline.properties.ProcessingOutputConfig.Outputs["baseline"].S3Output.S3Uri
 
     # --- RegisterOutcomes / RegisterExtractor: model registry with metrics ------------------
-    lineage = {"trigger": p.trigger, "data_window_start": p.data_window_start,
-               "data_window_end": p.data_window_end, "pipeline_execution_arn": execution.PIPELINE_EXECUTION_ARN}
+    lineage = {"trigger": p.trigger, "data_window_start": window_start, "data_window_end": window_end,
+               "pipeline_execution_arn": execution.PIPELINE_EXECUTION_ARN}
 
     def register(name: str, display: str, model_data, group: str, metrics_uri, content_types: list[str],
                  instances: list[str], run_id: JsonGet, drift_baselines: DriftCheckBaselines | None = None) -> ModelStep:

@@ -451,3 +451,16 @@ def test_processing_paths_are_explicit_arguments(definition):
         for out in step["Arguments"]["ProcessingOutputConfig"]["Outputs"]:
             local = out["S3Output"]["LocalPath"]
             assert local in args or local.rsplit("/", 1)[0] in args, (name, out["OutputName"])
+
+
+def test_build_tasks_trains_on_the_window_the_guard_found(definition):
+    """EventBridge passes static parameters: the guard resolves the window (DataWindowStart/End or,
+    for a drift trigger, the data after the champion's window) and BuildTasks reads it from there."""
+    steps = all_steps(definition)
+    gargs = steps["DriftGuard"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert gargs[gargs.index("--data-window-start") + 1] == {"Get": "Parameters.DataWindowStart"}
+    assert gargs[gargs.index("--champion-group") + 1].endswith("-outcomes")
+    args = steps["BuildTasks"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    for flag, path in (("--data-window-start", "data_window.start"), ("--data-window-end", "data_window.end")):
+        got = args[args.index(flag) + 1]["Std:JsonGet"]
+        assert got == {"PropertyFile": {"Get": "Steps.DriftGuard.PropertyFiles.GuardDecision"}, "Path": path}

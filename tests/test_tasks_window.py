@@ -88,3 +88,55 @@ def test_window_parsing_is_utc_and_half_open():
     assert w.start == datetime(2150, 2, 11, 16) and w.end is None and not w.is_open
     assert w.start == T0 + pd.Timedelta(hours=START)
     assert Window.parse("none", "").is_open and str(Window.parse(None, None).predicate("x")) in ("TRUE",)
+
+
+# --- the window a retraining uses (DriftGuard, clinical_ml.tasks.window.retraining_window) ---
+
+def _champion(start="none", end="2200-01-01T00:00:00Z"):
+    return {"ModelPackageGroupName": "clinical-ml-outcomes", "ModelPackageVersion": 1,
+            "CustomerMetadataProperties": {"data_window_start": start, "data_window_end": end}}
+
+
+def test_drift_retraining_trains_on_the_data_after_the_champions_window():
+    from clinical_ml.tasks.window import retraining_window
+
+    w = retraining_window("drift", "none", "none", _champion())
+    assert (w["start"], w["end"], w["rule"]) == ("2200-01-01T00:00:00Z", "none", "after-champion")
+    assert "version 1 of clinical-ml-outcomes" in w["reason"]
+
+
+def test_parameters_win_and_other_triggers_use_everything():
+    from clinical_ml.tasks.window import retraining_window
+
+    w = retraining_window("drift", "2201-01-01", "none", _champion())
+    assert (w["start"], w["end"], w["rule"]) == ("2201-01-01T00:00:00Z", "none", "parameters")
+    assert retraining_window("manual", "none", "", _champion())["rule"] == "all"
+    assert retraining_window("drift", None, None, None)["start"] == "none"
+    open_champion = retraining_window("drift", "none", "none", _champion(end="none"))
+    assert (open_champion["start"], open_champion["end"], open_champion["rule"]) == ("none", "none", "all")
+    with pytest.raises(DataError, match="must be after"):
+        retraining_window("manual", "2201-01-01", "2200-01-01", None)
+
+
+def test_guard_writes_the_window_from_the_local_registry(tmp_path, monkeypatch):
+    """monitoring/guard.py (local backend): a drift trigger asks the registry for the champion's
+    window; the window is in guard.json for BuildTasks."""
+    from clinical_ml.io import read_json
+    from clinical_ml.registry import LocalRegistry
+    from monitoring import guard
+
+    reg = LocalRegistry(tmp_path / "registry")
+    reg.create_model_package_group("g-outcomes")
+    (tmp_path / "model").mkdir()
+    reg.create_model_package("g-outcomes", tmp_path / "model", approval_status="Approved",
+                             customer_metadata={"data_window_start": "none", "data_window_end": "2200-01-01T00:00:00Z"})
+    monkeypatch.setenv("CLINICAL_ML_BACKEND", "local")
+    monkeypatch.setenv("CLINICAL_ML_REGISTRY", str(tmp_path / "registry"))
+    out = tmp_path / "guard"
+    args = ["--trigger", "drift", "--champion-group", "g-outcomes", "--ledger", str(tmp_path / "ledger.json"),
+            "--execution-arn", "ex-1", "--output", str(out)]
+    assert guard.main(args) == 0
+    d = read_json(out / "guard.json")
+    assert d["data_window"]["start"] == "2200-01-01T00:00:00Z" and d["data_window"]["end"] == "none"
+    assert guard.main(["--trigger", "manual", *args[2:]]) == 0
+    assert read_json(out / "guard.json")["data_window"]["rule"] == "all"

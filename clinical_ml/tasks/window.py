@@ -74,3 +74,43 @@ class Window:
             return None if d is None else d.strftime("%Y-%m-%dT%H:%M:%SZ")
         return {"start": fmt(self.start), "end": fmt(self.end), "column": "ADMISSIONS.ADMITTIME",
                 "interval": "[start, end)"}
+
+
+def _bound_text(value: str | None) -> str:
+    """A window bound as the pipeline passes it: ISO ``...Z`` or ``none``."""
+    d = parse_bound(value, "data window")
+    return "none" if d is None else d.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def retraining_window(trigger: str, start: str | None, end: str | None,
+                      champion: dict | None) -> dict:
+    """The window an execution trains and evaluates on: ``{"start", "end", "rule", "reason"}``.
+
+    Why a rule and not a parameter: EventBridge starts a drift retraining with static
+    parameters, so the execution finds its window itself (the DriftGuard step runs this).
+
+    1. ``DataWindowStart``/``DataWindowEnd`` given (not ``none``): those, for every trigger.
+    2. ``Trigger=drift`` without them: the data newer than the production model's training
+       window, ``[champion's DataWindowEnd, open)``. The alarm says live traffic no longer
+       looks like the champion's training data; the admissions after that window are the
+       traffic the alarm saw. (Capture time cannot be mapped to ADMITTIME: MIMIC's dates are
+       shifted per patient.)
+    3. Otherwise (manual/schedule, or a champion whose window is open-ended): everything.
+    """
+    s, e = _bound_text(start), _bound_text(end)
+    Window.parse(s, e)  # a reversed window fails here, before any data step
+    if s != "none" or e != "none":
+        return {"start": s, "end": e, "rule": "parameters", "reason": "DataWindowStart/DataWindowEnd given"}
+    if trigger != "drift":
+        return {"start": s, "end": e, "rule": "all", "reason": f"trigger={trigger}: every admission"}
+    if champion is None:
+        return {"start": s, "end": e, "rule": "all", "reason": "no production model: every admission"}
+    meta = champion.get("CustomerMetadataProperties") or {}
+    name = f"version {champion.get('ModelPackageVersion', '?')} of {champion.get('ModelPackageGroupName', '?')}"
+    after = _bound_text(meta.get("data_window_end"))
+    if after == "none":
+        return {"start": s, "end": e, "rule": "all",
+                "reason": f"the production model ({name}) was trained on an open-ended window: every admission"}
+    return {"start": after, "end": "none", "rule": "after-champion",
+            "reason": f"admissions from {after}: newer than the production model's window "
+                      f"({name}, [{meta.get('data_window_start', 'none')}, {after}))"}
