@@ -31,8 +31,10 @@ def evaluate_and_trigger(metrics_file: str | os.PathLike, endpoint_name: str, sc
     """Evaluate the alarms on the local metrics; on a composite ALARM, start one guarded execution.
 
     Returns ``{"alarms": {name: state}, "composite": state, "decision": {...} | None,
-    "started": execution id | None}``. ``window`` (the drift window that fired) is passed to the
-    pipeline as ``DataWindowStart``/``DataWindowEnd``.
+    "started": execution id | None}``. The execution gets ``Trigger=drift`` and the static
+    ``extra_parameters`` only, as from EventBridge: ``window`` (the capture window that fired, in
+    wall-clock time, not ADMITTIME) goes to the audit trail, and the execution's DriftGuard finds
+    its data window itself (``clinical_ml.tasks.window.retraining_window``).
     """
     specs = specs or alarms.alarm_specs(endpoint_name, schedule_name, threshold)
     points = metrics.read_local(metrics_file)
@@ -46,13 +48,12 @@ def evaluate_and_trigger(metrics_file: str | os.PathLike, endpoint_name: str, sc
     audit.log_event("drift_alarm", alarm=composite, endpoint=endpoint_name,
                     alarms={k: v for k, v in states.items() if v == "ALARM"})
     params = {"Trigger": "drift", **(extra_parameters or {})}
-    if window:
-        params.update(DataWindowStart=format_time(window[0]), DataWindowEnd=format_time(window[1]))
+    alarm_window = [format_time(window[0]), format_time(window[1])] if window else None
     decision = LocalLedger(ledger_file).guarded_start(start_execution, params, cooldown_s, now)
     result.update(decision=decision, started=decision.get("started"))
     audit.log_event("retrain_triggered", "ok" if decision["proceed"] else "skipped",
                     trigger="drift", reason=decision["reason"], execution=decision.get("started"),
-                    window=[params.get("DataWindowStart"), params.get("DataWindowEnd")])
+                    alarm_window=alarm_window)
     log.info("drift loop: ALARM -> guard %s (%s)", "proceeds" if decision["proceed"] else "skips",
              decision["reason"])
     return result
