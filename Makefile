@@ -18,6 +18,8 @@ export AWS_DEFAULT_REGION ?= $(AWS_REGION)
 export PIPELINE_NAME ?= clinical-ml
 export MOTO_PORT ?= 5055
 OUT ?= pipeline-definition.json
+# the run report `make check-report` opens in headless Chromium
+REPORT ?= runs/latest/report.html
 PARAMS ?=
 DATA ?=
 # real annotated corpora for the demo's extractor (brat / PubTator / JSONL folders, or s3://):
@@ -34,7 +36,7 @@ BANDIT_PATHS := clinical_ml inference monitoring pipelines processing training b
 
 .PHONY: install scan test demo bench bench-synth bench-tasks bench-models bench-serve bench-drift \
         bench-llm bench-extract bench-tuning bench-demo definition upsert-pipeline run-pipeline moto-server image clean \
-        engine images test-containers
+        engine images test-containers check-report
 
 install: $(STAMP)
 
@@ -70,6 +72,10 @@ test: install
 
 demo: install $(if $(CONTAINERS),images)
 	$(CLI) run-local --demo $(if $(CONTAINERS),--containers) $(if $(DATA),--data $(DATA)) $(if $(CORPORA),--corpora $(CORPORA)) $(PARAMS)
+
+# headless Chromium (Debian: apt-get install chromium) decodes the report's timeline plots
+check-report: install
+	$(PY) scripts/check_report_browser.py --min-images 2 $(REPORT)
 
 bench: bench-synth bench-tasks bench-models bench-serve bench-drift bench-llm bench-extract
 
