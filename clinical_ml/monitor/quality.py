@@ -116,6 +116,16 @@ def join(keys: list[str], row_in_event: np.ndarray, predictions: np.ndarray,
     return np.asarray(y, dtype=float), np.asarray(p, dtype=float)
 
 
+def auroc_ci(y: np.ndarray, p: np.ndarray, resamples: int = 500, seed: int = 0) -> list[float] | None:
+    """95% percentile bootstrap CI of the window's AUROC (EvaluateOutcomes' resampling), so a
+    timeline of a few hundred labelled rows shows how much a point moves by chance."""
+    from clinical_ml.outcomes.bootstrap import bootstrap
+    from clinical_ml.outcomes.metrics import auroc
+
+    ci = bootstrap({"auroc": lambda w: auroc(y, p, w)}, len(y), resamples, seed)["auroc"]
+    return [ci["ci_low"], ci["ci_high"]] if "ci_low" in ci else None
+
+
 def evaluate(event_ids: list[str], row_in_event: np.ndarray, predictions: np.ndarray,
              labels: dict[str, list[float]], registered: dict[str, float],
              max_auroc_drop: float = 0.05, max_brier_increase: float = 0.02,
@@ -139,6 +149,7 @@ def evaluate(event_ids: list[str], row_in_event: np.ndarray, predictions: np.nda
     res: dict[str, Any] = {"status": "ok", "labelled_rows": n,
                            "positive_rate": float(y_arr.mean()),
                            "model_auroc": float(roc_auc_score(y_arr, p_arr)),
+                           "model_auroc_ci": auroc_ci(y_arr, p_arr),
                            "model_brier": float(brier_score_loss(y_arr, p_arr)),
                            "model_ece": ece(y_arr, p_arr),
                            "calibration_slope": slope, "calibration_intercept": intercept,

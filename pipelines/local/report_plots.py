@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 BEFORE, AFTER = "before promotion", "after promotion"
-STATUS_COLOURS = {"ok": "#2a9d4b", "violations": "#d62728"}
+STATUS_COLOURS = {"ok": "#2a9d4b", "drift": "#d62728", "violations": "#d62728"}
 OTHER_COLOUR = "#7f7f7f"  # any other drift status (failed, no data, ...)
 LINE_COLOUR = "#4c72b0"
 
@@ -110,6 +110,8 @@ def drift_png(timeline: Any) -> bytes:
             ax.plot(xs, [math.nan if t is None else t for t in thresholds], color="#d62728", linestyle="--",
                     linewidth=1, drawstyle="steps-mid")
         handles.append(Line2D([], [], color="#d62728", linestyle="--", label="threshold"))
+    if max((v for v in scores if v is not None), default=0) > 5:  # one drifted window would flatten the rest
+        ax.set_yscale("symlog", linthresh=1.0)
     ax.set_ylim(bottom=0)
     _note_gaps(ax, [x for x, s in zip(xs, scores) if s is None], "no score")
     _mark_promotion(ax, rows)
