@@ -30,8 +30,9 @@ from typing import Any
 
 from clinical_ml.io import DataError, read_json
 from clinical_ml.registry import LocalRegistry, to_json
-from clinical_ml.tasks.io import read_split
 
+from pipelines.local.demo_endpoint import (DemoError, endpoint_info, endpoint_url, load_schedule, send_traffic,
+                                           serving_model, stop_endpoint)
 from pipelines.local.demo_notes import notes_summary, sharding_check
 from pipelines.local.demo_story import (ERA_START, held_out_rows, later_period_tasks, promotion, step_statuses,
                                         timeline_entry, write_traffic)
@@ -93,10 +94,6 @@ REQUIRED = {
 }
 
 
-class DemoError(Exception):
-    pass
-
-
 def missing_pieces() -> list[str]:
     return [f"{p} ({what})" for p, what in REQUIRED.items() if not (REPO_ROOT / p).is_file()]
 
@@ -149,49 +146,6 @@ def choose_corpora(arg: str | None, user: dict[str, str], containers: bool = Fal
     return value, f"extractor: synthetic + real corpora from {value}"
 
 
-def endpoint_info(run_dir: Path) -> dict[str, Any]:
-    f = run_dir / "steps" / "Deploy" / "output" / "deploy" / "endpoint.json"
-    if not f.is_file():
-        raise DemoError(f"the Deploy step wrote no endpoint.json ({f})")
-    return read_json(f)
-
-
-def endpoint_url(info: dict[str, Any]) -> str:
-    for k in ("url", "endpoint_url", "EndpointUrl", "Url"):
-        if info.get(k):
-            return str(info[k]).rstrip("/")
-    raise DemoError(f"endpoint.json has no url field (keys: {sorted(info)})")
-
-
-def send_traffic(url: str, endpoint: str, payloads: Path, log: Path, window: str) -> dict[str, int]:
-    """Every payload line (one request body each) through the SageMaker runtime API, as
-    application code would call the real endpoint: boto3 ``invoke_endpoint`` with the local
-    ``endpoint_url``; each request carries an InferenceId (``<window>-<n>``) that its capture
-    record keeps, for joining ground truth later."""
-    import boto3
-    from botocore.exceptions import ClientError
-
-    runtime = boto3.client("sagemaker-runtime", region_name="us-east-1", endpoint_url=url,
-                           aws_access_key_id="local", aws_secret_access_key="local")
-    files = sorted(payloads.rglob("*.jsonl")) if payloads.is_dir() else [payloads]
-    ok = bad = 0
-    with open(log, "a") as lf:
-        for f in files:
-            for line in f.read_text().splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    runtime.invoke_endpoint(EndpointName=endpoint, Body=line.encode(), ContentType="application/json",
-                                            InferenceId=f"{window}-{ok + bad}")
-                    ok += 1
-                except ClientError as e:
-                    bad += 1
-                    lf.write(f"{e.response['Error'].get('Code')} {str(e)[:200]}\n")
-    if ok == 0:
-        raise DemoError(f"the endpoint {url} answered no request successfully ({bad} failed; log {log})")
-    return {"ok": ok, "failed": bad}
-
-
 def run_drift_job(schedule: dict[str, Any], capture_root: Path, out: Path, metrics_file: Path,
                   start: dt.datetime, end: dt.datetime, log: Path, ground_truth: Path | None = None) -> dict[str, Any]:
     job = schedule.get("drift_job", {})
@@ -204,26 +158,6 @@ def run_drift_job(schedule: dict[str, Any], capture_root: Path, out: Path, metri
     _cli(args, log)
     summary = out / "drift_summary.json"
     return read_json(summary) if summary.is_file() else {"status": "unknown", "output": str(out)}
-
-
-def load_schedule(ex) -> tuple[dict[str, Any], Path]:
-    """(schedule.json of an execution's ScheduleMonitor step, the endpoint's capture folder)."""
-    sched_file = ex.run_dir / "steps" / "ScheduleMonitor" / "output" / "schedule" / "schedule.json"
-    if not sched_file.is_file():
-        raise DemoError(f"the ScheduleMonitor step wrote no schedule.json ({sched_file})")
-    schedule = read_json(sched_file)
-    if not str(schedule["baseline_uri"]).startswith("s3://"):  # local: relative to schedule.json
-        schedule["baseline_uri"] = str(sched_file.parent / schedule["baseline_uri"])
-    return schedule, Path(ex.localize(str(schedule["capture_uri"]))) / schedule["endpoint_name"]
-
-
-def serving_model(info: dict[str, Any]) -> str:
-    """Which registered version answers untargeted requests (the heaviest variant)."""
-    variants = info.get("variants") or []
-    if not variants:
-        return "?"
-    v = max(variants, key=lambda x: float(x.get("weight", 0)))
-    return f"outcomes v{v.get('model_package_version', '?')}"
 
 
 def _now() -> dt.datetime:
@@ -248,22 +182,6 @@ def registered_versions(root: Path) -> list[dict[str, Any]]:
                          "execution_id": d["CustomerMetadataProperties"].get("pipeline_execution_id", ""),
                          "trigger": d["CustomerMetadataProperties"].get("trigger", ""), "metrics": metrics})
     return rows
-
-
-def stop_endpoint(info: dict[str, Any] | None) -> str:
-    if (info or {}).get("container"):  # the endpoint ran as a container (run-local --containers)
-        from clinical_ml import containers  # noqa: PLC0415
-
-        gone = containers.run(["rm", "--force", "--ignore", info["container"]], check=False).returncode == 0
-        return f"{'stopped' if gone else 'could not stop'} (container {info['container']})"
-    pid = (info or {}).get("pid")
-    if not pid:
-        return "left running (endpoint.json names no pid)"
-    try:
-        os.kill(int(pid), 15)
-        return f"stopped (pid {pid})"
-    except (ProcessLookupError, PermissionError, ValueError):
-        return f"not running (pid {pid})"
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -357,9 +275,14 @@ def run_demo(args: argparse.Namespace) -> int:
         champion = serving_model(info)
         window("normal", "normal traffic (early period)", "before promotion",
                held_out_rows(tasks1, ("val", "test"), TRAFFIC_ROWS), schedule, champion)
-        shifted = window("new-period", "new period's traffic (later, MetaVision era)" if eras else "new traffic",
-                         "before promotion", held_out_rows(later, ("test",), TRAFFIC_ROWS),
-                         schedule, champion)
+        if eras:
+            new_rows, new_label = held_out_rows(later, ("test",), TRAFFIC_ROWS), "new period's traffic (later, MetaVision era)"
+        else:  # a --data folder has no later period: shifted traffic instead (half the temperatures in Fahrenheit)
+            from clinical_ml.monitor.scenarios import generate
+
+            test_rows = held_out_rows(tasks1, ("test",), TRAFFIC_ROWS)
+            new_rows, new_label = generate(test_rows, "units", len(test_rows), 0.5, seed=2), "shifted traffic (units)"
+        shifted = window("new-period", new_label, "before promotion", new_rows, schedule, champion)
         summary["drift"] = {"traffic": traffic, "windows": drift}
         summary["timeline"] = timeline
 
