@@ -123,6 +123,21 @@ _record_validator = jsonschema.Draft202012Validator(RECORD_SCHEMA)
 _annotation_validator = jsonschema.Draft202012Validator(ANNOTATION_SCHEMA)
 
 
+def _fast_validity(schema: dict):
+    """``is_valid`` of the Rust validator when it is installed (jsonschema_rs), else None.
+    Why: the pure-Python ``iter_errors`` took 20 of BuildNotes' 28 s on the demo's 8,838
+    documents; valid documents (nearly all) need no error messages, and invalid ones still get
+    jsonschema's own messages, so the output is the same either way."""
+    try:
+        import jsonschema_rs  # noqa: PLC0415
+    except ImportError:
+        return None
+    return jsonschema_rs.Draft202012Validator(schema).is_valid
+
+
+_annotation_is_valid = _fast_validity(ANNOTATION_SCHEMA)
+
+
 def empty_record() -> dict[str, list]:
     return {"medications": [], "problems": [], "tests": [], "procedures": []}
 
@@ -213,8 +228,9 @@ def record_errors(record: Any) -> list[str]:
 
 def annotation_errors(doc: Any, text: str | None = None) -> list[str]:
     """Schema violations of an annotated note, plus span/text and relation-index checks."""
-    errors = [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-              for e in _annotation_validator.iter_errors(doc)]
+    errors = [] if _annotation_is_valid is not None and _annotation_is_valid(doc) else [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in _annotation_validator.iter_errors(doc)]
     if errors:
         return errors
     ents = doc["entities"]
