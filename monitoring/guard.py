@@ -7,8 +7,10 @@ Writes ``guard.json`` ``{"proceed": true|false, "reason": ..., "data_window": {.
 pipeline's condition reads ``proceed`` and BuildTasks its window (``data_window.start``/``end``)
 through a PropertyFile. The window rule is ``clinical_ml.tasks.window.retraining_window``: the
 DataWindowStart/End parameters when given, else for a drift trigger the admissions newer than the
-production model's training window (the newest Approved version of ``--champion-group``). A drift-triggered execution proceeds only when no earlier
-execution is in flight and no drift retraining went ahead within the cooldown
+production model's training window (the newest Approved version of ``--champion-group``).
+
+A drift-triggered execution proceeds only when no earlier execution is in flight and no drift
+retraining went ahead within the cooldown
 (``clinical_ml.monitor.guard.decide``). Under SageMaker, a skipped execution stops itself
 (``--stop-skipped``) so it ends ``Stopped`` and does not extend the cooldown. Under the local
 backend the executions come from the local runner's ledger (``--ledger``).
