@@ -48,6 +48,9 @@ def _mini(model_uri: str | None) -> dict:
     steps, _ = flatten_steps(build_definition())
     build = json.loads(json.dumps(steps["BuildTasks"]))
     build.pop("DependsOn", None)
+    spec = build["Arguments"]["AppSpecification"]["ContainerArguments"]
+    for flag in ("--data-window-start", "--data-window-end"):  # DriftGuard's window (JsonGet): not run here
+        spec[spec.index(flag) + 1] = "none"
     out = [build]
     if model_uri:
         ev = json.loads(json.dumps(steps["EvaluateOutcomes"]))
