@@ -1,4 +1,5 @@
-"""Metrics equal scikit-learn on fixed arrays; weights equal explicit resampling; no NaN out."""
+"""Metrics equal scikit-learn on fixed arrays; weights equal explicit resampling; a weight matrix
+equals one call per resample; no NaN out."""
 from __future__ import annotations
 
 import math
@@ -10,7 +11,8 @@ from sklearn.metrics import (average_precision_score, brier_score_loss, cohen_ka
                              precision_recall_curve, roc_auc_score)
 
 from clinical_ml.outcomes import metrics as mt
-from clinical_ml.outcomes.bootstrap import bootstrap, draw_weights, summarise
+from clinical_ml.outcomes import bootstrap as bootstrap_module
+from clinical_ml.outcomes.bootstrap import batched, bootstrap, draw_weight_matrix, draw_weights, summarise
 
 # fixed arrays with ties in the scores (ties are where hand-written AUCs usually go wrong)
 Y = np.array([0, 0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 0, 1, 0, 1, 0, 0])
@@ -95,3 +97,67 @@ def test_undefined_metric_is_a_reason_not_nan():
     res = bootstrap({"auroc": lambda w: mt.auroc(y, P[:10], w)}, 10, 20, seed=0)["auroc"]
     assert res == {"value": None, "undefined": "undefined on this split"}
     assert summarise(float("nan"), np.array([]), "one class") == {"value": None, "undefined": "one class"}
+
+
+def test_calibration_slope_undefined_when_the_classes_do_not_overlap():
+    # every positive scores above every negative (or ties the highest one): no finite maximum
+    p = np.array([.1, .2, .3, .4, .6, .7, .8])
+    y = np.array([0, 0, 0, 0, 1, 1, 1])
+    assert math.isnan(mt.calibration_slope(y, p))
+    assert math.isnan(mt.calibration_slope(y, np.array([.1, .2, .3, .6, .6, .7, .8])))
+    assert math.isfinite(mt.calibration_intercept(y, p))
+    y2 = np.array([0, 0, 1, 0, 1, 0, 1])
+    assert math.isfinite(mt.calibration_slope(y2, p))
+
+
+def test_weight_matrix_gives_each_rows_value():
+    """One call with a (resamples, n) matrix equals one call per resample, metric by metric."""
+    rng = np.random.default_rng(11)
+    n = 60
+    y = (rng.random(n) < 0.3).astype(float)
+    p = np.round(np.clip(y * 0.3 + rng.random(n) * 0.7, 0, 1), 2)  # ties
+    W = draw_weight_matrix(n, 25, np.random.default_rng(0))
+    W[3] = 0.0  # no weight at all
+    W[4] = np.where(y == 1, W[4], 0.0)  # one class only
+    lp, s0, i0 = mt.calibration_fits(y, p)
+    r = mt.RankedScores(y, p)
+    hours = rng.gamma(2, 60, n)
+    pred = hours * rng.lognormal(0, 0.5, n)
+    Yl = (rng.random((n, 4)) < 0.3).astype(float)
+    Pl = rng.random((n, 4))
+    metrics = {"auroc": lambda w: mt.auroc(None, r, w), "auprc": lambda w: mt.auprc(y, p, w),
+               "min_se_ppv": lambda w: mt.min_se_ppv(y, p, w), "brier": lambda w: mt.brier(y, p, w),
+               "slope": lambda w: mt.calibration_slope(y, p, w, logit_p=lp, start=s0),
+               "intercept": lambda w: mt.calibration_intercept(y, p, w, logit_p=lp, start=i0),
+               "ece": lambda w: mt.ece(y, p, w), "kappa": lambda w: mt.kappa(hours, pred, w),
+               "mad": lambda w: mt.mad(hours, pred, w), "macro": lambda w: mt.macro_auroc(Yl, Pl, w),
+               "micro": lambda w: mt.micro_auroc(Yl, Pl, w)}
+    for name, f in metrics.items():
+        together = f(W)
+        assert together.shape == (len(W),), name
+        alone = np.array([f(w) for w in W])
+        np.testing.assert_allclose(together, alone, rtol=0, atol=1e-12, equal_nan=True, err_msg=name)
+        assert f(None) == pytest.approx(f(np.ones(n)), abs=1e-12), name
+    assert math.isnan(mt.auroc(None, r, W[4])) and math.isnan(mt.brier(y, p, W[3]))
+
+
+@pytest.mark.parametrize("n", [37, 5000])
+def test_weight_matrix_draws_equal_successive_draw_weights(n):
+    a = draw_weight_matrix(n, 6, np.random.default_rng(4))
+    rng = np.random.default_rng(4)
+    b = np.stack([draw_weights(n, rng) for _ in range(6)])
+    assert np.array_equal(a, b) and a.dtype == float
+
+
+def test_batched_stats_give_the_same_bootstrap_as_one_resample_at_a_time(monkeypatch):
+    lp, s0, i0 = mt.calibration_fits(Y, P)
+    stats = {"auroc": lambda w: mt.auroc(Y, P, w), "ece": lambda w: mt.ece(Y, P, w),
+             "slope": lambda w: mt.calibration_slope(Y, P, w, logit_p=lp, start=s0)}
+    plain = bootstrap(stats, len(Y), 300, seed=3)
+    monkeypatch.setattr(bootstrap_module, "CHUNK_ELEMENTS", 7 * len(Y))  # several chunks, one short
+    fast = bootstrap({k: batched(f) for k, f in stats.items()}, len(Y), 300, seed=3)
+    assert fast.keys() == plain.keys()
+    for k in plain:
+        assert fast[k].keys() == plain[k].keys()
+        for field, v in plain[k].items():
+            assert fast[k][field] == pytest.approx(v, abs=1e-12), (k, field)

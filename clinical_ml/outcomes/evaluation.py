@@ -18,7 +18,7 @@ from clinical_ml.io import DataError
 from clinical_ml.logs import get_logger
 from clinical_ml.outcomes import metrics as mt
 from clinical_ml.outcomes.artifact import OutcomeModel
-from clinical_ml.outcomes.bootstrap import DEFAULT_RESAMPLES, bootstrap
+from clinical_ml.outcomes.bootstrap import DEFAULT_RESAMPLES, batched, bootstrap
 from clinical_ml.outcomes.data import check_labels, labels, load_task, present_tasks
 from clinical_ml.tasks.io import GROUP_COLUMNS, TIMESERIES, read_timeseries
 
@@ -30,27 +30,31 @@ MIN_GROUP = 30
 
 
 def binary_stats(y: np.ndarray, p: np.ndarray) -> dict:
+    """Every statistic takes a weight vector or a (resamples, n) matrix (``batched``)."""
     r = mt.RankedScores(y, p)
     bins = mt.ece_bins(p)
     lp, slope0, intercept0 = mt.calibration_fits(y, p)
-    return {"auroc": lambda w: mt.auroc(None, r, w), "auprc": lambda w: mt.auprc(None, r, w),
-            "min_se_ppv": lambda w: mt.min_se_ppv(None, r, w), "brier": lambda w: mt.brier(y, p, w),
-            "calibration_slope": lambda w: mt.calibration_slope(y, p, w, logit_p=lp, start=slope0),
-            "calibration_intercept": lambda w: mt.calibration_intercept(y, p, w, logit_p=lp, start=intercept0),
-            "ece": lambda w: mt.ece(y, p, w, bins)}
+    return {"auroc": batched(lambda w: mt.auroc(None, r, w)),
+            "auprc": batched(lambda w: mt.auprc(None, r, w)),
+            "min_se_ppv": batched(lambda w: mt.min_se_ppv(None, r, w)),
+            "brier": batched(lambda w: mt.brier(y, p, w)),
+            "calibration_slope": batched(lambda w: mt.calibration_slope(y, p, w, logit_p=lp, start=slope0)),
+            "calibration_intercept": batched(lambda w: mt.calibration_intercept(y, p, w, logit_p=lp,
+                                                                                start=intercept0)),
+            "ece": batched(lambda w: mt.ece(y, p, w, bins))}
 
 
 def multilabel_stats(Y: np.ndarray, P: np.ndarray) -> dict:
     ranked = [mt.RankedScores(Y[:, j], P[:, j]) for j in range(Y.shape[1])]
     pooled = mt.RankedScores(Y.ravel(), P.ravel())
-    return {"macro_auroc": lambda w: mt.macro_auroc(Y, P, w, ranked),
-            "micro_auroc": lambda w: mt.micro_auroc(Y, P, w, pooled)}
+    return {"macro_auroc": batched(lambda w: mt.macro_auroc(Y, P, w, ranked)),
+            "micro_auroc": batched(lambda w: mt.micro_auroc(Y, P, w, pooled))}
 
 
 def regression_stats(y: np.ndarray, pred: np.ndarray) -> dict:
     buckets = (mt.los_bucket(y), mt.los_bucket(pred))
-    return {"kappa": lambda w: mt.kappa(None, None, w, buckets=buckets),
-            "mad": lambda w: mt.mad(y, pred, w)}
+    return {"kappa": batched(lambda w: mt.kappa(None, None, w, buckets=buckets)),
+            "mad": batched(lambda w: mt.mad(y, pred, w))}
 
 
 STATS = {"binary": binary_stats, "multilabel": multilabel_stats, "regression": regression_stats}
@@ -124,7 +128,7 @@ def evaluate_task(model: OutcomeModel, task: str, test_dir: Path, resamples: int
     base = "xgboost" if "xgboost" in preds else None
     for other in [m for m in ("lr", "gru") if m in preds and base]:
         a, b = stats[f"{base}.{primary}"], stats[f"{other}.{primary}"]
-        stats[f"comparisons.{base}_minus_{other}_{primary}"] = (lambda w, a=a, b=b: a(w) - b(w))
+        stats[f"comparisons.{base}_minus_{other}_{primary}"] = batched(lambda w, a=a, b=b: a(w) - b(w))
     results = bootstrap(stats, len(y), resamples, seed)
     entry: dict = {"type": kind, "n": int(len(y))}
     if kind == "binary":

@@ -33,7 +33,7 @@ from clinical_ml.io import DataError, read_json, sha256_file, write_json
 from clinical_ml.logs import get_logger
 from clinical_ml.outcomes import metrics as mt
 from clinical_ml.outcomes import models as M
-from clinical_ml.outcomes.bootstrap import bootstrap
+from clinical_ml.outcomes.bootstrap import batched, bootstrap
 from clinical_ml.outcomes.data import check_labels, feature_matrix, labels, load_task
 
 log = get_logger(__name__)
@@ -199,15 +199,16 @@ def predict_variant(model, task: str, df: pd.DataFrame, notes: pd.DataFrame, whe
 
 
 def paired_stats(y: np.ndarray, without: np.ndarray, with_notes: np.ndarray) -> dict:
-    """Bootstrap statistics of both models and their difference, to run on the same resamples."""
+    """Bootstrap statistics of both models and their difference, to run on the same resamples
+    (``batched``: each takes a whole chunk of resamples)."""
     r0, r1 = mt.RankedScores(y, without), mt.RankedScores(y, with_notes)
     fns = {"auroc": mt.auroc, "auprc": mt.auprc}
     stats: dict = {}
     for m in METRICS:
         f = fns[m]
-        stats[f"{m}.without"] = lambda w, f=f: f(None, r0, w)
-        stats[f"{m}.with"] = lambda w, f=f: f(None, r1, w)
-        stats[f"{m}.difference"] = lambda w, f=f: f(None, r1, w) - f(None, r0, w)
+        stats[f"{m}.without"] = batched(lambda w, f=f: f(None, r0, w))
+        stats[f"{m}.with"] = batched(lambda w, f=f: f(None, r1, w))
+        stats[f"{m}.difference"] = batched(lambda w, f=f: f(None, r1, w) - f(None, r0, w))
     return stats
 
 
