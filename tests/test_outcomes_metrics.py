@@ -1,5 +1,5 @@
 """Metrics equal scikit-learn on fixed arrays; weights equal explicit resampling; a weight matrix
-equals one call per resample; no NaN out."""
+equals one call per resample; calibration fits converge on over-confident scores; no NaN out."""
 from __future__ import annotations
 
 import math
@@ -97,6 +97,45 @@ def test_undefined_metric_is_a_reason_not_nan():
     res = bootstrap({"auroc": lambda w: mt.auroc(y, P[:10], w)}, 10, 20, seed=0)["auroc"]
     assert res == {"value": None, "undefined": "undefined on this split"}
     assert summarise(float("nan"), np.array([]), "one class") == {"value": None, "undefined": "one class"}
+
+
+def _overconfident(seed: int, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Scores 4x too extreme on the logit scale, clipped at 0.001/0.999 (about 30% of them)."""
+    rng = np.random.default_rng(seed)
+    q = rng.random(n)
+    y = (rng.random(n) < q).astype(float)
+    return y, np.clip(1 / (1 + np.exp(-4 * np.log(q / (1 - q)))), 0.001, 0.999)
+
+
+def _saturated(seed: int, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """A model answering 0.001 or 0.999 only, wrong one time in ten."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(float)
+    p = np.where(y == 1, 0.999, 0.001)
+    wrong = rng.random(n) < 0.1
+    p[wrong] = 1 - p[wrong]
+    return y, p
+
+
+@pytest.mark.parametrize("make", [_overconfident, _saturated])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_calibration_fits_converge_on_over_confident_scores(make, seed):
+    # plain Newton from (0, 1) overshot here and returned NaN; with step halving it converges
+    y, p = make(seed)
+    logit = mt._logit(p)
+    ref = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(logit[:, None], y)  # = penalty=None
+    slope, intercept = mt.calibration_slope(y, p), mt.calibration_intercept(y, p)
+    assert math.isfinite(slope) and math.isfinite(intercept)
+    assert slope == pytest.approx(ref.coef_[0, 0], abs=1e-4)
+    assert np.sum(y - 1 / (1 + np.exp(-(intercept + logit)))) == pytest.approx(0, abs=1e-8)
+    a, b = mt._newton_logistic(logit, y, np.ones(len(y)), 0.0)
+    assert a == pytest.approx(ref.intercept_[0], abs=1e-4) and b == pytest.approx(ref.coef_[0, 0], abs=1e-4)
+
+
+def test_newton_logistic_stops_at_the_cap_with_a_finite_estimate():
+    y, p = _overconfident(0)
+    a, b = mt._newton_logistic(mt._logit(p), y, np.ones(len(y)), 0.0, iters=2)
+    assert math.isfinite(a) and math.isfinite(b)
 
 
 def test_calibration_slope_undefined_when_the_classes_do_not_overlap():

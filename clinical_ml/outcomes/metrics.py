@@ -178,8 +178,9 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-NEWTON_MAX_STEPS = 50  # Newton steps per fit; the bootstrap's warm starts need about 4
-NEWTON_TOL = 1e-10     # a step moving both parameters by less is the last one
+NEWTON_MAX_STEPS = 50     # Newton steps per fit; the bootstrap's warm starts need about 4
+NEWTON_MAX_HALVINGS = 30  # halvings of one step before the fit stops where it is
+NEWTON_TOL = 1e-10        # a step moving both parameters by less is the last one
 
 
 class _LogisticFits:
@@ -196,6 +197,7 @@ class _LogisticFits:
         self.xx = x * x if x is not None else None
         self.wy_sums = (W * y) @ (ones[:, None] if x is None else np.column_stack([ones, x]))
         self.odds_offset = np.exp(-np.asarray(offset, float)) * ones if x is None else None
+        self.x_max = float(np.abs(x).max(initial=0.0)) if x is not None else 0.0
 
     def _rows(self, fits: np.ndarray):
         return slice(None) if len(fits) == len(self.W) else fits  # all fits: no copy of W
@@ -244,6 +246,21 @@ class _LogisticFits:
         g0, g1, h00, h01, h11 = (self.W @ np.column_stack([r, r * x, v, v * x, v * x * x])).T
         return g0, g1, h00, h01, h11
 
+    def loglik(self, fits: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Log-likelihood of ``fits`` at (a, b); -log of the observed class's probability is
+        log1p of its odds against, which stays accurate where a probability is near 0 or 1."""
+        odds0 = np.clip(self._odds0(a, b), 1e-300, 1e300)
+        loss = np.log1p(np.where(self.y == 1, odds0, 1.0 / odds0))
+        return -(self.W[self._rows(fits)] * loss).sum(1)
+
+    def curvature_bound(self, da: np.ndarray, db: np.ndarray, c0: np.ndarray, c1: np.ndarray) -> np.ndarray:
+        """M >= -phi''(t) on [0, 1] for phi(t) = ll(theta + t*(da, db)), from the curvatures at both
+        ends, c0 = -phi''(0) and c1 = -phi''(1): d/d(eta) log(mu(1 - mu)) = 1 - 2*mu lies in
+        [-1, 1], so where no eta moves by more than D along the step, no weight mu(1 - mu)
+        exceeds its value at either end times exp(D)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.exp(np.abs(da) + np.abs(db) * self.x_max) * np.minimum(c0, c1)
+
 
 def _newton_step(d: tuple[np.ndarray, ...], slope: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(da, db, ok): the Newton step, and where the information matrix is positive definite."""
@@ -259,15 +276,70 @@ def _newton_step(d: tuple[np.ndarray, ...], slope: bool) -> tuple[np.ndarray, np
     return da, db, ok & np.isfinite(da) & np.isfinite(db)
 
 
+def _cannot_have_fallen(d0: np.ndarray, d1: np.ndarray, curvature: np.ndarray) -> np.ndarray:
+    """Whether phi(1) >= phi(0) is certain for phi(t) = ll(theta + t*step), from phi'(0) = d0,
+    phi'(1) = d1 and phi'' >= -curvature: phi is concave, so phi'(t) >= max(d1, d0 - curvature*t),
+    and the integral of that bound over [0, 1] is then >= 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(curvature > 0, np.clip((d0 - d1) / curvature, 0.0, 1.0), 1.0)  # where they cross
+    return d0 * t - 0.5 * curvature * t * t + d1 * (1.0 - t) >= 0
+
+
+def _halving_steps(fits: _LogisticFits, todo: np.ndarray, theta: list[np.ndarray], slope: bool) -> np.ndarray:
+    """Move each fit in ``todo`` by its Newton step, halved until the log-likelihood does not
+    fall, and store its gradient and next step there (``theta`` = [a, b, g_a, g_b, step_a,
+    step_b], updated in place). Returns the fits that moved; the others found no better point.
+
+    The likelihood costs a log per observation and fit, so it is computed only where the
+    gradients before and after the step cannot vouch for it (``_cannot_have_fallen``); in the
+    bootstrap's warm-started fits that is rare."""
+    a, b, ga, gb, step_a, step_b = theta
+    t = np.ones(len(todo))
+    pending = np.arange(len(todo))
+    moved = np.zeros(len(todo), bool)
+    for _ in range(NEWTON_MAX_HALVINGS + 1):
+        idx = todo[pending]
+        da, db = t[pending] * step_a[idx], t[pending] * step_b[idx]
+        na, nb = a[idx] + da, b[idx] + db
+        d = fits.derivatives(idx, na, nb)
+        sa, sb, ok = _newton_step(d, slope)
+        d0 = ga[idx] * da + gb[idx] * db  # phi'(0) = t * g.H^-1.g, so -phi''(0) = t * d0
+        c1 = d[2] * da * da + 2 * d[3] * da * db + d[4] * db * db  # -phi''(1)
+        curvature = fits.curvature_bound(da, db, t[pending] * d0, c1)
+        accept = ok & _cannot_have_fallen(d0, d[0] * da + d[1] * db, curvature)
+        check = ok & ~accept
+        if check.any():
+            c = idx[check]
+            before = fits.loglik(c, a[c], b[c])
+            accept[check] = fits.loglik(c, na[check], nb[check]) >= before - 1e-12 * np.abs(before)  # rounding
+        took = idx[accept]
+        a[took], b[took], ga[took], gb[took] = na[accept], nb[accept], d[0][accept], d[1][accept]
+        step_a[took], step_b[took] = sa[accept], sb[accept]
+        moved[pending[accept]] = True
+        pending = pending[~accept]
+        if not len(pending):
+            break
+        t[pending] /= 2
+    return todo[moved]
+
+
 def _newton_logistic(x: np.ndarray | None, y: np.ndarray, w: np.ndarray, offset: np.ndarray | float,
                      iters: int = NEWTON_MAX_STEPS, start: tuple[float, float] | None = None):
-    """Unpenalised weighted logistic fit of y on (1, x) with an offset, by Newton-Raphson:
-    (a, b) as floats for one weight vector, as arrays (one fit per row) for a (fits, n) weight
-    matrix; NaN where the information matrix is singular.
+    """Unpenalised weighted logistic fit of y on (1, x) with an offset, by Newton-Raphson with
+    step halving: (a, b) as floats for one weight vector, as arrays (one fit per row) for a
+    (fits, n) weight matrix.
 
     ``x=None`` fits the intercept only (slope fixed at 0). ``start``: a bootstrap replicate
-    starts from the full-sample fit, which it is close to (about half the steps). A fit stops
-    after a step moving both parameters by less than NEWTON_TOL (that step is applied).
+    starts from the full-sample fit, which it is close to (about half the steps); default
+    "calibrated", (0, 1).
+
+    Why step halving: on over-confident scores (many p at 0.001/0.999, some of them wrong) the
+    plain Newton step from (0, 1) overshoots to where nearly every probability is saturated,
+    and the next steps diverge to NaN. A step is halved until the log-likelihood does not fall
+    (``_halving_steps``). A fit stops when a step moves both parameters by less than
+    NEWTON_TOL (that step is applied), when no halving improves it, or after ``iters`` steps,
+    with its last, best, estimate; it is NaN where the information matrix is singular at the
+    start (e.g. every score equal: no slope to fit).
 
     Every fit of a matrix advances together, so numpy's per-call cost is paid once per step
     for all bootstrap resamples, not once per resample; a weight of 0 removes an observation.
@@ -279,20 +351,20 @@ def _newton_logistic(x: np.ndarray | None, y: np.ndarray, w: np.ndarray, offset:
     a0, b0 = start if start is not None else (0.0, 1.0)  # else "calibrated"
     a0, b0 = float(a0), (float(b0) if slope else 0.0)
     fits = _LogisticFits(x, y, W, offset)
-    a, b = np.full(len(W), a0), np.full(len(W), b0)
-    todo = np.arange(len(W))
     d = fits.derivatives_at(a0, b0)
-    for step in range(iters):
-        if step:
-            d = fits.derivatives(todo, a[todo], b[todo])
-        da, db, ok = _newton_step(d, slope)
-        a[todo[~ok]] = b[todo[~ok]] = np.nan
-        todo, da, db = todo[ok], da[ok], db[ok]
-        a[todo] += da
-        b[todo] += db
-        todo = todo[np.maximum(np.abs(da), np.abs(db)) >= NEWTON_TOL]
+    step_a, step_b, ok = _newton_step(d, slope)
+    theta = [np.full(len(W), a0), np.full(len(W), b0), d[0], d[1], step_a, step_b]
+    a, b = theta[0], theta[1]
+    a[~ok] = b[~ok] = np.nan
+    todo = np.flatnonzero(ok)
+    for _ in range(iters):
+        last = np.maximum(np.abs(step_a[todo]), np.abs(step_b[todo])) < NEWTON_TOL
+        a[todo[last]] += step_a[todo[last]]
+        b[todo[last]] += step_b[todo[last]]
+        todo = todo[~last]
         if not len(todo):
             break
+        todo = _halving_steps(fits, todo, theta, slope)
     return (a, b) if rows else (float(a[0]), float(b[0]))
 
 
