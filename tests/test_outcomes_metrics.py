@@ -180,7 +180,7 @@ def test_weight_matrix_gives_each_rows_value():
     assert math.isnan(mt.auroc(None, r, W[4])) and math.isnan(mt.brier(y, p, W[3]))
 
 
-@pytest.mark.parametrize("n", [37, 1500])
+@pytest.mark.parametrize("n", [37, 5000])
 def test_weight_matrix_draws_equal_successive_draw_weights(n):
     a = draw_weight_matrix(n, 6, np.random.default_rng(4))
     rng = np.random.default_rng(4)

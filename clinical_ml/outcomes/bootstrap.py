@@ -18,7 +18,7 @@ import numpy as np
 
 Stat = Callable[[np.ndarray | None], float]
 DEFAULT_RESAMPLES = 1000
-CHUNK_ELEMENTS = 1 << 18  # resamples x rows per chunk: bounds the memory of a batched statistic
+CHUNK_ELEMENTS = 1 << 20  # resamples x rows per chunk: bounds the memory of a batched statistic
 
 
 def batched(stat: Callable) -> Callable:
@@ -41,7 +41,7 @@ def draw_weight_matrix(n: int, resamples: int, rng: np.random.Generator) -> np.n
     (the generator's stream does not depend on how the draws are split into calls, nor, below
     2^32, on the integer type, and 32-bit integers are quicker to draw and count)."""
     idx = rng.integers(0, n, (resamples, n), dtype=np.uint32 if n < 2**32 else np.int64)
-    if n >= 1024:  # one bincount per row: its n counters stay in cache
+    if n >= 4096:  # one bincount per row: its n counters stay in cache
         W = np.empty((resamples, n))
         for r, drawn in enumerate(idx):
             W[r] = np.bincount(drawn, minlength=n)

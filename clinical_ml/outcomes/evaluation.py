@@ -34,13 +34,11 @@ def binary_stats(y: np.ndarray, p: np.ndarray) -> dict:
     r = mt.RankedScores(y, p)
     bins = mt.ece_bins(p)
     lp, slope0, intercept0 = mt.calibration_fits(y, p)
-    rl = mt.RankedScores(y, lp)
     return {"auroc": batched(lambda w: mt.auroc(None, r, w)),
             "auprc": batched(lambda w: mt.auprc(None, r, w)),
             "min_se_ppv": batched(lambda w: mt.min_se_ppv(None, r, w)),
             "brier": batched(lambda w: mt.brier(y, p, w)),
-            "calibration_slope": batched(lambda w: mt.calibration_slope(y, p, w, logit_p=lp, start=slope0,
-                                                                        ranked_logit=rl)),
+            "calibration_slope": batched(lambda w: mt.calibration_slope(y, p, w, logit_p=lp, start=slope0)),
             "calibration_intercept": batched(lambda w: mt.calibration_intercept(y, p, w, logit_p=lp,
                                                                                 start=intercept0)),
             "ece": batched(lambda w: mt.ece(y, p, w, bins))}
@@ -60,15 +58,6 @@ def regression_stats(y: np.ndarray, pred: np.ndarray) -> dict:
 
 
 STATS = {"binary": binary_stats, "multilabel": multilabel_stats, "regression": regression_stats}
-
-
-def primary_stat(kind: str, y: np.ndarray, p: np.ndarray):
-    """The primary metric's statistic alone, all a subgroup needs (binary_stats would also fit
-    both calibration models on it)."""
-    if kind == "binary":
-        r = mt.RankedScores(y, p)
-        return batched(lambda w: mt.auroc(None, r, w))
-    return STATS[kind](y, p)[PRIMARY[kind]]
 
 
 def _finite(v: float) -> bool:
@@ -98,7 +87,7 @@ def subgroup_table(df: pd.DataFrame, y: np.ndarray, p: np.ndarray, kind: str, re
             elif kind == "binary" and entry["n_pos"] in (0, entry["n"]):
                 entry["skipped"] = "one class"
             else:
-                res = bootstrap({metric: primary_stat(kind, yy, pp)}, len(yy), resamples, seed)[metric]
+                res = bootstrap({metric: STATS[kind](yy, pp)[metric]}, len(yy), resamples, seed)[metric]
                 if res["value"] is None:
                     entry["skipped"] = res["undefined"]
                 else:

@@ -64,7 +64,7 @@ def _row_bincount(code: np.ndarray, W: np.ndarray, n_bins: int) -> np.ndarray:
     each column). Long rows get one bincount each, whose bins stay in cache; short ones share
     one bincount, the row number offsetting the bin, which saves the calls."""
     k = len(W)
-    if W.shape[1] >= 1024:
+    if W.shape[1] >= 4096:
         out = np.empty((k, n_bins))
         for i, w in enumerate(W):
             out[i] = np.bincount(code, weights=w, minlength=n_bins)
@@ -195,7 +195,7 @@ class _LogisticFits:
         self.x, self.y, self.W, self.offset = x, y, W, offset
         ones = np.ones(len(y))
         self.xx = x * x if x is not None else None
-        self.wy_sums = W @ (y[:, None] if x is None else np.column_stack([y, y * x]))
+        self.wy_sums = (W * y) @ (ones[:, None] if x is None else np.column_stack([ones, x]))
         self.odds_offset = np.exp(-np.asarray(offset, float)) * ones if x is None else None
         self.x_max = float(np.abs(x).max(initial=0.0)) if x is not None else 0.0
 
@@ -372,18 +372,18 @@ def _both_classes(W: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (W @ (y == 1) > 0) & (W @ (y == 0) > 0)
 
 
-def _overlap(W: np.ndarray, ranked_x: RankedScores) -> np.ndarray:
+def _overlap(W: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Whether the classes overlap in x, per weight row: some negative scores strictly above a
     positive and some positive strictly above a negative. Where they do not, the likelihood
     keeps rising as the slope grows, so the fit has no finite maximum (Albert and Anderson
     1984; e.g. a bootstrap resample of a small test set with 3 positives)."""
-    c = ranked_x.curve(W)
+    c = RankedScores(y, x).curve(W)
     neg_above = ((c.fp - c.tie) * c.pos).sum(1)  # (negative, positive) pairs, negative higher
     pos_above = ((c.N[:, None] - c.fp) * c.pos).sum(1)
     return (neg_above > 0) & (pos_above > 0)
 
 
-def _calibration_fit(y, p, w, logit_p, start, slope: bool, ranked_logit: RankedScores | None = None):
+def _calibration_fit(y, p, w, logit_p, start, slope: bool):
     """The slope is undefined (NaN) where the classes do not overlap in logit(p); the intercept
     (with logit(p) as offset) has a finite maximum whenever both classes have weight."""
     y = np.asarray(y, float)
@@ -391,7 +391,7 @@ def _calibration_fit(y, p, w, logit_p, start, slope: bool, ranked_logit: RankedS
     lp = _logit(p) if logit_p is None else logit_p
     ok = _both_classes(W, y)
     if slope:
-        ok &= _overlap(W, RankedScores(y, lp) if ranked_logit is None else ranked_logit)
+        ok &= _overlap(W, y, lp)
     value = np.full(len(W), np.nan)
     if ok.any():
         Wok = W if ok.all() else W[ok]
@@ -402,10 +402,9 @@ def _calibration_fit(y, p, w, logit_p, start, slope: bool, ranked_logit: RankedS
 
 
 def calibration_slope(y, p, w=None, *, logit_p: np.ndarray | None = None,
-                      start: tuple[float, float] | None = None, ranked_logit: RankedScores | None = None):
-    """``logit_p``/``start``/``ranked_logit``: the logits, the full-sample fit and
-    RankedScores(y, logit_p), computed once per bootstrap."""
-    return _calibration_fit(y, p, w, logit_p, start, slope=True, ranked_logit=ranked_logit)
+                      start: tuple[float, float] | None = None):
+    """``logit_p``/``start``: the logits and full-sample fit, computed once per bootstrap."""
+    return _calibration_fit(y, p, w, logit_p, start, slope=True)
 
 
 def calibration_intercept(y, p, w=None, *, logit_p: np.ndarray | None = None,
