@@ -28,7 +28,7 @@ from clinical_ml.io import DataError, backend, write_json
 from clinical_ml.logs import get_logger
 from clinical_ml.monitor.env import processing_path
 from clinical_ml.monitor.guard import DEFAULT_COOLDOWN_S, LocalLedger, decide, sagemaker_executions
-from clinical_ml.tasks.window import retraining_window
+from clinical_ml.tasks.window import OPEN, retraining_window
 
 log = get_logger("monitoring.guard")
 
@@ -64,8 +64,7 @@ def _local_self(execs: list, execution_arn: str | None) -> str | None:
 def data_window(args: argparse.Namespace, sm=None) -> dict:
     """The execution's data window; the registry is asked only when the rule needs the champion."""
     needs_champion = (args.trigger == "drift" and args.champion_group
-                      and all(str(v).strip().lower() in ("", "none", "null")
-                              for v in (args.data_window_start, args.data_window_end)))
+                      and all(str(v).strip().lower() in OPEN for v in (args.data_window_start, args.data_window_end)))
     champion = None
     if needs_champion:
         from clinical_ml.outcomes.production import latest_approved  # noqa: PLC0415

@@ -89,9 +89,8 @@ def registered_metrics(path: str | os.PathLike, task: str = "ihm") -> dict[str, 
 
 def calibration_line(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     """(slope, intercept) of the logistic recalibration ``logit P(y) = a + b logit(p)``, fitted
-    jointly (EvaluateOutcomes' ``calibration_intercept`` is calibration-in-the-large instead).
-    sklearn's fit, not ``outcomes.metrics``' undamped Newton: that one returns NaN on very
-    over-confident scores (clipped at 0.001/0.999), which a monitor must still measure."""
+    jointly (EvaluateOutcomes' ``calibration_intercept`` is calibration-in-the-large instead),
+    with scikit-learn's fit, whose figures the published monitor metrics have always used."""
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
 
     eps = 1e-6
