@@ -129,15 +129,20 @@ def read_part_lines(path: Path) -> Iterable[tuple[tuple, str]]:
         yield id_key(obj.get("id")), line if line.endswith("\n") else line + "\n"
 
 
+def _nvidia_present() -> bool:
+    """An NVIDIA driver's device node exists (a GPU instance or container)."""
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists()
+
+
 def pool_settings(args: argparse.Namespace):
     """Workers x threads and quantization of this run (``clinical_ml.extraction.pool``)."""
     from clinical_ml.extraction.pool import PoolSettings, usable_cpus
 
     cuda = False
-    if args.model != "rules":
-        import torch
+    if args.model != "rules" and args.quantize == "none" and _nvidia_present():
+        import torch  # 2 s of import: only where a GPU may be
 
-        cuda = torch.cuda.is_available() and args.quantize == "none"
+        cuda = torch.cuda.is_available()
     cpus = usable_cpus()
     workers = args.workers or (1 if cuda or args.model == "rules" else cpus)
     threads = args.threads or max(1, cpus // workers)

@@ -114,3 +114,22 @@ def test_full_precision_output_does_not_depend_on_the_batch(encoder_model):
     together = ext.extract(TEXTS)
     alone = [ext.extract([t])[0] for t in TEXTS]
     assert spans(together) == spans(alone)
+
+
+def test_length_sorted_batches_come_back_in_input_order(encoder_model):
+    """The pool and the encoder both batch notes by length; each annotation must still be its
+    own note's (entity offsets read the note's text back)."""
+    from clinical_ml.extraction import load
+    from clinical_ml.extraction.encoder import by_length
+    from clinical_ml.extraction.pool import ExtractorPool, PoolSettings
+
+    texts = TEXTS[::-1]  # longest, empty and short notes interleaved
+    assert by_length(["ccc", "", "a", "bb", "a"]) == [1, 2, 4, 3, 0]
+    ext = load(str(encoder_model))
+    alone = [ext.extract([t])[0] for t in texts]
+    assert sum(bool(a["entities"]) for a in alone) >= 3  # a permutation would show
+    with ExtractorPool(str(encoder_model), PoolSettings(1, 1, None), batch_size=2) as pool:
+        pooled = pool.extract(texts)
+    for got in (pooled, ext.extract(texts, chunk_docs=3)):
+        assert spans(got) == spans(alone)
+        assert all(e["text"] == t[e["start"]:e["end"]] for a, t in zip(got, texts) for e in a["entities"])

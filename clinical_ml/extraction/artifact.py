@@ -70,7 +70,6 @@ def quantize_int8(module):
 
 
 def load_encoder(model_dir: Path, meta: dict, quantize: str | None = None):
-    from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
@@ -86,6 +85,8 @@ def load_encoder(model_dir: Path, meta: dict, quantize: str | None = None):
     if (model_dir / "encoder").is_dir():  # fully fine-tuned
         encoder = load_base(str(model_dir / "encoder"))
     else:
+        from peft import PeftModel  # only here: importing peft costs 6 s, more than the model
+
         base = load_base(str(base_weights_dir(model_dir, meta)))
         # LoRA folded into the base weights: the same function, without the adapter's extra
         # matmuls on every linear layer (inference only; training saves the adapter itself)

@@ -372,29 +372,37 @@ class EncoderExtractor:
 
     @torch.no_grad()
     def extract(self, texts: list[str], chunk_docs: int = 64) -> list[dict]:
-        """Annotations of ``texts``, in order; documents are encoded ``chunk_docs`` at a time
-        so memory stays bounded on a shard of long notes."""
-        out: list[dict] = []
-        empty = {"entities": [], "relations": [], "record": record_from_annotations([], []), "category": None}
-        for c in range(0, len(texts), chunk_docs):
-            chunk = [t or "" for t in texts[c:c + chunk_docs]]
+        """Annotations of ``texts``, in order. Documents are encoded ``chunk_docs`` at a time,
+        shortest first, so memory stays bounded on a shard of long notes and a chunk's windows
+        are of similar length (in input order, 300 short notes padded 24% of their tokens)."""
+        out: list[dict | None] = [None] * len(texts)
+        order = by_length(texts)
+        for c in range(0, len(order), chunk_docs):
+            idx = order[c:c + chunk_docs]
+            chunk = [texts[i] or "" for i in idx]
             encs = [encode_document(self.tokenizer, t, self.cfg) for t in chunk]
-            live = [i for i, e in enumerate(encs) if e["ids"]]
-            states = dict(zip(live, self._window_states([encs[i] for i in live])))
-            out += [self._annotate(t, encs[i], *states[i]) if i in states else
-                    {**empty, "record": record_from_annotations([], [])} for i, t in enumerate(chunk)]
-        return out
+            live = [k for k, e in enumerate(encs) if e["ids"]]
+            states = dict(zip(live, self._window_states([encs[k] for k in live])))
+            for k, (i, t) in enumerate(zip(idx, chunk)):
+                out[i] = (self._annotate(t, encs[k], *states[k]) if k in states else
+                          {"entities": [], "relations": [], "record": record_from_annotations([], []), "category": None})
+        return out  # type: ignore[return-value]
+
+
+def by_length(texts: list[str]) -> list[int]:
+    """Indexes of ``texts``, shortest first (ties in input order): batches of neighbours pad little."""
+    return sorted(range(len(texts)), key=lambda i: len(texts[i] or ""))
 
 
 # ------------------------------------------------------------------ training
 def build_model(base_dir: str, cfg: EncoderConfig) -> EncoderExtractorModel:
-    from peft import LoraConfig, get_peft_model
-
     if cfg.tuning not in ("full", "lora"):
         raise ValueError(f"EncoderConfig.tuning={cfg.tuning!r}: use 'full' or 'lora'")
     base = load_base(base_dir, dropout=cfg.dropout)
     if cfg.tuning == "full":
         return EncoderExtractorModel(base, cfg)
+    from peft import LoraConfig, get_peft_model  # importing peft costs 6 s on 2 cores
+
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=LORA_TARGETS, bias="none")
     return EncoderExtractorModel(get_peft_model(base, lora), cfg)

@@ -43,20 +43,26 @@ def fit_gazetteer(docs: list[dict], labels: Iterable[str] = GAZETTEER_LABELS, mi
             if e["label"] in labels and e["label"] in ann and len(term) > 2 and len(term.split()) <= max_words:
                 gold.setdefault(e["label"], Counter())[term] += 1
     out: dict[str, str] = {}
+    doc_tokens: dict[int, tuple[str, ...]] = {}  # each text tokenized once, whatever the labels
     for label, counts in gold.items():
         cands = {_tokens(t): t for t, n in counts.items() if n >= min_count and 0 < len(_tokens(t)) <= MAX_TOKENS}
         if not cands:
             continue
         lengths = sorted({len(k) for k in cands})
+        first = {k[0] for k in cands}  # most positions start no candidate: skip them at once
         seen: Counter = Counter()
-        for d in docs:
+        for i_doc, d in enumerate(docs):
             if label not in annotated_labels(d):
                 continue
-            toks = _tokens(d["text"])
-            for n in lengths:
-                for i in range(len(toks) - n + 1):
+            toks = doc_tokens.get(i_doc)
+            if toks is None:
+                toks = doc_tokens[i_doc] = _tokens(d["text"])
+            for i, tok in enumerate(toks):
+                if tok not in first:
+                    continue
+                for n in lengths:
                     key = toks[i:i + n]
-                    if key in cands:
+                    if len(key) == n and key in cands:
                         seen[key] += 1
         for key, t in cands.items():
             if counts[t] >= min_rate * max(seen[key], 1) and t not in out:

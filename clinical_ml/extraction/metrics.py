@@ -127,7 +127,7 @@ def record_scores(gold_records: list[dict], pred_records: list[dict]) -> dict[st
 
 def seqeval_scores(gold_docs: list[dict], pred_docs: list[dict]) -> dict[str, Any]:
     """Word-level BIO F1 with seqeval (CoNLL convention), micro over labels."""
-    from seqeval.metrics import f1_score, precision_score, recall_score
+    from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
 
     y_true, y_pred = [], []
     for g, p in zip(gold_docs, pred_docs):
@@ -135,9 +135,9 @@ def seqeval_scores(gold_docs: list[dict], pred_docs: list[dict]) -> dict[str, An
         y_pred.append([t for _, t in char_spans_to_word_bio(g["text"], p["entities"])])
     if not any(y_true):
         return {"f1": 0.0, "precision": 0.0, "recall": 0.0}
-    return {"f1": round(float(f1_score(y_true, y_pred)), 4),
-            "precision": round(float(precision_score(y_true, y_pred)), 4),
-            "recall": round(float(recall_score(y_true, y_pred)), 4)}
+    # one pass for all three (f1_score, precision_score and recall_score each re-read every tag)
+    prec, rec, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="micro", zero_division=0)
+    return {"f1": round(float(f1), 4), "precision": round(float(prec), 4), "recall": round(float(rec), 4)}
 
 
 def classification_scores(gold: list[str], pred: list[str]) -> dict[str, Any]:
@@ -152,17 +152,18 @@ def classification_scores(gold: list[str], pred: list[str]) -> dict[str, Any]:
 def evaluate(gold_docs: list[dict], pred_docs: list[dict], valid_json: list[bool] | None = None) -> dict[str, Any]:
     """All span/record metrics of one extractor on one test set."""
     ent = entity_scores(gold_docs, pred_docs)
+    rel = relation_scores(gold_docs, pred_docs)
+    rec = record_scores([g["record"] for g in gold_docs], [p.get("record") or {} for p in pred_docs])
     return {
         "n_docs": len(gold_docs),
         "entities": ent,
         "entity_f1": ent["strict"]["micro"]["f1"],
         "entity_f1_lenient": ent["lenient"]["micro"]["f1"],
-        "relations": relation_scores(gold_docs, pred_docs),
-        "relation_f1": relation_scores(gold_docs, pred_docs)["f1"],
+        "relations": rel,
+        "relation_f1": rel["f1"],
         "negation": negation_accuracy(gold_docs, pred_docs),
-        "record": record_scores([g["record"] for g in gold_docs], [p.get("record") or {} for p in pred_docs]),
-        "record_f1": record_scores([g["record"] for g in gold_docs],
-                                   [p.get("record") or {} for p in pred_docs])["f1"],
+        "record": rec,
+        "record_f1": rec["f1"],
         "json_validity": (round(sum(valid_json) / len(valid_json), 4) if valid_json else 1.0),
         "seqeval": seqeval_scores(gold_docs, pred_docs),
     }

@@ -88,10 +88,19 @@ class ExtractorPool:
                                   initargs=(self.spec, settings.threads, settings.quantize))
 
     def extract(self, texts: list[str]) -> list[dict]:
-        batches = [texts[i:i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+        """Annotations in input order; batches are cut from the texts sorted by length (a
+        batch of neighbours pads little), the longest first so no worker is left with the
+        slowest batch at the end."""
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i] or ""))
+        batches = [[texts[i] for i in order[b:b + self.batch_size]] for b in range(0, len(order), self.batch_size)]
         if self._local is not None:
-            return [ann for b in batches for ann in self._local.extract(b)]
-        return [ann for res in self._pool.imap(_extract_batch, batches) for ann in res]
+            done = [ann for b in batches for ann in self._local.extract(b)]
+        else:
+            done = [ann for res in self._pool.imap(_extract_batch, batches) for ann in res]
+        out: list[dict] = [{}] * len(texts)
+        for i, ann in zip(order, done):
+            out[i] = ann
+        return out
 
     def close(self) -> None:
         if self._pool is not None:

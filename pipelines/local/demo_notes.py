@@ -15,7 +15,7 @@ from typing import Any
 
 from clinical_ml.io import read_json
 
-CHECK_NOTES = 150
+CHECK_NOTES = 64  # a fixed sample: enough notes to reach both shards, a few seconds
 
 
 def _lines_by_id(folder: Path) -> dict[tuple, str]:
@@ -44,7 +44,7 @@ def sharding_check(run_dir: Path, log: Path, n: int = CHECK_NOTES) -> dict[str, 
         with open(log, "ab") as f:
             rc = subprocess.run([sys.executable, "-m", "clinical_ml.cli", "extract-notes", "--model",
                                  str(step / "input" / "model"), "--notes", str(notes), "--output", str(Path(tmp) / "out"),
-                                 "--num-shards", "1", "--shard-index", "0", "--stage", "extract"],
+                                 "--num-shards", "1", "--shard-index", "0", "--stage", "extract", "--workers", "1"],
                                 stdout=f, stderr=subprocess.STDOUT).returncode
         if rc != 0:
             return {"checked": 0, "why": f"single-shard extraction failed (exit {rc}; log {log})"}
