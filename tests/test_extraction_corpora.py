@@ -219,6 +219,19 @@ def test_restrict_reindexes_relations_and_record():
     assert no_dose["relations"] == [] and no_dose["record"]["medications"][0]["dose"] is None
 
 
+def test_restricted_record_merges_medications_that_differ_only_in_unannotated_fields():
+    """A drug found twice, once with a dose, is one medication to a corpus without DOSE."""
+    from clinical_ml.extraction.corpus_eval import restrict_record
+    from clinical_ml.notes.schema import empty_record
+
+    record = empty_record()
+    base = {"name": "cisplatin", "dose": None, "route": None, "frequency": None, "form": None, "duration": None}
+    record["medications"] = [{**base, "dose": "10 mg"}, dict(base), {**base, "name": "aspirin"}]
+    meds = restrict_record(record, ["MEDICATION", "PROBLEM"])["medications"]
+    assert [m["name"] for m in meds] == ["cisplatin", "aspirin"]
+    assert [m["dose"] for m in restrict_record(record, ["MEDICATION", "DOSE"])["medications"]] == ["10 mg", None, None]
+
+
 # ---------------------------------------------------------------- the gate
 def _metrics(strict: float, lenient: float, relation_gold: int = 0, labels=ENTITY_LABELS) -> dict:
     return {"n_docs": 10, "entity_f1": strict, "entity_f1_lenient": lenient, "relation_f1": 0.5,

@@ -203,3 +203,41 @@ def test_category_only_notes_give_no_tag_loss(tiny_bert):
     loss.backward()
     assert model.heads.cls.weight.grad.abs().sum() > 0
     assert model.heads.ner.weight.grad is None or model.heads.ner.weight.grad.abs().sum() == 0
+
+
+def test_encoder_fills_attributes_from_patterns_beside_its_medications(tiny_bert):
+    """A model that tags no DOSE/ROUTE/FREQUENCY (the untrained tiny one) still gets the
+    patterns' attributes of a medication it found, linked to it; a lab value's "mg/dL" with no
+    drug in its sentence is left alone; ``attribute_patterns=False`` turns it off."""
+    from transformers import AutoTokenizer
+
+    from clinical_ml.extraction.encoder import EncoderConfig, EncoderExtractor, build_model
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert))
+    text = "Started metoprolol 25 mg PO BID for rate control.\nGlucose 100 mg/dL this morning."
+    got = {}
+    for on in (True, False):
+        cfg = EncoderConfig(max_length=64, attribute_patterns=on, min_confidence={"MEDICATION": 1.1})
+        model = build_model(str(tiny_bert), cfg).eval()
+        model.cfg.labels = ["MEDICATION"]  # the tiny model's own tags: none above the 1.1 floor
+        got[on] = EncoderExtractor(model, tok, gazetteer={"metoprolol": "MEDICATION"}).extract([text])[0]
+        _check_annotations([text], [got[on]])
+    ents = [(e["label"], e["text"]) for e in got[True]["entities"]]
+    assert ents == [("MEDICATION", "metoprolol"), ("DOSE", "25 mg"), ("ROUTE", "PO"), ("FREQUENCY", "BID")]
+    med = 0
+    assert sorted((r["type"], r["tail"]) for r in got[True]["relations"]) == sorted(
+        [("DOSE_OF", med), ("ROUTE_OF", med), ("FREQUENCY_OF", med)])
+    assert got[True]["record"]["medications"][0]["dose"] == "25 mg"
+    assert [e["label"] for e in got[False]["entities"]] == ["MEDICATION"]
+
+
+def test_attribute_patterns_skip_overlaps_and_lone_numbers():
+    from clinical_ml.extraction.rules import add_attributes
+
+    text = "Aspirin 81 mg daily. Sodium 140 mEq/L."
+    med = {"start": 0, "end": 7, "label": "MEDICATION", "text": "Aspirin", "negated": False}
+    dose = {"start": 8, "end": 13, "label": "DOSE", "text": "81 mg", "negated": False}
+    got = add_attributes(text, [med, dose])
+    assert [(e["label"], e["text"]) for e in got] == [("MEDICATION", "Aspirin"), ("DOSE", "81 mg"),
+                                                      ("FREQUENCY", "daily")]
+    assert add_attributes(text, []) == []  # no medication: no attribute

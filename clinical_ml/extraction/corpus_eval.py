@@ -41,8 +41,16 @@ def restrict_record(record: dict | None, labels: Iterable[str]) -> dict[str, lis
     labels, record = set(labels), record or {}
     out: dict[str, list] = {"medications": [], "problems": [], "tests": [], "procedures": []}
     if "MEDICATION" in labels:
-        out["medications"] = [{**m, **{k: None for k, lab in _ATTRIBUTES.items() if k in m and lab not in labels}}
-                              for m in record.get("medications") or []]
+        meds = [{**m, **{k: None for k, lab in _ATTRIBUTES.items() if k in m and lab not in labels}}
+                for m in record.get("medications") or []]
+        # merged again, as record_from_annotations merges: on BC5CDR "cisplatin" with a found
+        # dose and "cisplatin" without one are one medication, not a false positive
+        seen: set[tuple] = set()
+        for m in meds:
+            key = tuple(sorted((k, str(v)) for k, v in m.items()))
+            if key not in seen:
+                seen.add(key)
+                out["medications"].append(m)
     for label, section in FINDING_LABELS.items():
         if label in labels:
             out[section] = list(record.get(section) or [])

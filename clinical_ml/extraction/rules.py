@@ -78,6 +78,7 @@ FREQ_RE = re.compile(
     r"q\s?\d+\s?(?:h|hr|hrs|hours?)|every\s+\d+\s+(?:hours?|days?|weeks?)|"
     r"(?:once|twice|three times|four times)\s+(?:a|per)?\s*(?:day|daily|week|weekly)|"
     r"daily|nightly|weekly|at bedtime|as needed|per day|a day)\b", re.I)
+ATTRIBUTE_PATTERNS = (("DOSE", DOSE_RE), ("ROUTE", ROUTE_RE), ("FREQUENCY", FREQ_RE))
 # labels found by the gazetteer alone (no seeds: whatever the training gold calls them)
 GAZETTEER_ONLY = ("FORM", "DURATION")
 _SENT = re.compile(r";|\n|\.\s+[A-Z]")  # a sentence break, not "p.o." or "0.5"
@@ -136,7 +137,7 @@ class RulesExtractor:
         cands = []
         for lab, pat in self._patterns:
             cands += [(m.start(), m.end(), lab) for m in pat.finditer(text)]
-        for lab, pat in (("DOSE", DOSE_RE), ("ROUTE", ROUTE_RE), ("FREQUENCY", FREQ_RE)):
+        for lab, pat in ATTRIBUTE_PATTERNS:
             cands += [(m.start(), m.end(), lab) for m in pat.finditer(text)]
         cands.sort(key=lambda c: (c[0], -(c[1] - c[0])))
         ents, last_end = [], -1
@@ -155,23 +156,52 @@ class RulesExtractor:
         return [self.extract_one(t or "") for t in texts]
 
 
+def attribute_spans(text: str) -> list[dict]:
+    """DOSE, ROUTE and FREQUENCY mentions of the patterns, leftmost-longest, never overlapping."""
+    cands = sorted(((m.start(), m.end(), lab) for lab, pat in ATTRIBUTE_PATTERNS for m in pat.finditer(text)),
+                   key=lambda c: (c[0], -(c[1] - c[0])))
+    out, last = [], -1
+    for s, e, lab in cands:
+        if s >= last and e > s:
+            out.append({"start": s, "end": e, "label": lab, "text": text[s:e], "negated": False})
+            last = e
+    return out
+
+
+def add_attributes(text: str, entities: list[dict]) -> list[dict]:
+    """``entities`` plus the pattern attributes that overlap none of them and have a
+    MEDICATION of ``entities`` in their sentence (a "100 mg/dL" of a lab line is no dose)."""
+    meds = [e for e in entities if e["label"] == "MEDICATION"]
+    extra = [a for a in attribute_spans(text)
+             if not any(e["start"] < a["end"] and a["start"] < e["end"] for e in entities)
+             and nearest_medication(text, a, meds) is not None]
+    return sorted(entities + extra, key=lambda e: (e["start"], e["end"])) if extra else entities
+
+
+def nearest_medication(text: str, ent: dict, meds: list[dict], max_chars: int = 80) -> int | None:
+    """Index in ``meds`` of the medication ``ent`` belongs to: the nearest one in its sentence
+    within ``max_chars``, preferring the one before it, as in "metoprolol 25 mg PO BID"."""
+    best, best_d = None, None
+    for j, m in enumerate(meds):
+        lo, hi = (m["end"], ent["start"]) if m["end"] <= ent["start"] else (ent["end"], m["start"])
+        if hi < lo or hi - lo > max_chars or _SENT.search(text[lo:hi]):
+            continue
+        d = (hi - lo) + (0 if m["end"] <= ent["start"] else 25)  # prefer the preceding drug
+        if best_d is None or d < best_d:
+            best, best_d = j, d
+    return best
+
+
 def link_nearest(text: str, entities: list[dict], max_chars: int = 80) -> list[dict]:
-    """Attach each attribute (DOSE, ROUTE, FREQUENCY, FORM, DURATION) to the nearest MEDICATION
-    in its sentence (preferring the one before it, as in "metoprolol 25 mg PO BID")."""
+    """Attach each attribute (DOSE, ROUTE, FREQUENCY, FORM, DURATION) to its nearest
+    MEDICATION (``nearest_medication``)."""
     meds = [i for i, e in enumerate(entities) if e["label"] == "MEDICATION"]
+    med_ents = [entities[i] for i in meds]
     rels = []
     for i, ent in enumerate(entities):
         if ent["label"] not in ATTRIBUTE_RELATIONS or not meds:
             continue
-        best, best_d = None, None
-        for j in meds:
-            m = entities[j]
-            lo, hi = (m["end"], ent["start"]) if m["end"] <= ent["start"] else (ent["end"], m["start"])
-            if hi < lo or hi - lo > max_chars or _SENT.search(text[lo:hi]):
-                continue
-            d = (hi - lo) + (0 if m["end"] <= ent["start"] else 25)  # prefer the preceding drug
-            if best_d is None or d < best_d:
-                best, best_d = j, d
+        best = nearest_medication(text, ent, med_ents, max_chars)
         if best is not None:
-            rels.append({"type": ATTRIBUTE_RELATIONS[ent["label"]], "head": i, "tail": best})
+            rels.append({"type": ATTRIBUTE_RELATIONS[ent["label"]], "head": i, "tail": meds[best]})
     return rels
