@@ -134,18 +134,7 @@ class RulesExtractor:
         return cls(lexicon=d, use_seed=False)
 
     def find_spans(self, text: str) -> list[dict]:
-        cands = []
-        for lab, pat in self._patterns:
-            cands += [(m.start(), m.end(), lab) for m in pat.finditer(text)]
-        for lab, pat in ATTRIBUTE_PATTERNS:
-            cands += [(m.start(), m.end(), lab) for m in pat.finditer(text)]
-        cands.sort(key=lambda c: (c[0], -(c[1] - c[0])))
-        ents, last_end = [], -1
-        for s, e, lab in cands:
-            if s >= last_end and e > s:
-                ents.append({"start": s, "end": e, "label": lab, "text": text[s:e], "negated": False})
-                last_end = e
-        return ents
+        return leftmost_longest(text, [*self._patterns, *ATTRIBUTE_PATTERNS])
 
     def extract_one(self, text: str) -> dict:
         ents = apply_negation(text, self.find_spans(text))
@@ -156,9 +145,9 @@ class RulesExtractor:
         return [self.extract_one(t or "") for t in texts]
 
 
-def attribute_spans(text: str) -> list[dict]:
-    """DOSE, ROUTE and FREQUENCY mentions of the patterns, leftmost-longest, never overlapping."""
-    cands = sorted(((m.start(), m.end(), lab) for lab, pat in ATTRIBUTE_PATTERNS for m in pat.finditer(text)),
+def leftmost_longest(text: str, patterns) -> list[dict]:
+    """Entities of ``(label, regex)`` matches: leftmost first, the longest at a start, never overlapping."""
+    cands = sorted(((m.start(), m.end(), lab) for lab, pat in patterns for m in pat.finditer(text)),
                    key=lambda c: (c[0], -(c[1] - c[0])))
     out, last = [], -1
     for s, e, lab in cands:
@@ -166,6 +155,11 @@ def attribute_spans(text: str) -> list[dict]:
             out.append({"start": s, "end": e, "label": lab, "text": text[s:e], "negated": False})
             last = e
     return out
+
+
+def attribute_spans(text: str) -> list[dict]:
+    """DOSE, ROUTE and FREQUENCY mentions of the patterns."""
+    return leftmost_longest(text, ATTRIBUTE_PATTERNS)
 
 
 def add_attributes(text: str, entities: list[dict]) -> list[dict]:
