@@ -120,8 +120,8 @@ def test_length_sorted_batches_come_back_in_input_order(encoder_model):
     """The pool and the encoder both batch notes by length; each annotation must still be its
     own note's (entity offsets read the note's text back)."""
     from clinical_ml.extraction import load
-    from clinical_ml.extraction.encoder import by_length
     from clinical_ml.extraction.pool import ExtractorPool, PoolSettings
+    from clinical_ml.extraction.spans import by_length
 
     texts = TEXTS[::-1]  # longest, empty and short notes interleaved
     assert by_length(["ccc", "", "a", "bb", "a"]) == [1, 2, 4, 3, 0]

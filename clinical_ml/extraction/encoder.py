@@ -24,6 +24,7 @@ from clinical_ml.extraction.gazetteer import Gazetteer
 from clinical_ml.extraction.negation import apply_negation
 from clinical_ml.extraction.optim import budgeted_schedule, optimizer_step
 from clinical_ml.extraction.propagate import propagate
+from clinical_ml.extraction.spans import by_length
 from clinical_ml.extraction.rules import add_attributes, link_nearest
 from clinical_ml.logs import get_logger
 from clinical_ml.notes.schema import ATTRIBUTE_RELATIONS, ENTITY_LABELS, annotated_labels, record_from_annotations
@@ -401,11 +402,6 @@ class EncoderExtractor:
                 out[i] = (self._annotate(t, encs[k], *states[k]) if k in states else
                           {"entities": [], "relations": [], "record": record_from_annotations([], []), "category": None})
         return out  # type: ignore[return-value]
-
-
-def by_length(texts: list[str]) -> list[int]:
-    """Indexes of ``texts``, shortest first (ties in input order): batches of neighbours pad little."""
-    return sorted(range(len(texts)), key=lambda i: len(texts[i] or ""))
 
 
 # ------------------------------------------------------------------ training

@@ -17,6 +17,7 @@ import re
 from collections import Counter
 from typing import Iterable
 
+from clinical_ml.extraction.spans import add_uncovered
 from clinical_ml.notes.schema import annotated_labels, normalize
 
 GAZETTEER_LABELS = ("MEDICATION", "PROBLEM")
@@ -119,6 +120,4 @@ class Gazetteer:
 
     def add_to(self, text: str, entities: list[dict]) -> list[dict]:
         """``entities`` plus the gazetteer mentions that overlap none of them."""
-        extra = [g for g in self.find(text)
-                 if not any(e["start"] < g["end"] and g["start"] < e["end"] for e in entities)]
-        return sorted(entities + extra, key=lambda e: e["start"]) if extra else entities
+        return add_uncovered(entities, self.find(text))

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clinical_ml.extraction.spans import by_length
+
 _WORKER: Any = None  # the extractor of a worker process
 
 
@@ -91,7 +93,7 @@ class ExtractorPool:
         """Annotations in input order; batches are cut from the texts sorted by length (a
         batch of neighbours pads little), the longest first so no worker is left with the
         slowest batch at the end."""
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i] or ""))
+        order = by_length(texts)[::-1]
         batches = [[texts[i] for i in order[b:b + self.batch_size]] for b in range(0, len(order), self.batch_size)]
         if self._local is not None:
             done = [ann for b in batches for ann in self._local.extract(b)]

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Iterable
 
 from clinical_ml.extraction.negation import apply_negation
+from clinical_ml.extraction.spans import add_uncovered
 from clinical_ml.notes.schema import ATTRIBUTE_RELATIONS, normalize, record_from_annotations
 
 SEED_LEXICON: dict[str, tuple[str, ...]] = {
@@ -166,10 +167,7 @@ def add_attributes(text: str, entities: list[dict]) -> list[dict]:
     """``entities`` plus the pattern attributes that overlap none of them and have a
     MEDICATION of ``entities`` in their sentence (a "100 mg/dL" of a lab line is no dose)."""
     meds = [e for e in entities if e["label"] == "MEDICATION"]
-    extra = [a for a in attribute_spans(text)
-             if not any(e["start"] < a["end"] and a["start"] < e["end"] for e in entities)
-             and nearest_medication(text, a, meds) is not None]
-    return sorted(entities + extra, key=lambda e: (e["start"], e["end"])) if extra else entities
+    return add_uncovered(entities, [a for a in attribute_spans(text) if nearest_medication(text, a, meds) is not None])
 
 
 def nearest_medication(text: str, ent: dict, meds: list[dict], max_chars: int = 80) -> int | None:

@@ -136,3 +136,15 @@ def clean_entities(text: str, entities: list[dict]) -> list[dict]:
         out.append({**ent, "start": s, "end": e, "text": text[s:e],
                     "negated": bool(ent.get("negated", False))})
     return out
+
+
+def add_uncovered(entities: list[dict], candidates: list[dict]) -> list[dict]:
+    """``entities`` plus the ``candidates`` that overlap none of them, in text order: what the
+    gazetteer and the attribute patterns add where the encoder tagged nothing."""
+    extra = [c for c in candidates if not any(e["start"] < c["end"] and c["start"] < e["end"] for e in entities)]
+    return sorted(entities + extra, key=lambda e: (e["start"], e["end"])) if extra else entities
+
+
+def by_length(texts: list[str]) -> list[int]:
+    """Indexes of ``texts``, shortest first (ties in input order): batches of neighbours pad little."""
+    return sorted(range(len(texts)), key=lambda i: len(texts[i] or ""))
