@@ -118,10 +118,11 @@ def join(keys: list[str], row_in_event: np.ndarray, predictions: np.ndarray,
 def auroc_ci(y: np.ndarray, p: np.ndarray, resamples: int = 500, seed: int = 0) -> list[float] | None:
     """95% percentile bootstrap CI of the window's AUROC (EvaluateOutcomes' resampling), so a
     timeline of a few hundred labelled rows shows how much a point moves by chance."""
-    from clinical_ml.outcomes.bootstrap import bootstrap
-    from clinical_ml.outcomes.metrics import auroc
+    from clinical_ml.outcomes.bootstrap import batched, bootstrap
+    from clinical_ml.outcomes.metrics import RankedScores, auroc
 
-    ci = bootstrap({"auroc": lambda w: auroc(y, p, w)}, len(y), resamples, seed)["auroc"]
+    ranked = RankedScores(y, p)  # sorted once, then every resample of a chunk in one call
+    ci = bootstrap({"auroc": batched(lambda w: auroc(None, ranked, w))}, len(y), resamples, seed)["auroc"]
     return [ci["ci_low"], ci["ci_high"]] if "ci_low" in ci else None
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from clinical_ml.io import DataError, sha256_tree
 from clinical_ml.outcomes.artifact import OutcomeModel
-from clinical_ml.outcomes.bootstrap import DEFAULT_RESAMPLES, bootstrap
+from clinical_ml.outcomes.bootstrap import DEFAULT_RESAMPLES, batched, bootstrap
 from clinical_ml.outcomes.data import TASK_TYPES, check_labels, labels, load_task, manifest_digest
 from clinical_ml.outcomes.evaluation import binary_stats
 
@@ -69,7 +69,7 @@ def compare_predictions(y: np.ndarray, p_champion: np.ndarray | None, p_challeng
     if p_champion is not None:
         for metric in DIFFERENCES:
             a, b = per_role["challenger"][metric], per_role["champion"][metric]
-            stats[f"difference.{metric}"] = (lambda w, a=a, b=b: a(w) - b(w))
+            stats[f"difference.{metric}"] = batched(lambda w, a=a, b=b: a(w) - b(w))  # as its two parts
     results = bootstrap(stats, len(y), resamples, seed)  # one set of resamples for everything: paired
     entry: dict = {"type": "binary", "n": int(len(y)), "prevalence": float(np.mean(y))}
     for key, res in results.items():
