@@ -41,7 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "definition": ("pipelines.commands:definition", "print/write the SageMaker pipeline definition JSON (offline)"),
     "upsert-pipeline": ("pipelines.commands:upsert", "create or update the pipeline, model groups, drift alarms and EventBridge rule"),
     "run-pipeline": ("pipelines.commands:run", "start a pipeline execution with parameter overrides"),
-    "run-local": ("pipelines.local.runner", "run the pipeline definition on this machine (no Docker, no AWS)"),
+    "run-local": ("pipelines.local.cli", "run the pipeline definition on this machine (no Docker, no AWS)"),
     # compliance
     "audit": ("clinical_ml.audit", "verify a hash-chained audit trail"),
     "lineage": ("clinical_ml.lineage", "print the lineage of a registered model version"),

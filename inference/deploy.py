@@ -29,16 +29,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
 from clinical_ml import audit
-from clinical_ml.io import DataError, backend, write_json
+from clinical_ml.io import backend, write_json
 from clinical_ml.logs import get_logger
+from inference.variants import TRAFFIC
 
 log = get_logger(__name__)
 OUTPUT = "/opt/ml/processing/output/deploy"
-CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
-TRAFFIC = ("all", "canary")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,50 +75,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if a.instance_count < 1:
         p.error("--instance-count must be >= 1")
     return a
-
-
-def plan_variants(new_arn: str, champion_arn: str | None, challenger_weight: float,
-                  traffic: str = "all") -> list[dict[str, Any]]:
-    """Production variants for the new package and the previous champion (module docstring)."""
-    if traffic not in TRAFFIC:
-        raise DataError(f"traffic {traffic!r} is not one of {', '.join(TRAFFIC)}")
-    if champion_arn is None or champion_arn == new_arn:
-        return [{"name": CHAMPION, "model_package_arn": new_arn, "weight": 1.0}]
-    if traffic == "all":
-        return [{"name": CHAMPION, "model_package_arn": new_arn, "weight": 1.0},
-                {"name": PREVIOUS, "model_package_arn": champion_arn, "weight": 0.0}]
-    return [{"name": CHAMPION, "model_package_arn": champion_arn, "weight": round(1.0 - challenger_weight, 6)},
-            {"name": CHALLENGER, "model_package_arn": new_arn, "weight": round(challenger_weight, 6)}]
-
-
-def classify_change(current: dict[str, tuple[Any, float]] | None,
-                    desired: dict[str, tuple[Any, float]]) -> str:
-    """What an update must do, from ``{variant: (what it runs, weight)}`` now and wanted.
-
-    ``create`` (no endpoint), ``none``, ``weights`` (same variants running the same models:
-    only traffic moves, no new instances) or ``variants`` (a new endpoint config).
-    """
-    if current is None:
-        return "create"
-    if {n: k for n, (k, _) in current.items()} != {n: k for n, (k, _) in desired.items()}:
-        return "variants"
-    same = all(abs(current[n][1] - w) < 1e-9 for n, (_, w) in desired.items())
-    return "none" if same else "weights"
-
-
-def previous_approved(summaries: list[dict[str, Any]], new_arn: str) -> str | None:
-    """The newest Approved package other than ``new_arn`` (summaries: newest first)."""
-    for s in summaries:
-        if s.get("ModelApprovalStatus", "Approved") == "Approved" and s["ModelPackageArn"] != new_arn:
-            return s["ModelPackageArn"]
-    return None
-
-
-def check_package(desc: dict[str, Any], require_approval: bool) -> None:
-    status = desc.get("ModelApprovalStatus")
-    if status == "Rejected" or (require_approval and status != "Approved"):
-        raise DataError(f"model package {desc.get('ModelPackageArn')} is {status}; approve it "
-                        "(update_model_package) or pass --require-approval false")
 
 
 def main(argv: list[str] | None = None) -> int:

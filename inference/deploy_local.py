@@ -34,7 +34,7 @@ from typing import Any
 from clinical_ml.io import DataError, localize, read_json, resolve_model_dir, write_json
 from clinical_ml.logs import get_logger
 from inference import deploy_container
-from inference.deploy import check_package, classify_change, plan_variants, previous_approved
+from inference.variants import check_package, classify_change, plan_variants, previous_approved
 
 log = get_logger(__name__)
 PING_TIMEOUT = float(os.environ.get("CLINICAL_ML_DEPLOY_TIMEOUT", 180))

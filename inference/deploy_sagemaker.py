@@ -2,7 +2,7 @@
 
 Idempotent by construction: models are named after the package (group + version) and reused
 if they exist. The endpoint's current config is compared with the planned one
-(``deploy.classify_change``): when the same variants run the same models on the same instances
+(``variants.classify_change``): when the same variants run the same models on the same instances
 with the same capture, only the weights move (``update_endpoint_weights_and_capacities``: no new
 instances, seconds); otherwise a new, timestamped endpoint config (configs are immutable) is
 created and the endpoint created or pointed at it (``update_endpoint``: SageMaker swaps variants
@@ -17,7 +17,7 @@ from typing import Any
 
 from clinical_ml.io import DataError
 from clinical_ml.logs import get_logger
-from inference.deploy import check_package, classify_change, plan_variants, previous_approved
+from inference.variants import check_package, classify_change, plan_variants, previous_approved
 
 log = get_logger(__name__)
 CAPTURE_TYPES = {"CsvContentTypes": ["text/csv"],

@@ -16,7 +16,7 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from clinical_ml.io import DataError
-from inference import deploy, deploy_sagemaker
+from inference import deploy, deploy_sagemaker, variants
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/clinical-ml:1"
@@ -52,26 +52,26 @@ def _args(arn, tmp_path, *extra):
 
 def test_plan_variants():
     for traffic in ("all", "canary"):
-        assert deploy.plan_variants("new", None, 0.2, traffic) == [
+        assert variants.plan_variants("new", None, 0.2, traffic) == [
             {"name": "champion", "model_package_arn": "new", "weight": 1.0}]
-        assert deploy.plan_variants("new", "new", 0.2, traffic)[0]["weight"] == 1.0
-    canary = deploy.plan_variants("new", "old", 0.2, "canary")
+        assert variants.plan_variants("new", "new", 0.2, traffic)[0]["weight"] == 1.0
+    canary = variants.plan_variants("new", "old", 0.2, "canary")
     assert [(v["name"], v["model_package_arn"], v["weight"]) for v in canary] == [
         ("champion", "old", 0.8), ("challenger", "new", 0.2)]
-    promoted = deploy.plan_variants("new", "old", 0.2)  # default: all traffic to the new model
+    promoted = variants.plan_variants("new", "old", 0.2)  # default: all traffic to the new model
     assert [(v["name"], v["model_package_arn"], v["weight"]) for v in promoted] == [
         ("champion", "new", 1.0), ("previous", "old", 0.0)]
     with pytest.raises(DataError, match="all, canary"):
-        deploy.plan_variants("new", "old", 0.2, "half")
+        variants.plan_variants("new", "old", 0.2, "half")
 
 
 def test_classify_change():
     now = {"champion": ("m1", 0.9), "challenger": ("m2", 0.1)}
-    assert deploy.classify_change(None, now) == "create"
-    assert deploy.classify_change(now, dict(now)) == "none"
-    assert deploy.classify_change(now, {"champion": ("m1", 0.0), "challenger": ("m2", 1.0)}) == "weights"
-    assert deploy.classify_change(now, {"champion": ("m2", 1.0), "previous": ("m1", 0.0)}) == "variants"
-    assert deploy.classify_change(now, {"champion": ("m1", 1.0)}) == "variants"
+    assert variants.classify_change(None, now) == "create"
+    assert variants.classify_change(now, dict(now)) == "none"
+    assert variants.classify_change(now, {"champion": ("m1", 0.0), "challenger": ("m2", 1.0)}) == "weights"
+    assert variants.classify_change(now, {"champion": ("m2", 1.0), "previous": ("m1", 0.0)}) == "variants"
+    assert variants.classify_change(now, {"champion": ("m1", 1.0)}) == "variants"
 
 
 def test_first_deploy_creates_a_single_variant_endpoint(sm, tmp_path):

@@ -48,7 +48,7 @@ def test_demo_names_missing_pieces(monkeypatch, tmp_path):
 
     monkeypatch.setattr(demo, "REQUIRED", {"inference/no_such_script.py": "a piece that has not landed"})
     assert demo.missing_pieces() == ["inference/no_such_script.py (a piece that has not landed)"]
-    from pipelines.local.runner import main
+    from pipelines.local.cli import main
     rc = main(["--demo", "--run-dir", str(tmp_path / "runs")])
     assert rc == 1
     summary = json.loads((tmp_path / "runs" / "latest" / "summary.json").read_text())

@@ -182,7 +182,7 @@ def test_condition_false_runs_fail_step_with_message(definition, root):
 
 
 def test_failing_step_stops_dependents_and_cli_exits_nonzero(definition, root, tmp_path, capsys):
-    from pipelines.local.runner import main
+    from pipelines.local.cli import main
     dfile = tmp_path / "def.json"
     dfile.write_text(json.dumps(definition))
     rc = main(["--definition", str(dfile), "--run-dir", str(root), "--param", "FailPrep=yes"])
@@ -223,7 +223,7 @@ def test_resume_after_killed_run(definition, root, tmp_path):
     dfile = tmp_path / "def.json"
     dfile.write_text(json.dumps(definition))
     code = ("import os,sys; os.environ['LOCAL_TEST_RUNNER_PID']=str(os.getpid()); "
-            "from pipelines.local.runner import main; sys.exit(main(sys.argv[1:]))")
+            "from pipelines.local.cli import main; sys.exit(main(sys.argv[1:]))")
     env = {**os.environ, "LOCAL_TEST_KILL_RUNNER": "train"}
     proc = subprocess.run([sys.executable, "-c", code, "--definition", str(dfile), "--run-dir", str(root),
                            "--no-cache"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -231,7 +231,7 @@ def test_resume_after_killed_run(definition, root, tmp_path):
     [killed] = [p for p in root.iterdir() if p.is_dir() and p.name[0].isdigit()]
     assert (killed / "steps/Prep/status.json").is_file()
     assert not (killed / "steps/Train").exists()  # nothing half-written under the step's name
-    from pipelines.local.runner import main
+    from pipelines.local.cli import main
     rc = main(["--definition", str(dfile), "--run-dir", str(root), "--resume", killed.name,
                "--from-step", "Train", "--no-cache"])
     assert rc == 0
