@@ -12,7 +12,7 @@ DAG (steps inside a condition run only on its branch)::
       BuildTasks -> BuildNotes -> TrainExtractor -> ExtractNotes -> NoteFeatures
           |                           `-> EvaluateExtractor -------------------------+-> TrackRuns (MLflow)
           `--------------(+ NoteFeatures)--> TuneOutcomes --> EvaluateOutcomes ------+-> CheckMetrics --no--> Gate*/Fail*
-                                                              `-> CompareModels      | yes
+          `--> TrainBaselines (LR, GRU) ------------------------^ `-> CompareModels  | yes
       RegisterExtractor (+ MLflow run id), CheckPromotion --keep--> KeepChampion (Fail: the reason)
                                                  | promote
       DriftBaseline -> RegisterOutcomes (+ MLflow run id) -> CheckApproval --approved--> Deploy -> ScheduleMonitor
@@ -216,17 +216,28 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
                    "--fit-vocabulary", "--train-admissions", f"{PROC}/input/tasks", "--mimic", f"{PROC}/input/mimic"])
     note_features = step_note_features.properties.ProcessingOutputConfig.Outputs["features"].S3Output.S3Uri
 
-    # --- TuneOutcomes: XGBoost hyperparameter tuning; every trial trains XGBoost + LR + GRU ----
+    # --- TrainBaselines: LR + GRU once (they do not depend on the XGBoost hyperparameters) ---
+    step_baselines = f.training(
+        "TrainBaselines", "training/train_outcomes.py",
+        display_name="Train baseline models",
+        description="Logistic regression and GRU baselines of every task, trained once on the same "
+                    "splits as the tuning trials; EvaluateOutcomes scores them beside XGBoost.",
+        channels={"train": tasks["train"], "validation": tasks["val"]},
+        image=p.training_image_uri, instance_type=p.training_instance_type,
+        arguments=["--models", "lr,gru", "--seed", "0"])
+    baselines_model = step_baselines.properties.ModelArtifacts.S3ModelArtifacts
+
+    # --- TuneOutcomes: XGBoost hyperparameter tuning (+ with-notes variants) ------------------
     step_tune_outcomes = f.tuning(
         "TuneOutcomes", "training/train_outcomes.py",
         display_name="Tune outcome models",
         description="Hyperparameter tuning of the XGBoost outcome models (objective: validation "
-                    "AUROC of in-hospital mortality); each trial also fits the LR and GRU baselines "
-                    "and, with note features, the with-notes XGBoost variants.",
+                    "AUROC of in-hospital mortality); with note features each trial also fits the "
+                    "with-notes XGBoost variants.",
         channels={"train": tasks["train"], "validation": tasks["val"], "note_features": note_features},
         image=p.training_image_uri, instance_type=p.training_instance_type,
         objective=OBJECTIVE, metric_definitions=metric_definitions(), ranges=xgboost_ranges(),
-        static={"seed": "0", "early_stopping_rounds": "20"}, strategy=p.tuning_strategy,
+        static={"seed": "0", "early_stopping_rounds": "20", "models": "xgboost"}, strategy=p.tuning_strategy,
         max_jobs=p.tuning_max_jobs, max_parallel_jobs=p.tuning_max_parallel_jobs)
     outcomes_model = step_tune_outcomes.get_top_model_s3_uri(top_k=0, s3_bucket=bucket,
                                                              prefix=f.tuning_prefix("TuneOutcomes"))
@@ -239,10 +250,12 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         description="Test-set metrics with bootstrap confidence intervals and subgroups; "
                     "writes evaluation.json (gate), model_metrics.json and report.html.",
         inputs=[s3_input("model", outcomes_model, "model"), s3_input("test", tasks["test"], "test"),
+                s3_input("baselines", baselines_model, "baselines"),
                 s3_input("note_features", note_features, "note_features")],
         outputs=[s3_output("evaluation", f.s3("EvaluateOutcomes", "evaluation"), "evaluation")],
         arguments=["--model", f"{PROC}/input/model", "--test", f"{PROC}/input/test",
-                   "--note-features", f"{PROC}/input/note_features", "--output", f"{PROC}/output/evaluation"],
+                   "--baselines", f"{PROC}/input/baselines", "--note-features", f"{PROC}/input/note_features",
+                   "--output", f"{PROC}/output/evaluation"],
         property_files=[evaluation_report])
     outcomes_eval = step_eval_outcomes.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
 
@@ -477,7 +490,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         conditions=[ConditionEquals(left=JsonGet(step_name=step_guard.name, property_file=guard_report,
                                                  json_path="proceed"), right=True)],
         if_steps=[step_tasks, step_notes, step_train_extractor, step_extract, step_note_features,
-                  step_tune_outcomes, step_eval_outcomes, step_compare, step_eval_extractor, step_track,
+                  step_baselines, step_tune_outcomes, step_eval_outcomes, step_compare, step_eval_extractor, step_track,
                   step_check],
         else_steps=[])
 

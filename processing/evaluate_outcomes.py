@@ -1,7 +1,8 @@
 """Evaluate the outcome models on the test split (SageMaker processing contract).
 
-Inputs: the training step's model (``model.tar.gz`` or an unpacked directory) and the test
-split of the task tree. Outputs in ``--output``:
+Inputs: the tuned model (``model.tar.gz`` or an unpacked directory), the test split of the task
+tree and, with ``--baselines`` (default ``input/baselines``; absent or empty: none), the LR/GRU
+baselines of the TrainBaselines step, scored on the same rows. Outputs in ``--output``:
 
 - ``evaluation.json``: the pipeline's PropertyFile (``gate.*`` read by the condition step);
 - ``model_metrics.json``: ModelQuality statistics for the Model Registry;
@@ -43,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=f"{BASE}/input/model", help="model.tar.gz, or a folder holding it or the model files")
     p.add_argument("--test", default=f"{BASE}/input/test", help="test split folder of the task tree")
+    p.add_argument("--baselines", default=f"{BASE}/input/baselines",
+                   help="baseline models (train-outcomes --models lr,gru): model.tar.gz or folder; "
+                        "absent or empty: the model's own baselines, if any")
     p.add_argument("--note-features", default=f"{BASE}/input/note_features",
                    help="note features folder <task>/note_features.parquet; absent or empty: none")
     p.add_argument("--output", default=f"{BASE}/output/evaluation", help="output folder")
@@ -59,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     sources = note_features.locate(args.note_features)  # a wrong layout fails before the work
     with tempfile.TemporaryDirectory(prefix="model-") as scratch:
-        model = load(resolve_model_dir(args.model, scratch))
+        baselines = Path(args.baselines)
+        if baselines.is_file() or (baselines.is_dir() and any(baselines.iterdir())):
+            baselines = resolve_model_dir(baselines, Path(scratch) / "baselines")
+        else:
+            log.info("no baselines in %s: the model's own models only", args.baselines)
+            baselines = None
+        model = load(resolve_model_dir(args.model, Path(scratch) / "model"), baselines)
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] or None
         doc, preds = evaluate(model, args.test, resamples=args.bootstrap, seed=args.seed,
                               min_group=args.min_group, tasks=tasks)

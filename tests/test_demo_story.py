@@ -1,6 +1,8 @@
 """The demo's retraining story helpers: labelled traffic, its ground truth, the timeline."""
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import orjson
 import pandas as pd
@@ -56,3 +58,22 @@ def test_held_out_rows_are_sorted_and_limited(tmp_path):
     _rows(5).to_parquet(root / "test" / "ihm" / "part-00000.parquet")
     got = demo_story.held_out_rows(root, ("val", "test"), 12)
     assert len(got) == 12 and list(got["icustay_id"]) == sorted(got["icustay_id"])
+
+
+def test_the_demo_waits_for_exactly_its_windows_capture(tmp_path):
+    """wait_for_capture replaces a fixed sleep: it returns once every request of the window is
+    on disk (the writer flushes in the background), counting only that window's InferenceIds."""
+    from inference.capture import CaptureWriter, Event
+    from pipelines.local.demo_endpoint import captured, wait_for_capture
+
+    cap = CaptureWriter(tmp_path, "ep", percent=100)
+    now = dt.datetime.now(dt.timezone.utc)
+    for i in range(30):
+        cap.submit(Event("A", now, f"{'normal' if i < 10 else 'new-period'}-{i}", "application/json",
+                         b"{}", "application/json", b"{}"))
+    assert wait_for_capture(tmp_path / "ep", "new-period", 20, timeout_s=10) == 20
+    assert captured(tmp_path / "ep", "normal") == 10
+    (tmp_path / "ep" / "A" / "partial.jsonl").write_text('{"eventMetadata": {"inferenceId": "normal-99"}}\n{"event')
+    assert captured(tmp_path / "ep", "normal") == 11  # the half-written line is not counted
+    assert wait_for_capture(tmp_path / "ep", "after-promotion", 5, timeout_s=0.3) == 0  # gives up
+    cap.close()

@@ -151,3 +151,32 @@ def test_trained_model_is_served_through_the_fast_path(trained, tree):
     ref = load(trained).predict("los", df, model="xgboost")
     got = served._fast_predict("los", df.to_numpy(np.float32))
     assert np.allclose(got, ref, rtol=1e-5)
+
+
+def test_baselines_from_their_own_step_score_as_if_trained_together(trained, tree, evaluated, tmp_path):
+    """TrainBaselines (lr,gru) + TuneOutcomes (xgboost) evaluate exactly like one model with all."""
+    xgb_dir, base_dir = tmp_path / "xgb", tmp_path / "baselines"
+    for out, models in ((xgb_dir, "xgboost"), (base_dir, "lr,gru")):
+        assert cli.main(["train-outcomes", "--train", str(tree / "train"), "--validation", str(tree / "val"),
+                         "--model-dir", str(out), "--models", models, *FAST]) == 0
+    assert not (xgb_dir / "ihm" / "lr.joblib").exists() and not (base_dir / "ihm" / "xgboost.json").exists()
+    packed = tmp_path / "packed"
+    make_model_tarball(base_dir, packed / "model.tar.gz")
+    out = tmp_path / "evaluation"
+    assert cli.main(["evaluate", "--model", str(xgb_dir), "--baselines", str(packed), "--test", str(tree / "test"),
+                     "--output", str(out), "--bootstrap", "50", "--min-group", "20"]) == 0
+    split, together = read_json(out / "evaluation.json"), read_json(evaluated / "evaluation.json")
+    assert split["tasks"] == together["tasks"]
+    assert {"xgboost", "lr", "gru"} <= set(json.dumps(split["tasks"]["ihm"]).replace('"', " ").split())
+    assert load(xgb_dir, base_dir).models("ihm") == ["xgboost", "lr", "gru"]
+
+
+def test_baselines_trained_on_other_data_are_refused(trained, tmp_path):
+    from clinical_ml.io import DataError
+
+    other = make_task_tree(tmp_path / "other", n_stays=120, seed=9)
+    base_dir = tmp_path / "baselines"
+    assert cli.main(["train-outcomes", "--train", str(other / "train"), "--validation", str(other / "val"),
+                     "--model-dir", str(base_dir), "--models", "lr", "--tasks", "ihm", *FAST]) == 0
+    with pytest.raises(DataError, match="baselines were trained on other data"):
+        load(trained, base_dir)

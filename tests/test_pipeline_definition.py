@@ -464,3 +464,23 @@ def test_build_tasks_trains_on_the_window_the_guard_found(definition):
     for flag, path in (("--data-window-start", "data_window.start"), ("--data-window-end", "data_window.end")):
         got = args[args.index(flag) + 1]["Std:JsonGet"]
         assert got == {"PropertyFile": {"Get": "Steps.DriftGuard.PropertyFiles.GuardDecision"}, "Path": path}
+
+
+def test_baselines_train_once_beside_the_tuning_trials(definition):
+    """TrainBaselines fits LR + GRU once on the trials' splits; the trials fit XGBoost only, and
+    EvaluateOutcomes scores both on the same test rows."""
+    steps = all_steps(definition)
+    base, tune, evaluate = steps["TrainBaselines"], steps["TuneOutcomes"], steps["EvaluateOutcomes"]
+    spec = base["Arguments"]["AlgorithmSpecification"]
+    args = spec["ContainerArguments"]
+    assert spec["ContainerEntrypoint"][-1] == "/opt/ml/code/training/train_outcomes.py"
+    assert args[args.index("--models") + 1] == "lr,gru"
+    trial = tune["Arguments"]["TrainingJobDefinition"]
+    assert trial["StaticHyperParameters"]["models"] == "xgboost"
+    channels = lambda job: {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]  # noqa: E731
+                            for c in job["InputDataConfig"]}
+    assert channels(base["Arguments"]) == {k: v for k, v in channels(trial).items() if k != "note_features"}
+    ins = {i["InputName"]: i["S3Input"] for i in evaluate["Arguments"]["ProcessingInputs"]}
+    assert ins["baselines"]["S3Uri"] == {"Get": "Steps.TrainBaselines.ModelArtifacts.S3ModelArtifacts"}
+    eargs = evaluate["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert eargs[eargs.index("--baselines") + 1] == ins["baselines"]["LocalPath"]

@@ -9,8 +9,8 @@ directory save/``load``), ``metrics``/``bootstrap``/``evaluation`` (evaluation.j
 from __future__ import annotations
 
 
-def load(model_dir):
+def load(model_dir, baselines=None):
     """``clinical_ml.outcomes.artifact.load``; imported lazily so metrics stay import-light."""
     from clinical_ml.outcomes.artifact import load as _load
 
-    return _load(model_dir)
+    return _load(model_dir, baselines)

@@ -2,6 +2,9 @@
 
 ``load(model_dir).predict(task, features_df, model="xgboost")`` is the one prediction path used
 by evaluation and by the endpoint, so what is evaluated is what is served.
+``load(model_dir, baselines=dir)`` also reads the LR/GRU baselines from a second model directory
+(the pipeline's TrainBaselines step): they do not depend on the tuned XGBoost hyperparameters,
+so they are trained once instead of in every tuning trial.
 """
 from __future__ import annotations
 
@@ -58,14 +61,13 @@ def write_metadata(model_dir: Path, **fields) -> None:
 class OutcomeModel:
     """A loaded outcome model directory; models are read lazily, once."""
 
-    def __init__(self, model_dir: str | os.PathLike):
+    def __init__(self, model_dir: str | os.PathLike, baselines: str | os.PathLike | None = None):
         self.dir = Path(model_dir)
-        self.metadata = read_json(self.dir / "metadata.json")
-        if self.metadata.get("model_type") != "outcomes":
-            raise DataError(f"{self.dir}/metadata.json: model_type is "
-                            f"{self.metadata.get('model_type')!r}, expected 'outcomes'")
-        self.spec = read_json(self.dir / "feature_spec.json")
+        self.metadata, self.spec = _read_model_dir(self.dir)
         self.features: list[str] = list(self.spec["features"])
+        self.baselines = Path(baselines) if baselines is not None else None
+        if self.baselines is not None:
+            _check_baselines(self.dir, self.metadata, self.spec, self.baselines)
         self._cache: dict[tuple[str, str], object] = {}
         # the thread count training used; more threads than cores stall OpenMP on busy hosts
         self.nthread = int(self.metadata.get("hyperparameters", {}).get("nthread") or 0) or None
@@ -74,9 +76,18 @@ class OutcomeModel:
     def tasks(self) -> list[str]:
         return list(self.spec["tasks"])
 
+    def _path(self, task: str, model: str) -> Path | None:
+        """The file of one model: this directory's, else the baselines' (never their xgboost)."""
+        roots = [self.dir] + ([self.baselines] if self.baselines is not None and model != "xgboost" else [])
+        for root in roots:
+            path = root / task / MODEL_FILES[model]
+            if path.is_file():
+                return path
+        return None
+
     def models(self, task: str) -> list[str]:
         """Models saved for a task, primary (xgboost) first."""
-        return [m for m in MODEL_FILES if (self.dir / task / MODEL_FILES[m]).is_file()]
+        return [m for m in MODEL_FILES if self._path(task, m) is not None]
 
     def kind(self, task: str) -> str:
         if task not in self.spec["tasks"]:
@@ -90,8 +101,8 @@ class OutcomeModel:
     def _get(self, task: str, model: str):
         key = (task, model)
         if key not in self._cache:
-            path = self.dir / task / MODEL_FILES.get(model, f"{model}.?")
-            if model not in MODEL_FILES or not path.is_file():
+            path = self._path(task, model) if model in MODEL_FILES else None
+            if path is None:
                 raise DataError(f"{self.dir}: no {model!r} model for task {task!r}; available: "
                                 f"{', '.join(self.models(task)) or 'none'}")
             if model == "xgboost":
@@ -132,5 +143,25 @@ class OutcomeModel:
         raise DataError(f"unknown model {model!r}; expected one of {', '.join(MODEL_FILES)}")
 
 
-def load(model_dir: str | os.PathLike) -> OutcomeModel:
-    return OutcomeModel(model_dir)
+def _read_model_dir(model_dir: Path) -> tuple[dict, dict]:
+    metadata = read_json(model_dir / "metadata.json")
+    if metadata.get("model_type") != "outcomes":
+        raise DataError(f"{model_dir}/metadata.json: model_type is "
+                        f"{metadata.get('model_type')!r}, expected 'outcomes'")
+    return metadata, read_json(model_dir / "feature_spec.json")
+
+
+def _check_baselines(model_dir: Path, metadata: dict, spec: dict, baselines: Path) -> None:
+    """Baselines are only comparable when trained on the same rows with the same features."""
+    other_meta, other_spec = _read_model_dir(baselines)
+    ours, theirs = metadata.get("data_manifest_sha256"), other_meta.get("data_manifest_sha256")
+    if ours and theirs and ours != theirs:
+        raise DataError(f"{baselines}: the baselines were trained on other data (manifest "
+                        f"{theirs[:12]}) than {model_dir} ({ours[:12]}); train both on the same splits")
+    if other_spec.get("features") != spec.get("features"):
+        raise DataError(f"{baselines}/feature_spec.json: features differ from {model_dir}'s; "
+                        "train the baselines and the model on the same task tree")
+
+
+def load(model_dir: str | os.PathLike, baselines: str | os.PathLike | None = None) -> OutcomeModel:
+    return OutcomeModel(model_dir, baselines)

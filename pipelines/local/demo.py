@@ -32,7 +32,7 @@ from clinical_ml.io import DataError, read_json
 from clinical_ml.registry import LocalRegistry, to_json
 
 from pipelines.local.demo_endpoint import (DemoError, endpoint_info, endpoint_url, load_schedule, send_traffic,
-                                           serving_model, stop_endpoint)
+                                           serving_model, stop_endpoint, wait_for_capture)
 from pipelines.local.demo_notes import notes_summary, sharding_check
 from pipelines.local.demo_story import (ERA_START, held_out_rows, later_period_tasks, promotion, step_statuses,
                                         timeline_entry, write_traffic)
@@ -264,15 +264,21 @@ def run_demo(args: argparse.Namespace) -> int:
         drift: dict[str, Any] = {}
         timeline: list[dict[str, Any]] = []
 
+        spans: list[tuple] = []
+
         def window(name: str, label: str, phase: str, rows, sched: dict[str, Any], model: str) -> tuple:
             """Send one window of labelled traffic, then run the drift job (with model quality) over it."""
             payloads, truth = write_traffic(rows, demo_dir / "traffic" / name, name)
             _say(f"{label}: {len(rows)} held-out stays -> {url} (model {model})")
+            if spans:  # the previous span ends a second after its traffic: no request of ours in it
+                time.sleep(max(0.0, (spans[-1][1] - dt.datetime.now(dt.timezone.utc)).total_seconds()))
             t0 = _now()
             traffic[name] = send_traffic(url, endpoint, payloads, demo_dir / "logs" / f"send-{name}.log", name)
-            time.sleep(2.0)  # data capture is written in the background
-            span = (t0 - dt.timedelta(seconds=1), _now() + dt.timedelta(seconds=1))
-            time.sleep(1.5)  # windows must not overlap
+            traffic[name]["captured"] = wait_for_capture(capture_root, name, traffic[name]["ok"])
+            # a second of slack either side, but never reaching back into the previous window
+            start = max([t0 - dt.timedelta(seconds=1)] + [end for _, end in spans[-1:]])
+            spans.append((start, _now() + dt.timedelta(seconds=1)))
+            span = spans[-1]
             _say(f"drift job over the {name} window")
             drift[name] = run_drift_job(sched, capture_root, demo_dir / "drift" / name, metrics_file, *span,
                                         demo_dir / "logs" / f"drift-{name}.log", ground_truth=truth)

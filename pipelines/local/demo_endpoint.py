@@ -2,7 +2,9 @@
 answers, and stopping it at the end (``pipelines/local/demo.py``)."""
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,27 @@ def send_traffic(url: str, endpoint: str, payloads: Path, log: Path, window: str
     if ok == 0:
         raise DemoError(f"the endpoint {url} answered no request successfully ({bad} failed; log {log})")
     return {"ok": ok, "failed": bad}
+
+
+def captured(capture_root: Path, window: str) -> int:
+    """How many capture records of one window (InferenceId ``<window>-<n>``) are on disk."""
+    prefix, n = f"{window}-", 0
+    for f in capture_root.rglob("*.jsonl"):
+        for line in f.read_text().splitlines():
+            try:
+                n += json.loads(line)["eventMetadata"].get("inferenceId", "").startswith(prefix)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a line being written
+    return n
+
+
+def wait_for_capture(capture_root: Path, window: str, expected: int, timeout_s: float = 15.0) -> int:
+    """Poll until every request of a window is captured (the writer flushes in the background
+    every 0.25 s, so a fixed sleep waits either too long or too little); returns the count."""
+    deadline = time.monotonic() + timeout_s
+    while (n := captured(capture_root, window)) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return n
 
 
 def load_schedule(ex) -> tuple[dict[str, Any], Path]:

@@ -44,7 +44,8 @@ def sharding_check(run_dir: Path, log: Path, n: int = CHECK_NOTES) -> dict[str, 
         with open(log, "ab") as f:
             rc = subprocess.run([sys.executable, "-m", "clinical_ml.cli", "extract-notes", "--model",
                                  str(step / "input" / "model"), "--notes", str(notes), "--output", str(Path(tmp) / "out"),
-                                 "--num-shards", "1", "--shard-index", "0", "--stage", "extract", "--workers", "1"],
+                                 "--num-shards", "1", "--shard-index", "0", "--stage", "extract", "--workers", "1",
+                                 "--threads", "1"],  # two threads on two busy cores: 2x slower
                                 stdout=f, stderr=subprocess.STDOUT).returncode
         if rc != 0:
             return {"checked": 0, "why": f"single-shard extraction failed (exit {rc}; log {log})"}
