@@ -222,13 +222,13 @@ def demo_train_arguments() -> list[str]:
     """What ``make demo``'s TrainExtractor step passes to train_extractor.py: the pipeline
     definition's ContainerArguments resolved with the parameter defaults and the demo's values
     (pipelines/local/demo.py), so a change to either carries over here."""
-    from pipelines.local.demo import DEMO_EXTRACTOR_DOCS, DEMO_EXTRACTOR_SECONDS
+    from pipelines.local.demo import DEMO_EXTRACTOR
     from pipelines.local.expressions import Context, resolve
     from pipelines.local.runner import build_definition
 
     definition = build_definition()
     params = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
-    params.update(ExtractorMaxTrainDocs=DEMO_EXTRACTOR_DOCS, ExtractorTrainSeconds=DEMO_EXTRACTOR_SECONDS)
+    params.update(DEMO_EXTRACTOR)
 
     def find(steps):
         for st in steps:
@@ -353,8 +353,9 @@ def quality_stage(args, ctx: dict) -> dict:
         t0 = time.time()
         preds = ext.extract(texts)
         out[name] = {**quality_report(texts, preds, lexicon), "notes_per_s": round(len(texts) / (time.time() - t0), 3)}
-    meds = out["rules"]["medications"]
-    out["medication_ratio_to_rules"] = round(out["encoder_real"]["medications"] / meds, 3) if meds else None
+    for key, rules in (("medication_ratio_to_rules", "rules"), ("medication_ratio_to_untrained_rules", "rules_seed_lexicon")):
+        meds = out[rules]["medications"]
+        out[key] = round(out["encoder_real"]["medications"] / meds, 3) if meds else None
     return out
 
 
@@ -436,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
             corpus = key[:-len("_prefix")]
             if ctx.get("rules"):
                 score_sets(res, "rules", ctx["rules"][corpus], {key: docs})
+            from clinical_ml.extraction.rules import RulesExtractor
+
+            score_sets(res, "rules_seed", RulesExtractor(), {key: docs})  # the untrained baseline
             for name in ("encoder_synthetic", "encoder_real"):
                 if ctx.get(name) is not None:
                     score_sets(res, name, ctx[name], {key: docs}, training_seconds(ctx[name]))

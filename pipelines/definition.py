@@ -181,6 +181,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         instance_count=p.extractor_instance_count, distributed=True,
         arguments=["--kind", p.extractor_kind, "--base-model", p.extractor_base_model,
                    "--max-train-docs", p.extractor_max_train_docs.to_string(),
+                   "--max-synthetic-docs", p.extractor_max_synthetic_docs.to_string(),
                    "--time-budget-s", p.extractor_train_seconds.to_string()],
         volume_kms=False)
     extractor_model = step_train_extractor.properties.ModelArtifacts.S3ModelArtifacts
@@ -224,7 +225,8 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
                     "splits as the tuning trials; EvaluateOutcomes scores them beside XGBoost.",
         channels={"train": tasks["train"], "validation": tasks["val"]},
         image=p.training_image_uri, instance_type=p.training_instance_type,
-        arguments=["--models", "lr,gru", "--seed", "0"])
+        # one thread: the GRU's small batches run 2-3x slower on two threads of a busy host
+        arguments=["--models", "lr,gru", "--seed", "0", "--nthread", "1"])
     baselines_model = step_baselines.properties.ModelArtifacts.S3ModelArtifacts
 
     # --- TuneOutcomes: XGBoost hyperparameter tuning (+ with-notes variants) ------------------

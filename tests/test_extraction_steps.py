@@ -161,3 +161,19 @@ def test_generative_kind_via_cli(notes, tmp_path):
     ext.cfg.max_new_tokens = 8
     (res,) = ext.extract([toy_documents(1)[0]["text"]])
     assert isinstance(res["valid_json"], bool) and set(res["record"]) == {"medications", "problems", "tests", "procedures"}
+
+
+def test_per_corpus_caps_limit_the_synthetic_notes_on_their_own():
+    """--max-synthetic-docs caps the template notes; every real corpus keeps --max-train-docs."""
+    from training.train_extractor import cap_per_corpus, parse_args
+
+    docs = ([{"id": i} for i in range(50)] + [{"id": i, "corpus": "bc5cdr"} for i in range(30)]
+            + [{"id": i, "corpus": "synthetic"} for i in range(10)])
+    count = lambda out, c: sum((d.get("corpus") or "synthetic") == c for d in out)  # noqa: E731
+    capped = cap_per_corpus(docs, 25, seed=0, caps={"synthetic": 20})
+    assert count(capped, "synthetic") == 20 and count(capped, "bc5cdr") == 25
+    assert cap_per_corpus(docs, 25, seed=0, caps={"synthetic": 20}) == capped  # seeded
+    assert count(cap_per_corpus(docs, 25, seed=0), "synthetic") == 25
+    assert count(cap_per_corpus(docs, 0, seed=0, caps={"synthetic": 0}), "synthetic") == 60  # 0: all
+    assert parse_args(["--max-synthetic-docs", "200"]).max_synthetic_docs == 200
+    assert parse_args([]).max_synthetic_docs == -1

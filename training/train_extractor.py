@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--max-train-docs", type=int, default=600,
                    help="at most N training documents of each corpus (0: all)")
+    p.add_argument("--max-synthetic-docs", type=int, default=-1,
+                   help="at most N of the synthetic notes (-1: as --max-train-docs; 0: all): with real corpora "
+                        "beside them, fewer template notes let the budget go to real text")
     p.add_argument("--max-val-docs", type=int, default=10,
                    help="at most N validation documents of each corpus (a sanity figure: EvaluateExtractor "
                         "scores the test split; 20 of each cost the demo's CPU run 17 s)")
@@ -94,15 +97,16 @@ def load_docs(paths: list[str], limit: int, seed: int) -> list[dict]:
     return cap_per_corpus(docs, limit, seed)
 
 
-def cap_per_corpus(docs: list[dict], limit: int, seed: int) -> list[dict]:
+def cap_per_corpus(docs: list[dict], limit: int, seed: int, caps: dict[str, int] | None = None) -> list[dict]:
+    """At most ``limit`` documents of each corpus (0: all), ``caps[corpus]`` where given."""
     by_corpus: dict[str, list[dict]] = {}
     for d in docs:
         by_corpus.setdefault(d.get("corpus") or "synthetic", []).append(d)
     rng = random.Random(seed)
     out = []
     for name in sorted(by_corpus):
-        group = by_corpus[name]
-        out += rng.sample(group, limit) if limit and len(group) > limit else group
+        group, cap = by_corpus[name], (caps or {}).get(name, limit)
+        out += rng.sample(group, cap) if cap and len(group) > cap else group
     return out
 
 
@@ -225,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     all_train = load_docs([args.train] + args.extra_train, 0, args.seed)
-    train_docs = cap_per_corpus(all_train, args.max_train_docs, args.seed)
+    caps = {"synthetic": args.max_synthetic_docs} if args.max_synthetic_docs >= 0 else None
+    train_docs = cap_per_corpus(all_train, args.max_train_docs, args.seed, caps)
     if not train_docs:
         raise DataError(f"{args.train}: no training notes")
     val_docs = load_docs([args.validation], args.max_val_docs, args.seed) if args.validation else []

@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = train_all(args.train, args.validation, args.model_dir, args.tasks or None, args.models, hp,
                      note_features=sources)
     for task, summary in meta["training"].items():
-        xgb = summary.get("xgboost", {})
-        log.info("%s: n_train=%d n_val=%d xgboost rounds=%s", task, summary["n_train"],
-                 summary["n_val"], xgb.get("rounds"))
+        trained = ", ".join(f"xgboost {summary['xgboost']['rounds']} rounds" if m == "xgboost" else m
+                            for m in meta["task_models"][task])
+        log.info("%s: n_train=%d n_val=%d: %s", task, summary["n_train"], summary["n_val"], trained or "nothing")
     for line in metric_lines(meta["training"]):  # what the tuning job's MetricDefinitions read
         print(line, flush=True)
     log.info("model written to %s (code %s, data %s)", args.model_dir, meta["code_version"],
