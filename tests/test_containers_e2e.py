@@ -44,7 +44,8 @@ def _definition(steps: list[dict], extra_params: list[dict] = ()) -> dict:
 
 
 def _mini(model_uri: str | None) -> dict:
-    """BuildTasks (+ EvaluateOutcomes on a given model, without note features) of the real definition."""
+    """BuildTasks (+ EvaluateOutcomes on a given model, without note features or TrainBaselines'
+    model: the given one has its baselines) of the real definition."""
     steps, _ = flatten_steps(build_definition())
     build = json.loads(json.dumps(steps["BuildTasks"]))
     build.pop("DependsOn", None)
@@ -55,13 +56,15 @@ def _mini(model_uri: str | None) -> dict:
     if model_uri:
         ev = json.loads(json.dumps(steps["EvaluateOutcomes"]))
         args = ev["Arguments"]
-        args["ProcessingInputs"] = [i for i in args["ProcessingInputs"] if i["InputName"] != "note_features"]
+        args["ProcessingInputs"] = [i for i in args["ProcessingInputs"]
+                                    if i["InputName"] not in ("note_features", "baselines")]
         for i in args["ProcessingInputs"]:
             if i["InputName"] == "model":
                 i["S3Input"]["S3Uri"] = model_uri
         spec = args["AppSpecification"]["ContainerArguments"]
-        k = spec.index("--note-features")
-        del spec[k:k + 2]
+        for flag in ("--note-features", "--baselines"):
+            k = spec.index(flag)
+            del spec[k:k + 2]
         ev.pop("DependsOn", None)
         out.append(ev)
     return _definition(out)
