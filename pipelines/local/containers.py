@@ -207,7 +207,9 @@ def api_socket() -> str:
 
     from pipelines.local import steproc  # noqa: PLC0415
 
-    sock = engine.engine_home() / "docker.sock"
+    # one socket per process: two runs on one engine (a demo beside `make test`) each unlinking
+    # and serving "docker.sock" took the other's socket away mid-run
+    sock = engine.engine_home() / f"docker-{os.getpid()}.sock"
     proc = _service.get("proc")
     if proc is not None and proc.poll() is None and sock.exists():
         return str(sock)
