@@ -433,13 +433,14 @@ def main(argv: list[str] | None = None) -> int:
         score_sets(res, "generative", gen, prefix_sets(ctx, args), training_seconds(gen), save)
 
     def prefix_baselines():
+        from clinical_ml.extraction.rules import RulesExtractor
+
+        untrained = RulesExtractor()
         for key, docs in prefix_sets(ctx, args).items():
             corpus = key[:-len("_prefix")]
             if ctx.get("rules"):
                 score_sets(res, "rules", ctx["rules"][corpus], {key: docs})
-            from clinical_ml.extraction.rules import RulesExtractor
-
-            score_sets(res, "rules_seed", RulesExtractor(), {key: docs})  # the untrained baseline
+            score_sets(res, "rules_seed", untrained, {key: docs})  # the untrained baseline
             for name in ("encoder_synthetic", "encoder_real"):
                 if ctx.get(name) is not None:
                     score_sets(res, name, ctx[name], {key: docs}, training_seconds(ctx[name]))

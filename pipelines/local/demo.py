@@ -268,21 +268,20 @@ def run_demo(args: argparse.Namespace) -> int:
         drift: dict[str, Any] = {}
         timeline: list[dict[str, Any]] = []
 
-        spans: list[tuple] = []
+        previous_end: list[dt.datetime] = []  # the last window's span end, once there is one
 
         def window(name: str, label: str, phase: str, rows, sched: dict[str, Any], model: str) -> tuple:
             """Send one window of labelled traffic, then run the drift job (with model quality) over it."""
             payloads, truth = write_traffic(rows, demo_dir / "traffic" / name, name)
             _say(f"{label}: {len(rows)} held-out stays -> {url} (model {model})")
-            if spans:  # the previous span ends a second after its traffic: no request of ours in it
-                time.sleep(max(0.0, (spans[-1][1] - dt.datetime.now(dt.timezone.utc)).total_seconds()))
+            if previous_end:  # that span ends a second after its traffic: no request of ours in it
+                time.sleep(max(0.0, (previous_end[0] - dt.datetime.now(dt.timezone.utc)).total_seconds()))
             t0 = _now()
             traffic[name] = send_traffic(url, endpoint, payloads, demo_dir / "logs" / f"send-{name}.log", name)
-            traffic[name]["captured"] = wait_for_capture(capture_root, name, traffic[name]["ok"])
+            traffic[name]["captured"] = wait_for_capture(capture_root, name, traffic[name]["ok"], since=t0)
             # a second of slack either side, but never reaching back into the previous window
-            start = max([t0 - dt.timedelta(seconds=1)] + [end for _, end in spans[-1:]])
-            spans.append((start, _now() + dt.timedelta(seconds=1)))
-            span = spans[-1]
+            span = (max([t0 - dt.timedelta(seconds=1), *previous_end]), _now() + dt.timedelta(seconds=1))
+            previous_end[:] = [span[1]]
             _say(f"drift job over the {name} window")
             drift[name] = run_drift_job(sched, capture_root, demo_dir / "drift" / name, metrics_file, *span,
                                         demo_dir / "logs" / f"drift-{name}.log", ground_truth=truth)

@@ -2,6 +2,7 @@
 answers, and stopping it at the end (``pipelines/local/demo.py``)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
@@ -58,10 +59,15 @@ def send_traffic(url: str, endpoint: str, payloads: Path, log: Path, window: str
     return {"ok": ok, "failed": bad}
 
 
-def captured(capture_root: Path, window: str) -> int:
-    """How many capture records of one window (InferenceId ``<window>-<n>``) are on disk."""
+def captured(capture_root: Path, window: str, since: dt.datetime | None = None) -> int:
+    """How many capture records of one window (InferenceId ``<window>-<n>``) are on disk, in the
+    hour folders from ``since`` on (``capture_files``: the drift job's reader of the layout)."""
+    from clinical_ml.monitor.capture import capture_files
+
+    if not capture_root.is_dir():  # the writer has not flushed its first record yet
+        return 0
     prefix, n = f"{window}-", 0
-    for f in capture_root.rglob("*.jsonl"):
+    for f in capture_files(capture_root, start=since):
         for line in f.read_text().splitlines():
             try:
                 n += json.loads(line)["eventMetadata"].get("inferenceId", "").startswith(prefix)
@@ -70,11 +76,12 @@ def captured(capture_root: Path, window: str) -> int:
     return n
 
 
-def wait_for_capture(capture_root: Path, window: str, expected: int, timeout_s: float = 15.0) -> int:
+def wait_for_capture(capture_root: Path, window: str, expected: int, since: dt.datetime | None = None,
+                     timeout_s: float = 15.0) -> int:
     """Poll until every request of a window is captured (the writer flushes in the background
     every 0.25 s, so a fixed sleep waits either too long or too little); returns the count."""
     deadline = time.monotonic() + timeout_s
-    while (n := captured(capture_root, window)) < expected and time.monotonic() < deadline:
+    while (n := captured(capture_root, window, since)) < expected and time.monotonic() < deadline:
         time.sleep(0.1)
     return n
 
