@@ -113,6 +113,26 @@ def test_encoder_fit_learns_toy_notes(tiny_bert):
     assert m["entity_f1_lenient"] > 0.3
 
 
+def test_frozen_bottom_gets_no_update_and_the_top_trains(tiny_bert):
+    """frozen_layers=1 on a 2-layer encoder: embeddings and layer 0 keep their weights after
+    fit, layer 1 and the heads move; a depth beyond the encoder's is refused."""
+    from transformers import AutoTokenizer
+
+    from clinical_ml.extraction.encoder import EncoderConfig, build_model, fit
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert))
+    model = build_model(str(tiny_bert), EncoderConfig(max_length=64, frozen_layers=1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, tok, toy_documents(8, seed=3), max_steps=2, lr=1e-2, batch_size=4)
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and not any(k.startswith(("encoder.embeddings.", "encoder.encoder.layer.0.")) for k in moved)
+    assert any(k.startswith("encoder.encoder.layer.1.") for k in moved)
+    assert any(k.startswith("heads.ner.") for k in moved)
+    with pytest.raises(ValueError, match="only 2 layers"):
+        build_model(str(tiny_bert), EncoderConfig(frozen_layers=3))
+
+
 @pytest.mark.parametrize("text", ODD_TEXTS, ids=["empty", "blank", "non-ascii", "100k"])
 def test_encoder_odd_inputs(tiny_bert, text):
     from transformers import AutoTokenizer

@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="default: encoder 6e-4 (full) / 3e-3 (lora), generative 1e-3")
     p.add_argument("--encoder-tuning", choices=("full", "lora"), default="full",
                    help="encoder: fine-tune every weight (default) or a LoRA adapter (--lora-r)")
+    p.add_argument("--frozen-layers", type=int, default=-1,
+                   help="encoder, full tuning: -1 trains every weight, 0 freezes the embeddings, k also "
+                        "the first k transformer layers (faster steps on a CPU budget)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=256, help="tokens per window (encoder) / prompt (generative)")
     p.add_argument("--max-target-tokens", type=int, default=160, help="generative: target JSON budget")
@@ -154,7 +157,7 @@ def train_encoder(args, train_docs: list[dict], all_train: list[dict], accelerat
     base = args.base_model or "minilm"
     base_dir = resolve(base)
     cats = sorted({d["category"] for d in train_docs if d.get("category")})
-    cfg = EncoderConfig(max_length=args.max_length, tuning=args.encoder_tuning,
+    cfg = EncoderConfig(max_length=args.max_length, tuning=args.encoder_tuning, frozen_layers=args.frozen_layers,
                         lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
                         categories=cats if len(cats) > 1 else [])
     tok = AutoTokenizer.from_pretrained(str(base_dir))  # nosec B615 - local directory, offline

@@ -46,6 +46,10 @@ class EncoderConfig:
     # MEDICATION 0.85 / 0.81, PROBLEM 0.86 / 0.81, NCBI-disease 0.85 / 0.82) for 20% more time a
     # step: in a short budget the adapter's low rank is what limits it, not memory
     tuning: str = "full"
+    # full tuning: -1 trains every weight; 0 freezes the embeddings, k also the first k
+    # transformer layers. A frozen bottom needs no backward pass, so a time budget buys more
+    # steps (see ``freeze_bottom``)
+    frozen_layers: int = -1
     lora_r: int = 16
     lora_alpha: int = 32
     # no dropout in the base model or the adapter: on CPU its random masks were 45% of a
@@ -410,12 +414,32 @@ def build_model(base_dir: str, cfg: EncoderConfig) -> EncoderExtractorModel:
         raise ValueError(f"EncoderConfig.tuning={cfg.tuning!r}: use 'full' or 'lora'")
     base = load_base(base_dir, dropout=cfg.dropout)
     if cfg.tuning == "full":
+        freeze_bottom(base, cfg.frozen_layers)
         return EncoderExtractorModel(base, cfg)
     from peft import LoraConfig, get_peft_model  # importing peft costs 6 s on 2 cores
 
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=LORA_TARGETS, bias="none")
     return EncoderExtractorModel(get_peft_model(base, lora), cfg)
+
+
+def freeze_bottom(encoder: nn.Module, frozen_layers: int) -> None:
+    """Stop gradients below a depth: 0 = the embeddings, k = also transformer layers [0, k).
+
+    On 2 CPU cores a training step of 8 x 256 tokens took 1.17 s with every weight trained,
+    0.93 s with the embeddings frozen (the dense gradient and AdamW state of a 30k x 384 word
+    matrix) and 0.73 s with the first two layers frozen too (no backward below them)."""
+    if frozen_layers < 0:
+        return
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if layers is None or not hasattr(encoder, "embeddings"):
+        raise ValueError(f"frozen_layers={frozen_layers}: {type(encoder).__name__} has no BERT-style "
+                         "embeddings / encoder.layer to freeze; use frozen_layers=-1")
+    if frozen_layers > len(layers):
+        raise ValueError(f"frozen_layers={frozen_layers}: the encoder has only {len(layers)} layers")
+    for module in [encoder.embeddings, *layers[:frozen_layers]]:
+        for p in module.parameters():
+            p.requires_grad = False
 
 
 def load_base(base_dir: str, dropout: float | None = None):
