@@ -2,7 +2,8 @@
 
 For each size (default 2,000 and 20,000 patients) it generates a synthetic MIMIC-III
 (``clinical-ml synth``, cached under --work), runs ``build-tasks`` (wall time, peak RSS of
-the process tree), and, with ``--reference-repo DIR`` (a checkout of YerevaNN/mimic3-benchmarks
+the process tree, its per-phase ``step_seconds``), then DuckDB's parse-only time of the same
+tables in a process of its own (``parse_floor.py``: the floor, and ours / floor), and, with ``--reference-repo DIR`` (a checkout of YerevaNN/mimic3-benchmarks
 the user supplies; never vendored), runs the reference's README steps on the same data
 (uncompressed copies of the tables it reads; the gunzip time is reported but not counted), then
 ``compare-reference`` on both outputs. The reference needs pandas < 2 (its FiO2 cleaning
@@ -97,9 +98,22 @@ def ours(src: Path, out: Path, work: Path, extra: list[str]) -> dict:
     if r["returncode"] == 0:
         m = json.loads((out / "manifest.json").read_text())
         r["rows"] = {s: {t: v["rows"] for t, v in m["tasks"][s].items()} for s in m["tasks"]}
+        r["step_seconds"] = m.get("step_seconds")
         r["cohort_stays"] = m["cohort"]["remove_age_under_18"]["icustays"]
         r["episodes"] = m["episodes"]["episodes"]
         r["hourly_samples_reference"] = m.get("hourly_samples_reference")
+    return r
+
+
+def parse_floor(src: Path, work: Path) -> dict:
+    """``parse_floor.py`` in its own process (imports and connection included, like ours)."""
+    out = work / f"parse-{src.name}.json"
+    r = run_measured([sys.executable, str(REPO / "benchmarks" / "parse_floor.py"), str(src),
+                      "--threads", str(min(2, os.cpu_count() or 1)), "--out", str(out)],
+                     cwd=str(REPO), log=work / f"parse-{src.name}.log")
+    if r["returncode"] == 0:
+        inner = json.loads(out.read_text())
+        r["parse_seconds"], r["tables"] = inner["seconds"], inner["tables"]
     return r
 
 
@@ -160,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         r: dict = {"input_mib": round(sum(f.stat().st_size for f in src.glob("*.csv.gz")) / 2**20, 1)}
         r["ours"] = ours(src, work / f"ours-{n}", work, a.build_args.split())
         print(f"[{n}] ours: {r['ours']['seconds']} s, peak {r['ours']['peak_rss_mib']} MiB", flush=True)
+        r["parse_floor"] = parse_floor(src, work)
+        r["vs_parse_floor"] = round(r["ours"]["seconds"] / max(r["parse_floor"]["seconds"], 1e-9), 2)
+        print(f"[{n}] DuckDB parse only: {r['parse_floor']['seconds']} s in its process "
+              f"({r['parse_floor']['parse_seconds']} s parsing); ours / floor {r['vs_parse_floor']}x", flush=True)
         earlier = (json.loads(Path(a.reuse_reference).read_text())["sizes"].get(str(n), {}).get("reference")
                    if a.reuse_reference else None)
         if earlier and Path(earlier["output"]).is_dir():

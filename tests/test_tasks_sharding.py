@@ -46,6 +46,11 @@ def test_sharded_union_equals_single_run(src, single, tmp_path):
             assert len(list((out / split / task).glob("part-*.parquet"))) == k
             pd.testing.assert_frame_equal(_frame(out, split, task), _frame(single, split, task))
     one = read_json(single / "manifest.json")
+    # where the time went, phase by phase (the scale benchmark reads it): every phase, and
+    # together no more than the whole build
+    assert list(one["step_seconds"]) == ["cohort", "events_scan", "events_clean", "episodes", "labels",
+                                         "features", "write"]
+    assert 0 < sum(one["step_seconds"].values()) <= one["seconds"]
     for step, counts in one["cohort"].items():
         for key, n in counts.items():
             assert sum(m["cohort"][step][key] for m in manifests) == n, (step, key)

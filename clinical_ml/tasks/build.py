@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -219,16 +220,26 @@ def build(cfg: BuildConfig) -> dict:
         shutil.rmtree(tmp_root, ignore_errors=True)
 
 
+@contextmanager
+def _timed(m: dict, step: str):
+    """Wall seconds of one phase into ``m["step_seconds"]``: where a build's time goes, per
+    size, is what the scale benchmark reads (summed over shards by ``manifest.load``)."""
+    t = time.perf_counter()
+    yield
+    m.setdefault("step_seconds", {})[step] = round(time.perf_counter() - t, 3)
+
+
 def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.Plan) -> dict:
     con = _connect(cfg, tmp_root)
     tasks = plan.build  # the asked tasks the input's tables allow (in the asked order)
     m: dict = {"schema_version": SCHEMA_VERSION, "shard": {"index": cfg.shard_index, "count": cfg.num_shards},
                "config": {k: v for k, v in asdict(cfg).items() if k not in ("mimic", "out", "temp_dir")},
                "task_plan": plan.manifest()}
-    m["input"] = cohort.load_tables(con, cfg.mimic, cfg.num_shards, cfg.shard_index)
-    window = cfg.window()
-    m["data_window"] = window.manifest()
-    m["cohort"] = cohort.build_stays(con, window)
+    with _timed(m, "cohort"):
+        m["input"] = cohort.load_tables(con, cfg.mimic, cfg.num_shards, cfg.shard_index)
+        window = cfg.window()
+        m["data_window"] = window.manifest()
+        m["cohort"] = cohort.build_stays(con, window)
     if "data_window" in m["cohort"] and cfg.num_shards == 1 and not m["cohort"]["data_window"]["admissions"]:
         lo, hi = con.execute("SELECT min(admittime), max(admittime) FROM adm").fetchall()[0]
         raise DataError(f"{cfg.mimic}: no ICU admission has ADMITTIME in the data window "
@@ -236,18 +247,45 @@ def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.P
                         f"the input's ADMITTIME runs from {lo} to {hi}")
     events.load_var_map(con)
     if plan.events:
-        m["events"] = events.load_events(con, cfg.mimic, cfg.num_shards, cfg.shard_index)
-        m["events"].update(events.validate_events(con))
-        m["cleaning"] = events.clean_events(con)
+        with _timed(m, "events_scan"):
+            m["events"] = events.load_events(con, cfg.mimic, cfg.num_shards, cfg.shard_index)
+        with _timed(m, "events_clean"):
+            m["events"].update(events.validate_events(con))
+            m["cleaning"] = events.clean_events(con)
     else:
         m["events"] = {"loaded": False, "missing_tables": [t for t in tables.EVENT_TABLES
                                                            if t in plan.absent_tables]}
         m["cleaning"] = None
-    m["diagnoses"] = _load_diagnoses(con, cfg.mimic)
-    m["episodes"] = events.build_episodes(con) if plan.events else events.build_episodes_without_events(con)
-    m["splits"] = _load_splits(con, cfg.split_source)
+    with _timed(m, "episodes"):
+        m["diagnoses"] = _load_diagnoses(con, cfg.mimic)
+        m["episodes"] = events.build_episodes(con) if plan.events else events.build_episodes_without_events(con)
+        m["splits"] = _load_splits(con, cfg.split_source)
     log.info("cohort: %d stays, %d episodes", m["cohort"]["remove_age_under_18"]["icustays"],
              m["episodes"]["episodes"])
+    with _timed(m, "labels"):
+        built = _build_labels(con, cfg, tasks, m, plan.events)
+    with _timed(m, "features"):
+        m["feature_points"] = features.build_features(con, built, tmp_root)
+    m["features"] = features.feature_names()
+    with _timed(m, "write"):
+        m["tasks"], m["files"] = _write_parts(con, cfg, out, tasks)
+    m["seconds"] = round(time.perf_counter() - t0, 3)
+    con.close()
+    for split in SPLITS:
+        split_m = {"shard": m["shard"], "tasks": m["tasks"][split],
+                   "files": {k: v for k, v in m["files"].items() if k.startswith(split + "/")}}
+        write_json(out / split / f"manifest-{cfg.shard_index:05d}.json", split_m)
+    write_json(out / f"manifest-{cfg.shard_index:05d}.json", m)
+    if cfg.num_shards == 1:
+        write_json(out / "manifest.json", m)
+    log.info("build-tasks shard %d/%d done in %.1fs (%s)", cfg.shard_index, cfg.num_shards, m["seconds"],
+             ", ".join(f"{k} {v:.1f}" for k, v in m["step_seconds"].items()))
+    return m
+
+
+def _build_labels(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, tasks: tuple[str, ...], m: dict,
+                  events_loaded: bool) -> list[str]:
+    """The label tables of ``tasks`` (``t_<task>``); the names of those built."""
     built = []
     if "ihm" in tasks:
         labels.build_ihm(con); built.append("t_ihm")
@@ -260,36 +298,29 @@ def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.P
     if "pheno" in tasks:
         labels.build_pheno(con); built.append("t_pheno")
     if "readmit" in tasks:
-        m["readmit"] = labels.build_readmit(con, events=plan.events); built.append("t_readmit")
-    m["feature_points"] = features.build_features(con, built, tmp_root)
-    m["features"] = features.feature_names()
+        m["readmit"] = labels.build_readmit(con, events=events_loaded); built.append("t_readmit")
+    return built
+
+
+def _write_parts(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, out: Path,
+                 tasks: tuple[str, ...]) -> tuple[dict, dict]:
+    """Each split's task and timeseries parts (atomic); per-task counts and the parts' hashes."""
     files: dict[str, dict] = {}
-    m["tasks"] = {}
+    counts: dict[str, dict] = {}
     for split in SPLITS:
         sdir = out / split
-        m["tasks"][split] = {}
+        counts[split] = {}
         for task in tasks:
             path = sdir / task / part_name(cfg.shard_index)
             if cfg.num_shards == 1:  # a single run owns the folder: no stale parts of older runs
                 _remove_other_parts(path)
             _copy(con, _task_query(task, split), path)
             files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-            m["tasks"][split][task] = _prevalence(con, task, split)
+            counts[split][task] = _prevalence(con, task, split)
         if cfg.timeseries:
             path = sdir / TIMESERIES / part_name(cfg.shard_index)
             if cfg.num_shards == 1:
                 _remove_other_parts(path)
             _copy(con, _timeseries_query(split), path)
             files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    m["files"] = files
-    m["seconds"] = round(time.perf_counter() - t0, 3)
-    con.close()
-    for split in SPLITS:
-        split_m = {"shard": m["shard"], "tasks": m["tasks"][split],
-                   "files": {k: v for k, v in files.items() if k.startswith(split + "/")}}
-        write_json(out / split / f"manifest-{cfg.shard_index:05d}.json", split_m)
-    write_json(out / f"manifest-{cfg.shard_index:05d}.json", m)
-    if cfg.num_shards == 1:
-        write_json(out / "manifest.json", m)
-    log.info("build-tasks shard %d/%d done in %.1fs", cfg.shard_index, cfg.num_shards, m["seconds"])
-    return m
+    return counts, files
