@@ -110,6 +110,9 @@ def gold_exists(uri: str) -> bool:
 
 
 def read_gold(uri: str) -> dict[int, dict]:
+    """Gold lines by ROW_ID. A line with ``"annotated_labels": []`` annotates nothing (the filler
+    notes of ``clinical-ml synth --density release``): it is skipped, so its note is treated as
+    a note without gold (left out, or empty with ``--include-unannotated``)."""
     gold: dict[int, dict] = {}
     for n, line in enumerate(_read_text(uri).splitlines(), 1):
         if not line.strip():
@@ -121,6 +124,8 @@ def read_gold(uri: str) -> dict[int, dict]:
         key = row.get("row_id", row.get("id"))
         if key is None:
             raise DataError(f"{uri}:{n}: gold line has neither 'row_id' nor 'id'")
+        if row.get("annotated_labels") == []:
+            continue
         gold[int(key)] = row
     return gold
 
