@@ -15,6 +15,10 @@ eras like MIMIC-III's 2008 CareVue -> MetaVision switch: the first ``1 - F`` are
 CareVue-era patients (admissions before 2200-01-01), the last ``F`` the later, MetaVision-era
 patients (first admissions from 2200-01-01: MetaVision itemids, units and charting, older and
 sicker; ``cohort.LATER``). ``--later-fraction 1`` writes a later-period database only.
+
+``--density release`` (default ``benchmark``: the output above, unchanged) adds the rows the
+benchmark does not need until every event table has MIMIC-III v1.4's rows per admission, and
+INPUTEVENTS_CV (``clinical_ml.synth.release``); the benchmark rows stay byte-identical.
 """
 from __future__ import annotations
 
@@ -31,13 +35,13 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from clinical_ml.io import write_json
 from clinical_ml.logs import get_logger
 from clinical_ml.mimic.schema import SYNTH_TABLES, table
-from clinical_ml.synth import cohort, coding, notes, physiology, tables
+from clinical_ml.synth import cohort, coding, notes, physiology, release, tables
 from clinical_ml.synth.cohort import DAY, HOUR, Ids
-from clinical_ml.synth.vocab import dictionary
 from clinical_ml.synth.writer import TableWriter, to_arrow
 
 log = get_logger(__name__)
@@ -59,14 +63,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--later-fraction", type=float, default=0.0,
                     help="share of patients in the later, MetaVision-era period (admitted from 2200-01-01; "
                          "the others in the CareVue era); 0 (default): one period, as before")
+    ap.add_argument("--density", choices=release.DENSITIES, default="benchmark",
+                    help="benchmark (default): the rows the tasks and notes need; release: also the other "
+                         "rows of MIMIC-III v1.4, to the release's rows per admission (~5x the disk)")
     return ap.parse_args(argv)
 
 
 class Sink:
     """The open writers of one run; ROW_IDs are numbered here, in chunk order."""
 
-    def __init__(self, root: Path, compresslevel: int):
-        self.writers = {t: TableWriter(root / f"{t}.csv.gz", table(t), compresslevel) for t in SYNTH_TABLES}
+    def __init__(self, root: Path, compresslevel: int, names: tuple[str, ...] = SYNTH_TABLES):
+        self.writers = {t: TableWriter(root / f"{t}.csv.gz", table(t), compresslevel) for t in names}
         (root / GOLD.parent).mkdir(parents=True, exist_ok=True)
         self.gold = open(root / GOLD, "w", encoding="utf-8")
 
@@ -149,34 +156,45 @@ def chunk_periods(ci: int, n: int, chunk: int, later_from: int | None) -> list[c
     return [cohort.LATER if ci * chunk + j >= later_from else cohort.EARLY for j in range(n)]
 
 
-def build_chunk(seed: int, ci: int, n: int, chunk: int, later_from: int | None = None) -> tuple[dict, list[str]]:
+def build_chunk(seed: int, ci: int, n: int, chunk: int, later_from: int | None = None,
+                density: str = "benchmark") -> tuple[dict, list[str]]:
     """Everything one chunk writes, as Arrow tables without ROW_IDs (picklable: runs in workers).
 
     The chunk's random stream is (seed, ci) and its ids come from ranges reserved for chunk
-    ``ci``, so the result does not depend on which process builds it or in which order."""
+    ``ci``, so the result does not depend on which process builds it or in which order. Release
+    density appends filler drawn from the stream (seed, ci, ``release.STREAM``)."""
     rng = np.random.default_rng([seed, ci])
     ids = Ids.for_chunk(ci, chunk)
     pts, chart, labs, outs, ins = simulate_chunk(rng, ids, n, chunk_periods(ci, n, chunk, later_from))
+    arrays = {"chart": chart.arrays(), "labs": labs.arrays(), "outputs": outs.arrays(), "inputs": ins.arrays()}
     cols = {
         "PATIENTS": tables.patients(pts, rng), "ADMISSIONS": tables.admissions(pts, rng),
         "ICUSTAYS": tables.icustays(pts), "TRANSFERS": tables.transfers(pts, rng),
         "SERVICES": tables.services(pts, rng), "DIAGNOSES_ICD": tables.diagnoses(pts),
         "PROCEDURES_ICD": tables.procedures(pts), "PRESCRIPTIONS": tables.prescriptions(pts, rng),
-        "CHARTEVENTS": tables.chartevents(chart.arrays(), rng), "LABEVENTS": tables.labevents(labs.arrays()),
-        "OUTPUTEVENTS": tables.outputevents(outs.arrays(), rng),
+        "CHARTEVENTS": tables.chartevents(arrays["chart"], rng), "LABEVENTS": tables.labevents(arrays["labs"]),
+        "OUTPUTEVENTS": tables.outputevents(arrays["outputs"], rng),
     }
-    in_arr = ins.arrays()
+    in_arr = arrays["inputs"]
     if len(in_arr["ITEMID"]):
         cols["INPUTEVENTS_MV"] = tables.inputevents_mv(in_arr, rng, ids.order)
     cols["NOTEEVENTS"], gold = note_rows(rng, pts)
     out = {name: to_arrow(table(name), c) for name, c in cols.items() if c}
-    return {k: v for k, v in out.items() if v is not None}, gold
+    out = {k: v for k, v in out.items() if v is not None}
+    if density == "release":
+        extra, extra_gold = release.chunk_filler(np.random.default_rng([seed, ci, release.STREAM]), pts, cols, arrays)
+        for name, c in extra.items():
+            t = to_arrow(table(name), c)
+            if t is not None:
+                out[name] = pa.concat_tables([out[name], t]) if name in out else t
+        gold = gold + extra_gold
+    return out, gold
 
 
-def dictionary_tables() -> dict:
+def dictionary_tables(density: str = "benchmark") -> dict:
     out = {}
     for t, name in _DICTS.items():
-        rows = dictionary(name)
+        rows = release.dictionary_rows(name, density)
         cols = {c: [r[c] or None for r in rows] for c in rows[0]}
         for c in table(t).columns:
             if c.type == "int" and c.name in cols:
@@ -185,9 +203,10 @@ def dictionary_tables() -> dict:
     return out
 
 
-def iter_chunks(seed: int, patients: int, chunk: int, workers: int, later_from: int | None = None):
+def iter_chunks(seed: int, patients: int, chunk: int, workers: int, later_from: int | None = None,
+                density: str = "benchmark"):
     """Built chunks in order; with workers > 1 at most ``workers + 1`` are in flight (flat memory)."""
-    specs = [(seed, ci, min(chunk, patients - first), chunk, later_from)
+    specs = [(seed, ci, min(chunk, patients - first), chunk, later_from, density)
              for ci, first in enumerate(range(0, patients, chunk))]
     if workers <= 1 or len(specs) == 1:
         for spec in specs:
@@ -226,12 +245,15 @@ def _periods_manifest(patients: int, first_later: int) -> dict:
 
 
 def generate(out: str | os.PathLike, patients: int, seed: int = 0, chunk: int = 250,
-             compresslevel: int = 2, workers: int = 1, later_fraction: float = 0.0) -> dict:
+             compresslevel: int = 2, workers: int = 1, later_fraction: float = 0.0,
+             density: str = "benchmark") -> dict:
     """Write the synthetic dataset to ``out``; returns the manifest (counts per table).
 
-    Output bytes depend on (patients, seed, chunk, later_fraction) only, not on ``workers``."""
+    Output bytes depend on (patients, seed, chunk, later_fraction, density) only, not on ``workers``."""
     if patients < 1:
         raise ValueError("--patients must be >= 1")
+    if density not in release.DENSITIES:
+        raise ValueError(f"--density must be one of {', '.join(release.DENSITIES)}, got {density!r}")
     first_later = later_from(patients, later_fraction)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -240,9 +262,9 @@ def generate(out: str | os.PathLike, patients: int, seed: int = 0, chunk: int = 
     tmp.mkdir()
     started = time.time()
     try:
-        sink = Sink(tmp, compresslevel)
-        sink.write_chunk(dictionary_tables(), [])
-        for ci, (tabs, gold) in enumerate(iter_chunks(seed, patients, chunk, workers, first_later)):
+        sink = Sink(tmp, compresslevel, release.synth_tables(SYNTH_TABLES, density))
+        sink.write_chunk(dictionary_tables(density), [])
+        for ci, (tabs, gold) in enumerate(iter_chunks(seed, patients, chunk, workers, first_later, density)):
             sink.write_chunk(tabs, gold)
             log.info("chunk %d written", ci)
         counts = sink.close()
@@ -250,6 +272,8 @@ def generate(out: str | os.PathLike, patients: int, seed: int = 0, chunk: int = 
                     "tables": counts, "gold": str(GOLD)}
         if first_later is not None:  # absent without eras: the default manifest is unchanged
             manifest.update(later_fraction=later_fraction, periods=_periods_manifest(patients, first_later))
+        if density != "benchmark":  # absent at the default density: the default manifest is unchanged
+            manifest["density"] = density
         write_json(tmp / "synth_manifest.json", manifest)
         out.mkdir(parents=True, exist_ok=True)
         (out / GOLD.parent).mkdir(parents=True, exist_ok=True)
@@ -265,11 +289,12 @@ def generate(out: str | os.PathLike, patients: int, seed: int = 0, chunk: int = 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     manifest = generate(args.out, args.patients, args.seed, args.chunk, args.compresslevel, args.workers,
-                        args.later_fraction)
+                        args.later_fraction, args.density)
     width = max(map(len, manifest["tables"]))
     for t, n in manifest["tables"].items():
         print(f"{t.ljust(width)}  {n:>10,d} rows")
-    print(f"wrote {args.out} (seed {args.seed}, {args.patients} patients)")
+    print(f"wrote {args.out} (seed {args.seed}, {args.patients} patients"
+          + (f", {args.density} density)" if args.density != "benchmark" else ")"))
     if "periods" in manifest:
         e, lt = manifest["periods"]["early"], manifest["periods"]["later"]
         print(f"periods: {e['patients']} early (CareVue, before {e['admissions_before']}), "

@@ -165,9 +165,9 @@ def prescriptions(pts: list[Patient], rng) -> dict:
     return c
 
 
-def chartevents(arr: dict[str, np.ndarray], rng) -> dict:
+def chartevents(arr: dict[str, np.ndarray], rng, texts: list[str] = TEXT_VALUES) -> dict:
     """Event buffers -> CHARTEVENTS columns, with the release's quirks: a few rows without
-    ICUSTAY_ID and a few exact duplicates (same values, new ROW_ID)."""
+    ICUSTAY_ID and a few exact duplicates (same values, new ROW_ID). TEXT indexes ``texts``."""
     n = len(arr["ITEMID"])
     arr = dict(arr, STORETIME=arr["CHARTTIME"].astype(np.int64) + rng.integers(60, 3600, n),
                CGID=CGIDS[rng.integers(0, len(CGIDS), n)])
@@ -176,8 +176,8 @@ def chartevents(arr: dict[str, np.ndarray], rng) -> dict:
     a = {k: v[idx] for k, v in arr.items()}
     n = len(idx)
     text = a["TEXT"].astype(np.int64)
-    texts = pa.array(np.array(TEXT_VALUES, dtype=object)[np.maximum(text, 0)], type=pa.string())
-    value = pc.if_else(pa.array(text >= 0), texts, numbers_as_text(a["VALUENUM"]))
+    strings = pa.array(texts, type=pa.string()).take(pa.array(np.maximum(text, 0)))
+    value = pc.if_else(pa.array(text >= 0), strings, numbers_as_text(a["VALUENUM"]))
     icu = a["ICUSTAY_ID"].astype(float)
     icu[np.repeat(rng.random(len(dup)) < 0.005, dup)] = np.nan  # duplicates stay identical
     carevue = a["DB"] == 0
@@ -192,10 +192,10 @@ def chartevents(arr: dict[str, np.ndarray], rng) -> dict:
             "STOPPED": pa.array(np.where(carevue, "NotStopd", None), type=pa.string())}
 
 
-def labevents(arr: dict[str, np.ndarray]) -> dict:
+def labevents(arr: dict[str, np.ndarray], texts: list[str] = LAB_TEXT) -> dict:
     text = arr["TEXT"].astype(np.int64)
-    texts = pa.array(np.array(LAB_TEXT, dtype=object)[np.maximum(text, 0)], type=pa.string())
-    value = pc.if_else(pa.array(text >= 0), texts, numbers_as_text(arr["VALUENUM"]))
+    strings = pa.array(texts, type=pa.string()).take(pa.array(np.maximum(text, 0)))
+    value = pc.if_else(pa.array(text >= 0), strings, numbers_as_text(arr["VALUENUM"]))
     return {"SUBJECT_ID": arr["SUBJECT_ID"], "HADM_ID": arr["HADM_ID"].astype(float), "ITEMID": arr["ITEMID"],
             "CHARTTIME": arr["CHARTTIME"].astype(np.int64), "VALUE": value,
             "VALUENUM": arr["VALUENUM"].astype(float), "VALUEUOM": pa.array(arr["UOM"], type=pa.string()),
