@@ -77,13 +77,13 @@ def run_measured(cmd: list[str], cwd: str | None = None, log: Path | None = None
             "peak_rss_mib": round(peak / 2**20, 1), "returncode": rc}
 
 
-def synth(n: int, seed: int, work: Path) -> Path:
-    d = work / f"synth-{n}-s{seed}"
+def synth(n: int, seed: int, work: Path, density: str = "benchmark") -> Path:
+    d = work / (f"synth-{n}-s{seed}" + ("" if density == "benchmark" else f"-{density}"))
     if not (d / "synth_manifest.json").is_file():
         if d.exists():
             shutil.rmtree(d)
         r = run_measured([sys.executable, "-m", "clinical_ml.cli", "synth", "--out", str(d),
-                          "--patients", str(n), "--seed", str(seed)], log=work / f"synth-{n}.log")
+                          "--patients", str(n), "--seed", str(seed), "--density", density], log=work / f"synth-{n}.log")
         if r["returncode"] != 0:
             raise SystemExit(f"synth failed for {n} patients; see {work / f'synth-{n}.log'}")
     return d
@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="bench-results/tasks.json")
     p.add_argument("--sizes", default="2000,20000")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--density", default="benchmark", choices=("benchmark", "release"),
+                   help="synthetic volumes (clinical-ml synth --density): release puts the real "
+                        "database's non-benchmark rows around the builder's, as its scan meets them")
     p.add_argument("--work", default=str(REPO / "bench-results" / ".work-tasks"),
                    help="cache of synthetic inputs and outputs (bench-results/ is git-ignored)")
     p.add_argument("--reference-repo", default=None, help="checkout of YerevaNN/mimic3-benchmarks")
@@ -166,11 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    results: dict = {"host": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+    results: dict = {"density": a.density, "host": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
                               "load_average_at_start": [round(x, 1) for x in os.getloadavg()]},
                      "sizes": {}}
     for n in [int(x) for x in a.sizes.split(",") if x]:
-        src = synth(n, a.seed, work)
+        src = synth(n, a.seed, work, a.density)
         r: dict = {"input_mib": round(sum(f.stat().st_size for f in src.glob("*.csv.gz")) / 2**20, 1)}
         r["ours"] = ours(src, work / f"ours-{n}", work, a.build_args.split())
         print(f"[{n}] ours: {r['ours']['seconds']} s, peak {r['ours']['peak_rss_mib']} MiB", flush=True)
