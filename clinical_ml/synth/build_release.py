@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from clinical_ml.synth import vocab
+from clinical_ml.synth.build_vocab import write_subset
 from clinical_ml.tasks.variables import itemid_map
 
 COLUMNS = ("TABLE", "DBSOURCE", "ITEMID", "WEIGHT", "UOM", "UOM2", "CAT", "CAT2", "DECIMALS", "P_LOW",
@@ -256,19 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         w = csv.DictWriter(f, COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    for table, key, out, ids in (("D_ITEMS", "itemid", "release_d_items",
-                                  {r["ITEMID"] for r in rows if r["TABLE"] != "LABEVENTS"}),
-                                 ("D_LABITEMS", "itemid", "release_d_labitems",
-                                  {r["ITEMID"] for r in rows if r["TABLE"] == "LABEVENTS"})):
-        d = pd.read_csv(demo / f"{table}.csv", dtype=str, keep_default_na=False)
-        sub = d[d[key].astype(int).isin(ids)].drop(columns=["row_id"])
-        missing = sorted(ids - set(sub[key].astype(int)))
-        if missing:
-            print(f"{table}: not in the demo dictionary: {missing}", file=sys.stderr)
+    for table, out, lab in (("D_ITEMS", "release_d_items", False), ("D_LABITEMS", "release_d_labitems", True)):
+        ids = {str(r["ITEMID"]) for r in rows if (r["TABLE"] == "LABEVENTS") == lab}
+        if not write_subset(demo, table, "itemid", ids, out):
             return 1
-        sub.columns = [c.upper() for c in sub.columns]
-        sub.to_csv(vocab.DATA / f"{out}.csv", index=False)
-        print(f"{out}: {len(sub)} rows")
     print(f"release_items: {len(rows)} items")
     return 0
 

@@ -47,16 +47,24 @@ def main(argv: list[str] | None = None) -> int:
                        + ["50817"]),
     }
     for out, (table, key, values) in want.items():
-        df = read(table)
-        sub = df[df[key].isin(set(values))].drop(columns=["row_id"])
-        missing = sorted(set(values) - set(sub[key]))
-        if missing:
-            print(f"{table}: not in the demo dictionary: {missing}", file=sys.stderr)
+        if not write_subset(demo, table, key, set(values), out):
             return 1
-        sub.columns = [c.upper() for c in sub.columns]
-        sub.to_csv(vocab.DATA / f"{out}.csv", index=False)
-        print(f"{out}: {len(sub)} rows")
     return 0
+
+
+def write_subset(demo: Path, table: str, key: str, values: set[str], out: str) -> bool:
+    """The demo dictionary rows whose ``key`` is in ``values`` as ``data/<out>.csv`` (release
+    column names); False, naming the missing keys on stderr, when the demo lacks some."""
+    df = pd.read_csv(demo / f"{table}.csv", dtype=str, keep_default_na=False)
+    sub = df[df[key].isin(values)].drop(columns=["row_id"])
+    missing = sorted(values - set(sub[key]))
+    if missing:
+        print(f"{table}: not in the demo dictionary: {missing}", file=sys.stderr)
+        return False
+    sub.columns = [c.upper() for c in sub.columns]
+    sub.to_csv(vocab.DATA / f"{out}.csv", index=False)
+    print(f"{out}: {len(sub)} rows")
+    return True
 
 
 if __name__ == "__main__":
