@@ -64,6 +64,21 @@ def test_processing_job_gets_sagemakers_mounts_entrypoint_and_no_network(runtime
     assert job["ProcessingJobName"] == "S-ex"
 
 
+def test_jobs_get_the_hosts_numeric_library_settings(runtime, tmp_path, monkeypatch):
+    """OPENBLAS_CORETYPE=Haswell on an AVX-512 host, absent in the container, made EvaluateOutcomes'
+    figures differ in their last digits between host and container runs."""
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("UNRELATED_SETTING", "x")
+    args = processing_args()
+    args["Environment"] = {"OMP_NUM_THREADS": "1"}  # the definition's own value wins
+    cmd = runtime.processing(args, jobs.StepPaths(final=tmp_path / "S", work=tmp_path / "w"), "S-ex", "algo-1",
+                             ["algo-1"])
+    env = _env(cmd)
+    assert env["OPENBLAS_CORETYPE"] == "Haswell" and env["OMP_NUM_THREADS"] == "1"
+    assert "UNRELATED_SETTING" not in env
+
+
 def test_jobs_with_network_get_the_local_aws_stand_ins(runtime, tmp_path):
     paths = jobs.StepPaths(final=tmp_path / "S", work=tmp_path / "w")
     cmd = runtime.processing(processing_args(isolated=False), paths, "S-ex", "algo-1", ["algo-1"])

@@ -36,6 +36,16 @@ from pipelines.local import jobs
 
 AUDIT_DIR = "/opt/clinical-ml/audit"      # in the container: the job's audit spool
 SOCKET_IN_CONTAINER = "/run/clinical-ml/docker.sock"
+# the host's numeric-library settings travel into every job, so a job computes what the same
+# script computes on the host: OpenBLAS picks its kernels by CPU (OPENBLAS_CORETYPE), and a
+# machine that pins Haswell kernels on an AVX-512 CPU otherwise gets SkylakeX ones in the
+# container and last-digit differences in every BLAS reduction (a dot product: ...353 vs ...347)
+NUMERIC_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOTO_NUM_THREADS")
+
+
+def numeric_env(host_env: dict[str, str]) -> dict[str, str]:
+    """The BLAS / OpenMP settings of ``host_env`` (``NUMERIC_ENV_PREFIXES``)."""
+    return {k: v for k, v in host_env.items() if k.startswith(NUMERIC_ENV_PREFIXES)}
 
 
 def _isolated_processing(args: dict[str, Any]) -> bool:
@@ -84,7 +94,8 @@ class ContainerRuntime:
     # the pieces every job shares -----------------------------------------------------------
     def _env(self, environment: dict[str, Any], isolated: bool, paths: jobs.StepPaths,
              extra: dict[str, str]) -> tuple[list[str], list[str]]:
-        env = {str(k): str(v) for k, v in (environment or {}).items()}
+        env = numeric_env(dict(os.environ))
+        env.update({str(k): str(v) for k, v in (environment or {}).items()})
         env.update({"CLINICAL_ML_BACKEND": "local", "CLINICAL_ML_EXECUTION_ID": self.execution_id,
                     "CLINICAL_ML_AUDIT_FILE": f"{AUDIT_DIR}/audit.jsonl"})
         if self.code_version:
