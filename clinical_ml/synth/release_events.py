@@ -41,13 +41,17 @@ def _scatter(rng, n: np.ndarray, start: np.ndarray, end: np.ndarray, its: ItemSe
     return unit, rng.choice(len(its.itemid), size=len(unit), p=its.p), t // 60 * 60
 
 
+def _by_database(sk: Skeleton, table: str):
+    """(carevue, the database's filler items, its stays' rows) for CareVue, then MetaVision."""
+    for carevue in (True, False):
+        yield carevue, items(table, "carevue" if carevue else "metavision"), np.flatnonzero(sk.s_carevue == carevue)
+
+
 def chart(rng, sk: Skeleton, bench: np.ndarray) -> dict:
     """CHARTEVENTS rounds per stay: CareVue or MetaVision items by the stay's database."""
     want = RATES["CHARTEVENTS"] * icu_weight(sk)
     parts = []
-    for carevue in (True, False):
-        its = items("CHARTEVENTS", "carevue" if carevue else "metavision")
-        sel = np.flatnonzero(sk.s_carevue == carevue)
+    for carevue, its, sel in _by_database(sk, "CHARTEVENTS"):
         n = filler_counts(rng, want[sel] / its.incl.sum(), bench[sel] / its.incl.sum())
         unit, i, t = _rounds(rng, n, sk.s_in[sel], sk.s_out[sel], its)
         s = sel[unit]
@@ -79,9 +83,7 @@ def outputs(rng, sk: Skeleton, bench: np.ndarray) -> dict:
     """OUTPUTEVENTS beyond the Foley urine: drains, stool, voids, chest tubes, residuals."""
     want = RATES["OUTPUTEVENTS"] * icu_weight(sk)
     parts = []
-    for carevue in (True, False):
-        its = items("OUTPUTEVENTS", "carevue" if carevue else "metavision")
-        sel = np.flatnonzero(sk.s_carevue == carevue)
+    for _, its, sel in _by_database(sk, "OUTPUTEVENTS"):
         unit, i, t = _scatter(rng, filler_counts(rng, want[sel], bench[sel]), sk.s_in[sel], sk.s_out[sel], its)
         s = sel[unit]
         v = np.rint(inverse_cdf(its.q, i, rng.random(len(i))))

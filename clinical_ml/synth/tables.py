@@ -165,6 +165,13 @@ def prescriptions(pts: list[Patient], rng) -> dict:
     return c
 
 
+def value_column(text: np.ndarray, texts: list[str], valuenum: np.ndarray) -> pa.Array:
+    """VALUE: ``texts[text]`` where ``text >= 0``, else VALUENUM written as the release writes it."""
+    text = text.astype(np.int64)
+    strings = pa.array(texts, type=pa.string()).take(pa.array(np.maximum(text, 0)))
+    return pc.if_else(pa.array(text >= 0), strings, numbers_as_text(valuenum))
+
+
 def chartevents(arr: dict[str, np.ndarray], rng, texts: list[str] = TEXT_VALUES) -> dict:
     """Event buffers -> CHARTEVENTS columns, with the release's quirks: a few rows without
     ICUSTAY_ID and a few exact duplicates (same values, new ROW_ID). TEXT indexes ``texts``."""
@@ -175,9 +182,7 @@ def chartevents(arr: dict[str, np.ndarray], rng, texts: list[str] = TEXT_VALUES)
     idx = np.repeat(np.arange(n), dup)
     a = {k: v[idx] for k, v in arr.items()}
     n = len(idx)
-    text = a["TEXT"].astype(np.int64)
-    strings = pa.array(texts, type=pa.string()).take(pa.array(np.maximum(text, 0)))
-    value = pc.if_else(pa.array(text >= 0), strings, numbers_as_text(a["VALUENUM"]))
+    value = value_column(a["TEXT"], texts, a["VALUENUM"])
     icu = a["ICUSTAY_ID"].astype(float)
     icu[np.repeat(rng.random(len(dup)) < 0.005, dup)] = np.nan  # duplicates stay identical
     carevue = a["DB"] == 0
@@ -193,9 +198,7 @@ def chartevents(arr: dict[str, np.ndarray], rng, texts: list[str] = TEXT_VALUES)
 
 
 def labevents(arr: dict[str, np.ndarray], texts: list[str] = LAB_TEXT) -> dict:
-    text = arr["TEXT"].astype(np.int64)
-    strings = pa.array(texts, type=pa.string()).take(pa.array(np.maximum(text, 0)))
-    value = pc.if_else(pa.array(text >= 0), strings, numbers_as_text(arr["VALUENUM"]))
+    value = value_column(arr["TEXT"], texts, arr["VALUENUM"])
     return {"SUBJECT_ID": arr["SUBJECT_ID"], "HADM_ID": arr["HADM_ID"].astype(float), "ITEMID": arr["ITEMID"],
             "CHARTTIME": arr["CHARTTIME"].astype(np.int64), "VALUE": value,
             "VALUENUM": arr["VALUENUM"].astype(float), "VALUEUOM": pa.array(arr["UOM"], type=pa.string()),
