@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None):
                    help="auto: published mimic3-benchmarks split when the subject is listed, else hash")
     p.add_argument("--memory-limit", default=os.environ.get("CLINICAL_ML_DUCKDB_MEMORY", "1536MB"),
                    help="DuckDB memory limit; larger intermediates spill to --temp-dir")
+    p.add_argument("--batch-stays", type=int, default=int(os.environ.get("CLINICAL_ML_BATCH_STAYS", "1000")),
+                   help="ICU stays per subject batch after the one events scan (bounds peak RSS "
+                        "whatever the shard's size); 0 = the whole shard at once")
     p.add_argument("--threads", type=int, default=max(1, min(os.cpu_count() or 1, 8)))
     p.add_argument("--temp-dir", default=None, help="spill folder (default: a fresh temp folder)")
     p.add_argument("--no-timeseries", action="store_true", help="skip writing <split>/timeseries")
@@ -80,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                       num_shards=a.num_shards, shard_index=a.shard_index,
                       sample_every=a.sample_every, eval_sample_every=a.eval_sample_every,
                       split_source=a.split_source, memory_limit=a.memory_limit, threads=a.threads,
+                      batch_stays=a.batch_stays,
                       temp_dir=a.temp_dir, timeseries=not a.no_timeseries,
                       data_window_start=a.data_window_start, data_window_end=a.data_window_end)
     if cfg.out.startswith("s3://"):

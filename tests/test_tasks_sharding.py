@@ -63,6 +63,37 @@ def test_sharded_union_equals_single_run(src, single, tmp_path):
         assert len(subj)
 
 
+def _counts(m: dict) -> dict:
+    """A manifest without what legitimately differs between runs (time, memory, files, config)."""
+    return {k: v for k, v in m.items() if k not in ("seconds", "step_seconds", "step_peak_rss_mib",
+                                                    "files", "config", "batches", "shard")}
+
+
+@pytest.mark.parametrize("num_shards", [1, 2])
+def test_subject_batches_equal_one_pass(src, single, tmp_path, num_shards):
+    """--batch-stays cuts a shard into subject batches after one scan: same rows, same counts."""
+    out = tmp_path / "batched"
+    ms = [build(BuildConfig(mimic=str(src), out=str(out), threads=1, sample_every=1, batch_stays=2,
+                            num_shards=num_shards, shard_index=i)) for i in range(num_shards)]
+    assert all(m["batches"]["count"] >= 2 for m in ms)
+    assert not list(out.rglob("batch-*"))  # batch outputs were appended, not left behind
+    for split in SPLITS:
+        for task in (*TASKS, "timeseries"):
+            assert len(list((out / split / task).glob("part-*.parquet"))) == num_shards
+            pd.testing.assert_frame_equal(_frame(out, split, task), _frame(single, split, task))
+    if num_shards == 1:
+        assert _counts(ms[0]) == _counts(read_json(single / "manifest.json"))
+        assert list(ms[0]["step_peak_rss_mib"]) == list(ms[0]["step_seconds"])
+    else:
+        from clinical_ml.tasks import manifest
+        assert _counts(manifest.load(out)) == _counts(manifest.load(single))
+
+
+def test_negative_batch_stays_is_a_data_error(src, tmp_path):
+    with pytest.raises(DataError, match="--batch-stays"):
+        build(BuildConfig(mimic=str(src), out=str(tmp_path / "o"), batch_stays=-1))
+
+
 def test_demo_layout_gives_same_result(tmp_path, single):
     """Uncompressed ``table.csv`` with lower-case headers (the PhysioNet demo layout)."""
     src = tmp_path / "demo"

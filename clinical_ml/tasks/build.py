@@ -11,6 +11,7 @@ and values reach DuckDB as bound parameters, connection config or ``clinical_ml.
 """
 from __future__ import annotations
 
+import resource
 import shutil
 import tempfile
 import time
@@ -25,7 +26,7 @@ from clinical_ml.io import DataError, atomic_path, sha256_file, write_json
 from clinical_ml.logs import get_logger
 from clinical_ml.mimic.files import locate_table
 from clinical_ml.sql import Sql, ident, join, literal, raw, render
-from clinical_ml.tasks import cohort, events, features, labels, sources, tables
+from clinical_ml.tasks import batches, cohort, events, features, labels, manifest, sources, tables
 from clinical_ml.tasks.io import (PHENOTYPE_COLUMNS, SPLITS, TASKS, TIMESERIES,
                                   part_name)
 from clinical_ml.tasks.splits import hash_split_sql, published_splits
@@ -47,6 +48,7 @@ class BuildConfig:
     eval_sample_every: int = 1   # decomp/los: val/test keep the reference's hourly samples
     split_source: str = "auto"   # auto | published | hash
     memory_limit: str = "1536MB"
+    batch_stays: int = 1000      # stays per subject batch after the scan (batches.py); 0: one batch
     threads: int = 2
     temp_dir: str | None = None
     timeseries: bool = True
@@ -64,6 +66,8 @@ class BuildConfig:
             raise DataError(f"--shard-index {self.shard_index} must be in 0..{self.num_shards - 1}")
         if self.sample_every < 1 or self.eval_sample_every < 1:
             raise DataError("--sample-every and --eval-sample-every must be >= 1 (hours)")
+        if self.batch_stays < 0:
+            raise DataError("--batch-stays must be >= 0 (0: the whole shard in one batch)")
         if self.split_source not in ("auto", "published", "hash"):
             raise DataError("--split-source must be auto, published or hash")
         self.window()  # a bad time fails before any work
@@ -140,10 +144,10 @@ def _every_sql(cfg: BuildConfig) -> Sql:
                   a=int(cfg.sample_every), b=int(cfg.eval_sample_every))
 
 
-def _copy(con: duckdb.DuckDBPyConnection, query: Sql, path: Path) -> None:
+def _copy(con: duckdb.DuckDBPyConnection, query: Sql, path: Path, compression: str = "zstd") -> None:
     with atomic_path(path) as tmp:
-        con.execute(render("COPY ({query}) TO ? (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)",
-                           query=query), [str(tmp)])
+        con.execute(render("COPY ({query}) TO ? (FORMAT parquet, COMPRESSION {c}, ROW_GROUP_SIZE 100000)",
+                           query=query, c=raw(compression)), [str(tmp)])
 
 
 def _remove_other_parts(path: Path) -> None:
@@ -222,16 +226,20 @@ def build(cfg: BuildConfig) -> dict:
 
 @contextmanager
 def _timed(m: dict, step: str):
-    """Wall seconds of one phase into ``m["step_seconds"]``: where a build's time goes, per
-    size, is what the scale benchmark reads (summed over shards by ``manifest.load``)."""
+    """Wall seconds of one phase into ``m["step_seconds"]`` and the process's peak RSS so far
+    into ``m["step_peak_rss_mib"]`` (the first phase whose figure jumps is the one that holds
+    the memory): where a build's time and memory go, per size, is what the scale benchmark
+    reads (``manifest.load`` sums the seconds over shards and keeps the largest peak)."""
     t = time.perf_counter()
     yield
-    m.setdefault("step_seconds", {})[step] = round(time.perf_counter() - t, 3)
+    secs = m.setdefault("step_seconds", {})
+    secs[step] = round(secs.get(step, 0.0) + time.perf_counter() - t, 3)  # batches add up
+    m.setdefault("step_peak_rss_mib", {})[step] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.Plan) -> dict:
     con = _connect(cfg, tmp_root)
-    tasks = plan.build  # the asked tasks the input's tables allow (in the asked order)
     m: dict = {"schema_version": SCHEMA_VERSION, "shard": {"index": cfg.shard_index, "count": cfg.num_shards},
                "config": {k: v for k, v in asdict(cfg).items() if k not in ("mimic", "out", "temp_dir")},
                "task_plan": plan.manifest()}
@@ -240,35 +248,46 @@ def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.P
         window = cfg.window()
         m["data_window"] = window.manifest()
         m["cohort"] = cohort.build_stays(con, window)
+        m["diagnoses"] = _load_diagnoses(con, cfg.mimic)
     if "data_window" in m["cohort"] and cfg.num_shards == 1 and not m["cohort"]["data_window"]["admissions"]:
         lo, hi = con.execute("SELECT min(admittime), max(admittime) FROM adm").fetchall()[0]
         raise DataError(f"{cfg.mimic}: no ICU admission has ADMITTIME in the data window "
                         f"[{window.manifest()['start'] or 'none'}, {window.manifest()['end'] or 'none'}); "
                         f"the input's ADMITTIME runs from {lo} to {hi}")
     events.load_var_map(con)
+    n_batches = batches.count(con, cfg.batch_stays)
+    spill = Path(tmp_root) / "events" if n_batches > 1 else None
     if plan.events:
         with _timed(m, "events_scan"):
-            m["events"] = events.load_events(con, cfg.mimic, cfg.num_shards, cfg.shard_index)
-        with _timed(m, "events_clean"):
-            m["events"].update(events.validate_events(con))
-            m["cleaning"] = events.clean_events(con)
+            m["events"] = events.load_events(con, cfg.mimic, cfg.num_shards, cfg.shard_index,
+                                             spill, n_batches)
     else:
         m["events"] = {"loaded": False, "missing_tables": [t for t in tables.EVENT_TABLES
                                                            if t in plan.absent_tables]}
         m["cleaning"] = None
-    with _timed(m, "episodes"):
-        m["diagnoses"] = _load_diagnoses(con, cfg.mimic)
-        m["episodes"] = events.build_episodes(con) if plan.events else events.build_episodes_without_events(con)
-        m["splits"] = _load_splits(con, cfg.split_source)
+    m["batches"] = {"count": n_batches, "batch_stays": cfg.batch_stays}
+    if n_batches == 1:
+        m.update(_build_batch(con, cfg, m, plan, out, tmp_root))
+    else:
+        con.execute("ALTER TABLE stays RENAME TO stays_all")
+        roots, parts = [], None
+        for b in range(n_batches):
+            batches.select(con, b, n_batches)
+            if plan.events:
+                events.load_batch(con, spill, b)
+            roots.append(Path(tmp_root) / f"batch-{b:04d}")
+            part = _build_batch(con, cfg, m, plan, roots[-1], tmp_root, "uncompressed")
+            parts = part if parts is None else manifest.merge(parts, part)
+            batches.drop_batch_tables(con)
+            log.info("build-tasks: batch %d/%d done", b + 1, n_batches)
+        manifest.recompute_ratios(parts["tasks"])
+        m.update(parts)
+        with _timed(m, "write"):
+            m["files"] = _append_batches(cfg, out, roots, parts["files"])
+    if plan.events:
+        m["events"].update(m.pop("validation"))
     log.info("cohort: %d stays, %d episodes", m["cohort"]["remove_age_under_18"]["icustays"],
              m["episodes"]["episodes"])
-    with _timed(m, "labels"):
-        built = _build_labels(con, cfg, tasks, m, plan.events)
-    with _timed(m, "features"):
-        m["feature_points"] = features.build_features(con, built, tmp_root)
-    m["features"] = features.feature_names()
-    with _timed(m, "write"):
-        m["tasks"], m["files"] = _write_parts(con, cfg, out, tasks)
     m["seconds"] = round(time.perf_counter() - t0, 3)
     con.close()
     for split in SPLITS:
@@ -281,6 +300,42 @@ def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.P
     log.info("build-tasks shard %d/%d done in %.1fs (%s)", cfg.shard_index, cfg.num_shards, m["seconds"],
              ", ".join(f"{k} {v:.1f}" for k, v in m["step_seconds"].items()))
     return m
+
+
+def _build_batch(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, m: dict, plan: tables.Plan,
+                 out: Path, tmp_root: str, compression: str = "zstd") -> dict:
+    """Every phase after the scan, over the subjects in ``stays`` (a batch or the whole shard),
+    parts written under ``out``; the batch's counts (summed over batches by the caller). A
+    batch's parts are written uncompressed: ``batches.append_parts`` compresses them once."""
+    r: dict = {}
+    tasks = plan.build  # the asked tasks the input's tables allow (in the asked order)
+    if plan.events:
+        with _timed(m, "events_clean"):
+            r["validation"] = events.validate_events(con)
+            r["cleaning"] = events.clean_events(con)
+    with _timed(m, "episodes"):
+        r["episodes"] = events.build_episodes(con) if plan.events else events.build_episodes_without_events(con)
+        r["splits"] = _load_splits(con, cfg.split_source)
+    with _timed(m, "labels"):
+        built = _build_labels(con, cfg, tasks, r, plan.events)
+    with _timed(m, "features"):
+        r["feature_points"] = features.build_features(con, built, tmp_root)
+    m["features"] = features.feature_names()
+    with _timed(m, "write"):
+        r["tasks"], r["files"] = _write_parts(con, cfg, out, tasks, compression)
+    return r
+
+
+def _append_batches(cfg: BuildConfig, out: Path, roots: list[Path], rels: dict) -> dict:
+    """Each batch's parts appended into the shard's part (atomic); the final files' hashes."""
+    files = {}
+    for rel in rels:
+        path = out / rel
+        if cfg.num_shards == 1:
+            _remove_other_parts(path)
+        batches.append_parts(roots, rel, path)
+        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return files
 
 
 def _build_labels(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, tasks: tuple[str, ...], m: dict,
@@ -303,7 +358,7 @@ def _build_labels(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, tasks: tuple
 
 
 def _write_parts(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, out: Path,
-                 tasks: tuple[str, ...]) -> tuple[dict, dict]:
+                 tasks: tuple[str, ...], compression: str = "zstd") -> tuple[dict, dict]:
     """Each split's task and timeseries parts (atomic); per-task counts and the parts' hashes."""
     files: dict[str, dict] = {}
     counts: dict[str, dict] = {}
@@ -314,13 +369,13 @@ def _write_parts(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, out: Path,
             path = sdir / task / part_name(cfg.shard_index)
             if cfg.num_shards == 1:  # a single run owns the folder: no stale parts of older runs
                 _remove_other_parts(path)
-            _copy(con, _task_query(task, split), path)
+            _copy(con, _task_query(task, split), path, compression)
             files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
             counts[split][task] = _prevalence(con, task, split)
         if cfg.timeseries:
             path = sdir / TIMESERIES / part_name(cfg.shard_index)
             if cfg.num_shards == 1:
                 _remove_other_parts(path)
-            _copy(con, _timeseries_query(split), path)
+            _copy(con, _timeseries_query(split), path, compression)
             files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     return counts, files

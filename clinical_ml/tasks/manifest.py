@@ -13,10 +13,13 @@ from clinical_ml.io import DataError, read_json
 
 _RATIOS = {"prevalence", "mean_y"}
 _NOT_SUMMED = {"schema_version", "seconds"}
+_MAXED = {"step_peak_rss_mib"}  # per-phase peaks: shards run apart, so the largest, not a sum
 
 
 def _merge(a: Any, b: Any, key: str = "") -> Any:
     """Sum counts (ints, and floats that are sums); keep the first value of anything else."""
+    if key in _MAXED and isinstance(a, dict) and isinstance(b, dict):
+        return {k: max(a.get(k, 0), b.get(k, 0)) for k in {**a, **b}}
     if isinstance(a, dict) and isinstance(b, dict):
         out = dict(a)
         for k, v in b.items():
@@ -41,16 +44,29 @@ def load(out: str | Path) -> dict:
                         "wait for every shard (or remove stale outputs)")
     merged = ms[0]
     for m in ms[1:]:
-        merged = _merge({k: v for k, v in merged.items() if k not in ("config", "features")},
-                        m) | {"config": merged["config"], "features": merged.get("features")}
-    for split in merged.get("tasks", {}).values():
+        merged = merge({k: v for k, v in merged.items() if k not in ("config", "features")},
+                       m) | {"config": merged["config"], "features": merged.get("features")}
+    recompute_ratios(merged.get("tasks", {}))
+    merged["shard"] = {"index": None, "count": len(ms)}
+    return merged
+
+
+def merge(a: dict, b: dict) -> dict:
+    """Two manifests (or manifest fragments of disjoint subjects: shards, batches) as one:
+    counts summed, per-phase peaks maxed, anything else the first's; ratios need
+    ``recompute_ratios`` afterwards."""
+    return _merge(a, b)
+
+
+def recompute_ratios(tasks: dict) -> None:
+    """Prevalence and mean LOS from summed counts (``{split: {task: counts}}``, in place)."""
+    for split in tasks.values():
         for task, v in split.items():
             n = v.get("rows", 0)
             if "sum_y" in v:
+                v["sum_y"] = round(v["sum_y"], 6)  # a sum of rounded parts: no float noise
                 v["mean_y"] = round(v["sum_y"] / n, 6) if n else None
             if isinstance(v.get("positives"), dict):
                 v["prevalence"] = {c: round(p / n, 6) if n else None for c, p in v["positives"].items()}
             elif "positives" in v:
                 v["prevalence"] = round(v["positives"] / n, 6) if n else None
-    merged["shard"] = {"index": None, "count": len(ms)}
-    return merged
