@@ -28,14 +28,18 @@ def present_tasks(split_dir: str | os.PathLike) -> list[str]:
 def load_task(split_dir: str | os.PathLike, task: str) -> pd.DataFrame:
     """Read one task of one split and check it has rows and its label columns."""
     df = read_split(split_dir, task)
-    where = Path(split_dir) / task
-    if len(df) == 0:
+    check_task_table(len(df), df.columns, task, Path(split_dir) / task)
+    return df
+
+
+def check_task_table(rows: int, columns, task: str, where: str | os.PathLike) -> None:
+    """The checks of ``load_task`` on a row count and column names (also the streaming path's)."""
+    if rows == 0:
         raise DataError(f"{where}: task file has no rows; the split is empty (check the cohort "
                         "filters and split fractions of build-tasks)")
-    missing = [c for c in label_columns(task) if c not in df.columns]
+    missing = [c for c in label_columns(task) if c not in columns]
     if missing:
         raise DataError(f"{where}: label column(s) {', '.join(missing)} missing")
-    return df
 
 
 def labels(df: pd.DataFrame, task: str) -> np.ndarray:
@@ -70,15 +74,22 @@ def check_labels(task: str, y: np.ndarray, where: str) -> None:
 
 def feature_matrix(df: pd.DataFrame, features: list[str], where: str) -> np.ndarray:
     """Features in the trained order as float32; missing columns are an error, not zeros."""
-    missing = [f for f in features if f not in df.columns]
+    check_features(df.columns, features, where)
+    return df[features].to_numpy(dtype=np.float32)
+
+
+def check_features(columns, features: list[str], where: str) -> None:
+    """DataError naming ``where`` when a column of ``features`` is not among ``columns``."""
+    present = set(columns)
+    missing = [f for f in features if f not in present]
     if missing:
         head = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise DataError(f"{where}: {len(missing)} feature column(s) the model was trained on are "
                         f"missing ({head}); rebuild the tasks with the same feature set")
-    return df[features].to_numpy(dtype=np.float32)
 
 
-def train_features(df: pd.DataFrame, where: str) -> list[str]:
+def train_features(df: pd.DataFrame | list[str], where: str) -> list[str]:
+    """The ``f_*`` columns of a frame (or of a list of column names), in order."""
     feats = feature_columns(df)
     if not feats:
         raise DataError(f"{where}: no f_* feature columns")

@@ -34,7 +34,8 @@ from clinical_ml.distributed import host_rank
 from clinical_ml.io import DataError
 from clinical_ml.logs import get_logger
 from clinical_ml.outcomes import models as M
-from clinical_ml.outcomes.data import TASK_TYPES, feature_matrix, labels, load_task, train_features
+from clinical_ml.outcomes.batches import SplitParts, array_batches
+from clinical_ml.outcomes.data import TASK_TYPES, feature_matrix, labels, train_features
 
 log = get_logger(__name__)
 TRACKER_PORT = 9091
@@ -150,11 +151,13 @@ def _fit(task: str, train_dir: Path, val_dir: Path, params: dict, max_rounds: in
     except DataError as e:
         problem = str(e)
     _all_ok(problem, where)
-    va = load_task(val_dir, task)
-    X_va, y_va = feature_matrix(va, feats, str(val_dir / task)), labels(va, task)
+    va = SplitParts.open(val_dir, task)
+    va.check_features(feats)
     total = int(collective.allreduce(np.array([len(X_tr)], dtype=np.int64), collective.Op.SUM)[0])
-    dtr = xgb.DMatrix(X_tr, label=M.target_for_xgb(kind, y_tr), missing=np.nan, nthread=params["nthread"])
-    dva = xgb.DMatrix(X_va, label=M.target_for_xgb(kind, y_va), missing=np.nan, nthread=params["nthread"])
+    # the quantile sketch is all-reduced over the hosts while the training matrix is built
+    dtr, dva = M.quantile_matrices(kind, array_batches(X_tr), y_tr, va.batches(feats), va.labels(task),
+                                   params, where=(where, va.where))
+    del X_tr, shard
     history: dict = {}
     booster = xgb.train(params, dtr, num_boost_round=max_rounds, evals=[(dva, "val")],
                         early_stopping_rounds=early_stopping_rounds, evals_result=history,
@@ -164,8 +167,8 @@ def _fit(task: str, train_dir: Path, val_dir: Path, params: dict, max_rounds: in
     return booster[: best + 1], {
         "best_iteration": best, "rounds": best + 1,
         f"val_{params['eval_metric']}": float(curve[best]) if curve else None,
-        "hosts": n, "rank": collective.get_rank(), "n_train": total, "n_train_shard": len(X_tr),
-        "n_val": len(va), "shard": info, "features": feats}
+        "hosts": n, "rank": collective.get_rank(), "n_train": total, "n_train_shard": len(y_tr),
+        "n_val": va.rows, "shard": info, "features": feats}
 
 
 def train_xgboost_distributed(task: str, train_dir: str | os.PathLike, val_dir: str | os.PathLike,
@@ -173,17 +176,20 @@ def train_xgboost_distributed(task: str, train_dir: str | os.PathLike, val_dir: 
                               resource_config: dict, tracker_uri: str | None = None,
                               features: list[str] | None = None, input_sharded: bool = False) -> tuple[Any, dict]:
     """(booster, info) of ``task`` trained over the hosts of ``resource_config``; every host
-    returns the same booster. One host: plain ``fit_xgboost`` on all rows."""
+    returns the same booster. One host: the training step's fit (``fit_xgboost_batches`` on the
+    Parquet parts) on all rows."""
     train_dir, val_dir = Path(train_dir), Path(val_dir)
     n, index = host_rank(resource_config)
-    if n == 1:
-        tr, va = load_task(train_dir, task), load_task(val_dir, task)
-        feats = features or train_features(tr, str(train_dir / task))
-        booster, info = M.fit_xgboost(TASK_TYPES[task], feature_matrix(tr, feats, str(train_dir / task)),
-                                      labels(tr, task), feature_matrix(va, feats, str(val_dir / task)),
-                                      labels(va, task), params, max_rounds, early_stopping_rounds)
-        return booster, {**info, "hosts": 1, "rank": 0, "n_train": len(tr), "n_train_shard": len(tr),
-                         "n_val": len(va), "shard": {"mode": "all", "index": 0, "count": 1}, "features": feats}
+    if n == 1:  # the training step's path: the Parquet parts in row batches
+        tr, va = SplitParts.open(train_dir, task), SplitParts.open(val_dir, task)
+        feats = features or tr.features()
+        tr.check_features(feats)
+        va.check_features(feats)
+        booster, info = M.fit_xgboost_batches(TASK_TYPES[task], tr.batches(feats), tr.labels(task),
+                                              va.batches(feats), va.labels(task), params, max_rounds,
+                                              early_stopping_rounds, where=(tr.where, va.where))
+        return booster, {**info, "hosts": 1, "rank": 0, "n_train": tr.rows, "n_train_shard": tr.rows,
+                         "n_val": va.rows, "shard": {"mode": "all", "index": 0, "count": 1}, "features": feats}
     with collective_group(resource_config, tracker_uri):
         return _fit(task, train_dir, val_dir, params, max_rounds, early_stopping_rounds, n, index, features,
                     input_sharded)
@@ -220,9 +226,10 @@ def train_all_distributed(train_dir: str | os.PathLike, val_dir: str | os.PathLi
             xgb_info = {k: info[k] for k in ("best_iteration", "rounds", "hosts", "shard", "n_train_shard")}
             xgb_info.update({k: v for k, v in info.items() if k.startswith("val_")})
             if kind == "binary":  # as train_task: the tuning objective reads val_auroc
-                va = load_task(val_dir, task)
-                p = M.predict_xgboost(kind, boosters[task], feature_matrix(va, features, task), hp.nthread)
-                xgb_info["val_auroc"] = auroc(labels(va, task), p)
+                va = SplitParts.open(val_dir, task)
+                va.check_features(features)
+                p = M.predict_xgboost_batches(kind, boosters[task], va.batches(features), hp.nthread)
+                xgb_info["val_auroc"] = auroc(va.labels(task), p)
             xgb_info["seconds"] = round(time.perf_counter() - t0, 3)
             summaries[task] = {"n_train": info["n_train"], "n_val": info["n_val"], "xgboost": xgb_info}
             log.info("%s xgboost over %d hosts: %d rounds, %d of %d rows here", task, info["hosts"],

@@ -2,7 +2,11 @@
 
 XGBoost: ``hist`` trees, early stopping on the validation split, fixed ``seed`` and ``nthread``
 (so the same data and seed give byte-identical boosters). The booster is cut to its best
-iteration before saving, so a loaded model predicts exactly what was validated.
+iteration before saving, so a loaded model predicts exactly what was validated. Training and
+validation data are ``QuantileDMatrix``es built from fixed-size row batches (``batches``):
+from the task Parquet parts (``fit_xgboost_batches``, the training step) or from in-memory
+arrays (``fit_xgboost``), the same booster for the same rows, and never a whole float copy
+of the training features beyond the caller's own (docs/outcomes.md, "Training at size").
 - binary tasks: ``binary:logistic``;
 - pheno: ONE multi-output booster (``binary:logistic`` on the 25-column label matrix). Why not
   25 boosters: one file and one early-stopping decision, histogram building shared across
@@ -33,11 +37,14 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from clinical_ml.outcomes.batches import Batches, RowBatches, array_batches
+
 LR_C: dict[str, float] = {"ihm": 0.001, "decomp": 1.0, "pheno": 1.0, "readmit": 0.001}
 
 XGB_OBJECTIVE = {"binary": ("binary:logistic", "logloss"), "multilabel": ("binary:logistic", "logloss"),
                  "regression": ("reg:absoluteerror", "mae")}
 LOS_TARGET_TRANSFORM = "none"
+MAX_BIN = 256  # XGBoost's default; the QuantileDMatrix and the booster must agree
 
 
 def xgb_params(kind: str, *, seed: int, nthread: int, learning_rate: float, max_depth: int,
@@ -54,10 +61,36 @@ def target_for_xgb(kind: str, y: np.ndarray) -> np.ndarray:
     return y
 
 
+def quantile_matrices(kind: str, train: Batches, y_tr: np.ndarray, val: Batches, y_va: np.ndarray,
+                      params: dict, where: tuple[str, str] = ("train", "val")) -> tuple[xgb.QuantileDMatrix, xgb.QuantileDMatrix]:
+    """Training and validation QuantileDMatrix from row batches; validation quantised with the
+    training cuts (``ref``), ``max_bin`` as the booster's (XGBoost's default 256)."""
+    opts = {"missing": np.nan, "nthread": params["nthread"], "max_bin": int(params.get("max_bin", MAX_BIN))}
+    dtr = xgb.QuantileDMatrix(RowBatches(train, target_for_xgb(kind, y_tr), where[0]), **opts)
+    dva = xgb.QuantileDMatrix(RowBatches(val, target_for_xgb(kind, y_va), where[1]), ref=dtr, **opts)
+    return dtr, dva
+
+
+def fit_xgboost_batches(kind: str, train: Batches, y_tr: np.ndarray, val: Batches, y_va: np.ndarray,
+                        params: dict, max_rounds: int, early_stopping_rounds: int,
+                        where: tuple[str, str] = ("train", "val")) -> tuple[xgb.Booster, dict]:
+    """``fit_xgboost`` on row batches (``batches.SplitParts.batches``): the training features
+    are never one float matrix."""
+    dtr, dva = quantile_matrices(kind, train, y_tr, val, y_va, params, where)
+    return train_xgboost(params, dtr, dva, max_rounds, early_stopping_rounds)
+
+
 def fit_xgboost(kind: str, X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.ndarray,
                 params: dict, max_rounds: int, early_stopping_rounds: int) -> tuple[xgb.Booster, dict]:
-    dtr = xgb.DMatrix(X_tr, label=target_for_xgb(kind, y_tr), missing=np.nan, nthread=params["nthread"])
-    dva = xgb.DMatrix(X_va, label=target_for_xgb(kind, y_va), missing=np.nan, nthread=params["nthread"])
+    """In-memory arrays through the same row batches as the Parquet path (same booster)."""
+    return fit_xgboost_batches(kind, array_batches(np.asarray(X_tr, dtype=np.float32)), y_tr,
+                               array_batches(np.asarray(X_va, dtype=np.float32)), y_va, params,
+                               max_rounds, early_stopping_rounds)
+
+
+def train_xgboost(params: dict, dtr: xgb.DMatrix, dva: xgb.DMatrix, max_rounds: int,
+                  early_stopping_rounds: int) -> tuple[xgb.Booster, dict]:
+    """Boost with early stopping on ``dva``, cut to the best iteration; (booster, info)."""
     history: dict = {}
     booster = xgb.train(params, dtr, num_boost_round=max_rounds, evals=[(dva, "val")],
                         early_stopping_rounds=early_stopping_rounds, evals_result=history,
@@ -78,6 +111,13 @@ def predict_xgboost(kind: str, booster: xgb.Booster, X: np.ndarray, nthread: int
     if nthread:
         booster.set_param({"nthread": nthread})
     return finish_xgboost(kind, booster.predict(d).astype(float), target_transform)
+
+
+def predict_xgboost_batches(kind: str, booster: xgb.Booster, batches: Batches, nthread: int | None = None,
+                            target_transform: str = "none") -> np.ndarray:
+    """``predict_xgboost`` batch by batch (rows are predicted independently: the same values)."""
+    out = [predict_xgboost(kind, booster, X, nthread, target_transform) for X in batches()]
+    return np.concatenate(out) if out else np.empty(0)
 
 
 def xgboost_target_transform(task_spec: dict, kind: str | None) -> str:

@@ -17,8 +17,9 @@ from clinical_ml.outcomes import artifact
 from clinical_ml.outcomes import models as M
 from clinical_ml.outcomes import note_features as nf
 from clinical_ml.outcomes.metrics import auroc
-from clinical_ml.outcomes.data import (TASK_TYPES, check_labels, feature_matrix, labels, load_task,
-                                       manifest_digest, present_tasks, train_features)
+from clinical_ml.outcomes.batches import SplitParts
+from clinical_ml.outcomes.data import (TASK_TYPES, check_labels, feature_matrix, load_task,
+                                       manifest_digest, present_tasks)
 from clinical_ml.outcomes.sequences import series_channels
 from clinical_ml.tasks.io import TIMESERIES, label_columns, read_timeseries
 from clinical_ml.version import code_version
@@ -81,39 +82,45 @@ def _has_timeseries(split: Path) -> bool:
 
 def train_task(task: str, train_dir: Path, val_dir: Path, stage: Path, models: list[str],
                hp: HyperParameters, ts_cache: dict, features: list[str] | None) -> tuple[list[str], dict, list[str]]:
-    """Fit the requested models of one task into ``stage/<task>/``; returns (features, summary, saved)."""
+    """Fit the requested models of one task into ``stage/<task>/``; returns (features, summary, saved).
+
+    XGBoost reads the Parquet parts in row batches (``batches``); the whole frame is read only
+    for the models that need it (LR, the GRU), after XGBoost is done.
+    """
     kind = TASK_TYPES[task]
-    tr, va = load_task(train_dir, task), load_task(val_dir, task)
-    feats = features or train_features(tr, str(train_dir / task))
-    y_tr, y_va = labels(tr, task), labels(va, task)
-    check_labels(task, y_tr, str(train_dir / task))
-    check_labels(task, y_va, str(val_dir / task))
-    X_tr = feature_matrix(tr, feats, str(train_dir / task))
-    X_va = feature_matrix(va, feats, str(val_dir / task))
-    summary: dict = {"n_train": len(tr), "n_val": len(va)}
+    src_tr, src_va = SplitParts.open(train_dir, task), SplitParts.open(val_dir, task)
+    feats = features or src_tr.features()
+    y_tr, y_va = src_tr.labels(task), src_va.labels(task)
+    check_labels(task, y_tr, src_tr.where)
+    check_labels(task, y_va, src_va.where)
+    src_tr.check_features(feats)
+    src_va.check_features(feats)
+    summary: dict = {"n_train": src_tr.rows, "n_val": src_va.rows}
     if kind == "binary":
         summary["train_prevalence"] = float(y_tr.mean())
     saved: list[str] = []
     if "xgboost" in models:
         t0 = time.perf_counter()
-        params = xgb_params(kind, hp)
-        booster, info = M.fit_xgboost(kind, X_tr, y_tr, X_va, y_va, params, hp.max_rounds,
-                                      hp.early_stopping_rounds)
+        booster, info = fit_split_xgboost(kind, src_tr, y_tr, src_va, y_va, feats, xgb_params(kind, hp),
+                                          hp.max_rounds, hp.early_stopping_rounds)
         artifact.save_xgboost(booster, stage, task)
-        if kind == "binary":  # the tuning objective (validation:ihm_auroc) and its siblings
-            info["val_auroc"] = auroc(y_va, M.predict_xgboost(kind, booster, X_va, nthread=hp.nthread))
         summary["xgboost"] = {**info, "seconds": round(time.perf_counter() - t0, 3)}
         log.info("%s xgboost: %d rounds in %.1f s", task, info["rounds"], summary["xgboost"]["seconds"])
         saved.append("xgboost")
+    gru = "gru" in models and task in GRU_TASKS
+    gru_data = gru and _has_timeseries(train_dir) and _has_timeseries(val_dir)
+    # the frames only for the models that need them: LR (train), the GRU (train and validation)
+    tr = load_task(train_dir, task) if "lr" in models or gru_data else None
+    va = load_task(val_dir, task) if gru_data else None
     if "lr" in models:
         t0 = time.perf_counter()
-        model = M.fit_lr(task, kind, X_tr, y_tr, hp.lr_c)
+        model = M.fit_lr(task, kind, feature_matrix(tr, feats, str(train_dir / task)), y_tr, hp.lr_c)
         artifact.save_lr(model, stage, task)
         summary["lr"] = {"C": None if kind == "regression" else (hp.lr_c or M.LR_C.get(task, 1.0)),
                          "seconds": round(time.perf_counter() - t0, 3)}
         saved.append("lr")
-    if "gru" in models and task in GRU_TASKS:
-        if not (_has_timeseries(train_dir) and _has_timeseries(val_dir)):
+    if gru:
+        if not gru_data:
             summary["gru"] = {"skipped": "no timeseries/ folder in the train or validation split"}
             log.warning("gru for %s skipped: no timeseries in the splits", task)
         else:
@@ -133,6 +140,19 @@ def train_task(task: str, train_dir: Path, val_dir: Path, stage: Path, models: l
                      summary["gru"]["seconds"], info["device"])
             saved.append("gru")
     return feats, summary, saved
+
+
+def fit_split_xgboost(kind: str, src_tr: SplitParts, y_tr, src_va: SplitParts, y_va, features: list[str],
+                      params: dict, max_rounds: int, early_stopping_rounds: int) -> tuple:
+    """XGBoost fed from the splits' Parquet parts in row batches, and (binary tasks) its
+    validation AUROC from batched predictions: (booster, info)."""
+    booster, info = M.fit_xgboost_batches(kind, src_tr.batches(features), y_tr, src_va.batches(features),
+                                          y_va, params, max_rounds, early_stopping_rounds,
+                                          where=(src_tr.where, src_va.where))
+    if kind == "binary":  # the tuning objective (validation:ihm_auroc) and its siblings
+        info["val_auroc"] = auroc(y_va, M.predict_xgboost_batches(kind, booster, src_va.batches(features),
+                                                                  nthread=params["nthread"]))
+    return booster, info
 
 
 def train_all(train_dir: str | os.PathLike, val_dir: str | os.PathLike, model_dir: str | os.PathLike,
