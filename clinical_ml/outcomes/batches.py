@@ -149,11 +149,13 @@ class RowBatches(xgb.DataIter):
         if self._it is None:
             self._it = self._batches()
         X = next(self._it, None)
+        rows = self._row + (0 if X is None else len(X))
+        if self._label is not None and (rows > len(self._label) or X is None and rows != len(self._label)):
+            raise DataError(f"{self._where}: {rows}{'' if X is None else '+'} feature rows for "
+                            f"{len(self._label)} labels")
         if X is None:
-            if self._label is not None and self._row != len(self._label):
-                raise DataError(f"{self._where}: {self._row} feature rows for {len(self._label)} labels")
             return False
-        kw = {} if self._label is None else {"label": self._label[self._row:self._row + len(X)]}
-        self._row += len(X)
+        kw = {} if self._label is None else {"label": self._label[self._row:rows]}
+        self._row = rows
         input_data(data=X, **kw)
         return True
