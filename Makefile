@@ -35,7 +35,7 @@ TEMPLATE := pipelines/infra/template.yaml
 BANDIT_PATHS := clinical_ml inference monitoring pipelines processing training benchmarks setup.py
 
 .PHONY: install scan test demo bench bench-synth bench-tasks bench-models bench-serve bench-drift \
-        bench-llm bench-extract bench-tuning bench-demo definition upsert-pipeline run-pipeline moto-server image clean \
+        bench-llm bench-extract bench-tuning bench-scale bench-demo definition upsert-pipeline run-pipeline moto-server image clean \
         engine images test-containers check-report
 
 install: $(STAMP)
@@ -102,6 +102,10 @@ bench-llm: install
 # EXTRACTOR: the encoder model to time (default: the latest demo's TrainExtractor output)
 bench-extract: install
 	$(PY) benchmarks/bench_extract.py --out bench-results/extract.json $(if $(EXTRACTOR),--model $(EXTRACTOR)) $(BENCH_EXTRACT_ARGS)
+
+# fractions of the release's 46,520 patients, release density (make bench-scale FRACTIONS=1/16,1/8,1/4,1/2)
+bench-scale: install
+	$(PY) benchmarks/bench_scale.py --out bench-results/scale.json --plot bench-results/scale.png $(if $(FRACTIONS),--fractions $(FRACTIONS)) $(BENCH_SCALE_ARGS)
 
 # the tuned outcome model vs the untuned default on the latest execution's channels (make demo first)
 bench-tuning: install
