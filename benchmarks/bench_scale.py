@@ -163,6 +163,9 @@ def plot(sizes: list[dict], path: Path) -> None:
             title="time per step")
     ax2.set(xscale="log", xlabel="patients (release density)", ylabel="peak RSS (MiB)", title="memory per step",
             ylim=(0, None))
+    for ax in (ax1, ax2):
+        ax.set_xticks(ns, [f"{n:,}" for n in ns])
+        ax.minorticks_off()
     ax1.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
