@@ -106,8 +106,12 @@ class SplitParts:
             have = set(cols)
             present = [f for f in features if f in have]
             absent = [j for j, f in enumerate(features) if f not in have]
-            with pq.ParquetFile(path) as pf:
-                for rb in pf.iter_batches(batch_size=batch_rows, columns=present, use_threads=False):
+            # one row group at a time: pyarrow decodes a row group whole (build-tasks writes
+            # 100,000 rows), and over a whole file its reader's memory grows with the file
+            with pq.ParquetFile(path, pre_buffer=False) as pf:
+                for rb in (b for g in range(pf.num_row_groups)
+                           for b in pf.iter_batches(batch_size=batch_rows, row_groups=[g], columns=present,
+                                                    use_threads=False)):
                     start = 0
                     while start < rb.num_rows:
                         take = min(len(buf) - fill, rb.num_rows - start)
