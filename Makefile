@@ -35,7 +35,7 @@ TEMPLATE := pipelines/infra/template.yaml
 BANDIT_PATHS := clinical_ml inference monitoring pipelines processing training benchmarks setup.py
 
 .PHONY: install scan test demo bench bench-synth bench-tasks bench-models bench-serve bench-drift \
-        bench-llm bench-extract bench-tuning bench-scale bench-demo definition upsert-pipeline run-pipeline moto-server image clean \
+        bench-llm bench-extract bench-train bench-tuning bench-scale bench-demo definition upsert-pipeline run-pipeline moto-server image clean \
         engine images test-containers check-report
 
 install: $(STAMP)
@@ -78,7 +78,7 @@ demo: install $(if $(CONTAINERS),images)
 check-report: install
 	$(PY) scripts/check_report_browser.py --min-images 2 $(REPORT)
 
-bench: bench-synth bench-tasks bench-models bench-serve bench-drift bench-llm bench-extract
+bench: bench-synth bench-tasks bench-models bench-serve bench-drift bench-llm bench-extract bench-train
 
 bench-synth: install
 	$(PY) benchmarks/bench_synth.py --out bench-results/synth.json
@@ -102,6 +102,10 @@ bench-llm: install
 # EXTRACTOR: the encoder model to time (default: the latest demo's TrainExtractor output)
 bench-extract: install
 	$(PY) benchmarks/bench_extract.py --out bench-results/extract.json $(if $(EXTRACTOR),--model $(EXTRACTOR)) $(BENCH_EXTRACT_ARGS)
+
+# XGBoost on N decompensation training rows, in-memory DMatrix vs streamed QuantileDMatrix (ROWS=250000,1000000)
+bench-train: install
+	$(PY) benchmarks/bench_train_scale.py --out bench-results/train_scale.json $(if $(ROWS),--rows $(ROWS))
 
 # fractions of the release's 46,520 patients, release density (make bench-scale FRACTIONS=1/16,1/8,1/4,1/2)
 bench-scale: install
