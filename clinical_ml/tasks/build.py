@@ -144,10 +144,10 @@ def _every_sql(cfg: BuildConfig) -> Sql:
                   a=int(cfg.sample_every), b=int(cfg.eval_sample_every))
 
 
-def _copy(con: duckdb.DuckDBPyConnection, query: Sql, path: Path, compression: str = "zstd") -> None:
+def _copy(con: duckdb.DuckDBPyConnection, query: Sql, path: Path) -> None:
     with atomic_path(path) as tmp:
-        con.execute(render("COPY ({query}) TO ? (FORMAT parquet, COMPRESSION {c}, ROW_GROUP_SIZE 100000)",
-                           query=query, c=raw(compression)), [str(tmp)])
+        con.execute(render("COPY ({query}) TO ? (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)",
+                           query=query), [str(tmp)])
 
 
 def _remove_other_parts(path: Path) -> None:
@@ -270,20 +270,25 @@ def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.P
         m.update(_build_batch(con, cfg, m, plan, out, tmp_root))
     else:
         con.execute("ALTER TABLE stays RENAME TO stays_all")
-        roots, parts = [], None
-        for b in range(n_batches):
-            batches.select(con, b, n_batches)
-            if plan.events:
-                events.load_batch(con, spill, b)
-            roots.append(Path(tmp_root) / f"batch-{b:04d}")
-            part = _build_batch(con, cfg, m, plan, roots[-1], tmp_root, "uncompressed")
-            parts = part if parts is None else manifest.merge(parts, part)
-            batches.drop_batch_tables(con)
-            log.info("build-tasks: batch %d/%d done", b + 1, n_batches)
+        writers, parts = batches.PartWriters(out), None
+        try:
+            for b in range(n_batches):
+                batches.select(con, b, n_batches)
+                if plan.events:
+                    events.load_batch(con, spill, b)
+                part = _build_batch(con, cfg, m, plan, out, tmp_root, writers)
+                parts = part if parts is None else manifest.merge(parts, part)
+                batches.drop_batch_tables(con)
+                log.info("build-tasks: batch %d/%d done", b + 1, n_batches)
+            with _timed(m, "write"):
+                stale = _remove_other_parts if cfg.num_shards == 1 else (lambda p: None)
+                paths = writers.close(stale)
+        finally:
+            writers.abort()
         manifest.recompute_ratios(parts["tasks"])
         m.update(parts)
-        with _timed(m, "write"):
-            m["files"] = _append_batches(cfg, out, roots, parts["files"])
+        m["files"] = {p.relative_to(out).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                      for p in paths}
     if plan.events:
         m["events"].update(m.pop("validation"))
     log.info("cohort: %d stays, %d episodes", m["cohort"]["remove_age_under_18"]["icustays"],
@@ -303,10 +308,10 @@ def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.P
 
 
 def _build_batch(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, m: dict, plan: tables.Plan,
-                 out: Path, tmp_root: str, compression: str = "zstd") -> dict:
+                 out: Path, tmp_root: str, writers: batches.PartWriters | None = None) -> dict:
     """Every phase after the scan, over the subjects in ``stays`` (a batch or the whole shard),
-    parts written under ``out``; the batch's counts (summed over batches by the caller). A
-    batch's parts are written uncompressed: ``batches.append_parts`` compresses them once."""
+    parts written under ``out`` (through ``writers`` when batched); the batch's counts (summed
+    over batches by the caller)."""
     r: dict = {}
     tasks = plan.build  # the asked tasks the input's tables allow (in the asked order)
     if plan.events:
@@ -322,20 +327,8 @@ def _build_batch(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, m: dict, plan
         r["feature_points"] = features.build_features(con, built, tmp_root)
     m["features"] = features.feature_names()
     with _timed(m, "write"):
-        r["tasks"], r["files"] = _write_parts(con, cfg, out, tasks, compression)
+        r["tasks"], r["files"] = _write_parts(con, cfg, out, tasks, writers)
     return r
-
-
-def _append_batches(cfg: BuildConfig, out: Path, roots: list[Path], rels: dict) -> dict:
-    """Each batch's parts appended into the shard's part (atomic); the final files' hashes."""
-    files = {}
-    for rel in rels:
-        path = out / rel
-        if cfg.num_shards == 1:
-            _remove_other_parts(path)
-        batches.append_parts(roots, rel, path)
-        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    return files
 
 
 def _build_labels(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, tasks: tuple[str, ...], m: dict,
@@ -357,25 +350,24 @@ def _build_labels(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, tasks: tuple
     return built
 
 
-def _write_parts(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, out: Path,
-                 tasks: tuple[str, ...], compression: str = "zstd") -> tuple[dict, dict]:
-    """Each split's task and timeseries parts (atomic); per-task counts and the parts' hashes."""
+def _write_parts(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, out: Path, tasks: tuple[str, ...],
+                 writers: batches.PartWriters | None = None) -> tuple[dict, dict]:
+    """Each split's task and timeseries parts (atomic): written now with ``COPY``, or appended
+    to ``writers`` (a batch); per-task counts and the written parts' hashes."""
     files: dict[str, dict] = {}
     counts: dict[str, dict] = {}
     for split in SPLITS:
-        sdir = out / split
-        counts[split] = {}
-        for task in tasks:
-            path = sdir / task / part_name(cfg.shard_index)
-            if cfg.num_shards == 1:  # a single run owns the folder: no stale parts of older runs
-                _remove_other_parts(path)
-            _copy(con, _task_query(task, split), path, compression)
-            files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-            counts[split][task] = _prevalence(con, task, split)
+        queries = [(task, _task_query(task, split)) for task in tasks]
         if cfg.timeseries:
-            path = sdir / TIMESERIES / part_name(cfg.shard_index)
-            if cfg.num_shards == 1:
-                _remove_other_parts(path)
-            _copy(con, _timeseries_query(split), path, compression)
-            files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            queries.append((TIMESERIES, _timeseries_query(split)))
+        for name, query in queries:
+            path = out / split / name / part_name(cfg.shard_index)
+            if writers is not None:
+                writers.write(con, query, path.relative_to(out).as_posix())
+            else:
+                if cfg.num_shards == 1:  # a single run owns the folder: no stale parts of older runs
+                    _remove_other_parts(path)
+                _copy(con, query, path)
+                files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        counts[split] = {task: _prevalence(con, task, split) for task in tasks}
     return counts, files
