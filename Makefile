@@ -84,7 +84,7 @@ bench-synth: install
 	$(PY) benchmarks/bench_synth.py --out bench-results/synth.json
 
 bench-tasks: install
-	$(PY) benchmarks/bench_tasks.py --out bench-results/tasks.json $(if $(REFERENCE_REPO),--reference-repo $(REFERENCE_REPO)) $(if $(REFERENCE_PYTHON),--reference-python $(REFERENCE_PYTHON)) $(if $(DENSITY),--density $(DENSITY)) $(if $(SIZES),--sizes $(SIZES))
+	$(PY) benchmarks/bench_tasks.py --out bench-results/tasks.json $(if $(REFERENCE_REPO),--reference-repo $(REFERENCE_REPO)) $(if $(REFERENCE_PYTHON),--reference-python $(REFERENCE_PYTHON)) $(if $(DENSITY),--density $(DENSITY)) $(if $(SIZES),--sizes $(SIZES)) $(if $(REPEAT),--repeat $(REPEAT))
 
 bench-models: install
 	$(PY) benchmarks/bench_models.py --out bench-results/models.json
