@@ -26,7 +26,8 @@ from clinical_ml.io import DataError, atomic_path, sha256_file, write_json
 from clinical_ml.logs import get_logger
 from clinical_ml.mimic.files import locate_table
 from clinical_ml.sql import Sql, ident, join, literal, raw, render
-from clinical_ml.tasks import batches, cohort, events, features, labels, manifest, sources, tables
+from clinical_ml.tasks import cohort, events, features, labels, manifest, sources, tables
+from clinical_ml.tasks import subject_batches
 from clinical_ml.tasks.io import (PHENOTYPE_COLUMNS, SPLITS, TASKS, TIMESERIES,
                                   part_name)
 from clinical_ml.tasks.splits import hash_split_sql, published_splits
@@ -48,7 +49,7 @@ class BuildConfig:
     eval_sample_every: int = 1   # decomp/los: val/test keep the reference's hourly samples
     split_source: str = "auto"   # auto | published | hash
     memory_limit: str = "1536MB"
-    batch_stays: int = 1000      # stays per subject batch after the scan (batches.py); 0: one batch
+    batch_stays: int = 1000      # stays per subject batch after the scan (subject_batches.py); 0: one batch
     threads: int = 2
     temp_dir: str | None = None
     timeseries: bool = True
@@ -255,7 +256,7 @@ def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.P
                         f"[{window.manifest()['start'] or 'none'}, {window.manifest()['end'] or 'none'}); "
                         f"the input's ADMITTIME runs from {lo} to {hi}")
     events.load_var_map(con)
-    n_batches = batches.count(con, cfg.batch_stays)
+    n_batches = subject_batches.count(con, cfg.batch_stays)
     spill = Path(tmp_root) / "events" if n_batches > 1 else None
     if plan.events:
         with _timed(m, "events_scan"):
@@ -270,15 +271,15 @@ def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.P
         m.update(_build_batch(con, cfg, m, plan, out, tmp_root))
     else:
         con.execute("ALTER TABLE stays RENAME TO stays_all")
-        writers, parts = batches.PartWriters(out), None
+        writers, parts = subject_batches.PartWriters(out), None
         try:
             for b in range(n_batches):
-                batches.select(con, b, n_batches)
+                subject_batches.select(con, b, n_batches)
                 if plan.events:
                     events.load_batch(con, spill, b)
                 part = _build_batch(con, cfg, m, plan, out, tmp_root, writers)
                 parts = part if parts is None else manifest.merge(parts, part)
-                batches.drop_batch_tables(con)
+                subject_batches.drop_batch_tables(con)
                 log.info("build-tasks: batch %d/%d done", b + 1, n_batches)
             with _timed(m, "write"):
                 stale = _remove_other_parts if cfg.num_shards == 1 else (lambda p: None)
@@ -308,7 +309,7 @@ def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.P
 
 
 def _build_batch(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, m: dict, plan: tables.Plan,
-                 out: Path, tmp_root: str, writers: batches.PartWriters | None = None) -> dict:
+                 out: Path, tmp_root: str, writers: subject_batches.PartWriters | None = None) -> dict:
     """Every phase after the scan, over the subjects in ``stays`` (a batch or the whole shard),
     parts written under ``out`` (through ``writers`` when batched); the batch's counts (summed
     over batches by the caller)."""
@@ -351,7 +352,7 @@ def _build_labels(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, tasks: tuple
 
 
 def _write_parts(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, out: Path, tasks: tuple[str, ...],
-                 writers: batches.PartWriters | None = None) -> tuple[dict, dict]:
+                 writers: subject_batches.PartWriters | None = None) -> tuple[dict, dict]:
     """Each split's task and timeseries parts (atomic): written now with ``COPY``, or appended
     to ``writers`` (a batch); per-task counts and the written parts' hashes."""
     files: dict[str, dict] = {}

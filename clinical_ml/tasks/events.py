@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from clinical_ml.sql import ident, join, literal, raw, render
 from clinical_ml.tasks import sources
-from clinical_ml.tasks.batches import batch_files, batch_sql
+from clinical_ml.tasks.subject_batches import batch_files, batch_sql
 from clinical_ml.tasks.cohort import shard_filter
 from clinical_ml.tasks.variables import CLEANED_CATEGORICAL, categorical_value_sql, channels, clean_value_sql, itemid_map, ranges_sql
 
@@ -59,7 +59,7 @@ def load_var_map(con: duckdb.DuckDBPyConnection) -> None:
         "name": pa.array([c.name for c in chans], pa.string())}))
 
 
-FLUSH_ROWS = 20_000
+FLUSH_ROWS = 5_000
 SPILL_COMPRESSION = "uncompressed"  # a temporary file read once: zstd cost 3-6 s at 2,908 patients
 EV_RAW_COLUMNS = ("subject_id BIGINT, hadm_id BIGINT, icustay_id BIGINT, charttime TIMESTAMP, "
                   "itemid BIGINT, value VARCHAR, uom VARCHAR, source VARCHAR")
@@ -69,7 +69,7 @@ def load_events(con: duckdb.DuckDBPyConnection, src: str, num_shards: int, shard
                 spill: Path | None = None, n_batches: int = 1) -> dict:
     """Benchmark-itemid rows of the shard's cohort subjects from CHARTEVENTS and LABEVENTS:
     the table ``ev_raw``, or with ``spill`` Parquet under it partitioned by subject batch
-    (``batches.py``; ``load_batch`` reads one back)."""
+    (``subject_batches.py``; ``load_batch`` reads one back)."""
     parts = []
     for table, icu in (("CHARTEVENTS", "TRY_CAST(ICUSTAY_ID AS BIGINT)"), ("LABEVENTS", "NULL::BIGINT")):
         rel = sources.read_sql(con, src, table)
@@ -91,7 +91,8 @@ def load_events(con: duckdb.DuckDBPyConnection, src: str, num_shards: int, shard
         rows = raw("ev_raw")
     else:
         # DuckDB buffers each partition up to this many rows before writing it: the default
-        # (~500 k) held 200 MB more than the unbatched scan at 3,000 release-density patients
+        # (~500 k) held 200 MB more than the unbatched scan at 3,000 release-density patients,
+        # and 20 k still grew 4 MB per partition (433 -> 623 MiB from 4 to 48 batches); 5 k: 435
         con.execute(f"SET partitioned_write_flush_threshold={FLUSH_ROWS}")
         sources.run(con, render("""COPY (SELECT *, {b} AS batch FROM ({parts})) TO ?
                                    (FORMAT parquet, PARTITION_BY (batch), COMPRESSION {c})""",
