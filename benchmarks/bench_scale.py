@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_tasks import run_measured  # noqa: E402
+from bench_tasks import run_measured, synth  # noqa: E402
 from clinical_ml.io import write_json  # noqa: E402
 
 RELEASE_PATIENTS = 46_520
@@ -49,20 +49,6 @@ STEPS = ("build_tasks", "build_tasks_sharded_max", "train_outcomes", "build_note
 
 def _py(*args: str) -> list[str]:
     return [sys.executable, *args]
-
-
-def synth(n: int, seed: int, work: Path) -> tuple[Path, dict | None]:
-    """The cached release-density database of ``n`` patients (and its generation, if run now)."""
-    d = work / f"synth-{n}-s{seed}-release"
-    if (d / "synth_manifest.json").is_file():
-        return d, None
-    shutil.rmtree(d, ignore_errors=True)
-    r = run_measured(_py("-m", "clinical_ml.cli", "synth", "--out", str(d), "--patients", str(n),
-                         "--seed", str(seed), "--density", "release", "--chunk", "100",
-                         "--workers", str(min(2, os.cpu_count() or 1))), log=work / f"synth-{n}.log")
-    if r["returncode"] != 0:
-        raise SystemExit(f"synth failed for {n} patients; see {work / f'synth-{n}.log'}")
-    return d, r
 
 
 def _without_gold(src: Path) -> Path:
@@ -86,10 +72,8 @@ def step(name: str, cmd: list[str], work: Path, n: int) -> dict:
 
 
 def run_size(n: int, a: argparse.Namespace, work: Path) -> dict:
-    src, gen = synth(n, a.seed, work)
+    src = synth(n, a.seed, work, "release", workers=min(2, os.cpu_count() or 1))
     res: dict = {"patients": n, "input_mib": round(sum(f.stat().st_size for f in src.glob("*.csv.gz")) / 2**20, 1)}
-    if gen:
-        res["synth"] = gen
     tasks, spill = work / f"tasks-{n}", work / "spill"
     for d in (tasks, work / f"tasks-{n}-k", work / f"model-{n}", work / f"notes-{n}", work / f"extract-{n}"):
         shutil.rmtree(d, ignore_errors=True)

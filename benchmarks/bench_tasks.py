@@ -77,13 +77,18 @@ def run_measured(cmd: list[str], cwd: str | None = None, log: Path | None = None
             "peak_rss_mib": round(peak / 2**20, 1), "returncode": rc}
 
 
-def synth(n: int, seed: int, work: Path, density: str = "benchmark") -> Path:
+def synth(n: int, seed: int, work: Path, density: str = "benchmark", workers: int = 1) -> Path:
+    """The cached synthetic MIMIC-III of ``n`` patients (bench-scale shares the cache). The
+    name must fix the content, so the chunk does not vary: 100 at release density (lower
+    memory, and faster, docs/synthetic-mimic.md); ``workers`` does not change the output."""
     d = work / (f"synth-{n}-s{seed}" + ("" if density == "benchmark" else f"-{density}"))
     if not (d / "synth_manifest.json").is_file():
         if d.exists():
             shutil.rmtree(d)
+        chunk = ["--chunk", "100"] if density == "release" else []
         r = run_measured([sys.executable, "-m", "clinical_ml.cli", "synth", "--out", str(d),
-                          "--patients", str(n), "--seed", str(seed), "--density", density], log=work / f"synth-{n}.log")
+                          "--patients", str(n), "--seed", str(seed), "--density", density, *chunk,
+                          "--workers", str(workers)], log=work / f"synth-{n}.log")
         if r["returncode"] != 0:
             raise SystemExit(f"synth failed for {n} patients; see {work / f'synth-{n}.log'}")
     return d

@@ -288,8 +288,7 @@ def _build(cfg: BuildConfig, out: Path, tmp_root: str, t0: float, plan: tables.P
             writers.abort()
         manifest.recompute_ratios(parts["tasks"])
         m.update(parts)
-        m["files"] = {p.relative_to(out).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                      for p in paths}
+        m["files"] = {p.relative_to(out).as_posix(): _file_entry(p) for p in paths}
     if plan.events:
         m["events"].update(m.pop("validation"))
     log.info("cohort: %d stays, %d episodes", m["cohort"]["remove_age_under_18"]["icustays"],
@@ -351,6 +350,11 @@ def _build_labels(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, tasks: tuple
     return built
 
 
+def _file_entry(path: Path) -> dict:
+    """A written part as the manifest lists it."""
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
 def _write_parts(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, out: Path, tasks: tuple[str, ...],
                  writers: subject_batches.PartWriters | None = None) -> tuple[dict, dict]:
     """Each split's task and timeseries parts (atomic): written now with ``COPY``, or appended
@@ -369,6 +373,6 @@ def _write_parts(con: duckdb.DuckDBPyConnection, cfg: BuildConfig, out: Path, ta
                 if cfg.num_shards == 1:  # a single run owns the folder: no stale parts of older runs
                     _remove_other_parts(path)
                 _copy(con, query, path)
-                files[path.relative_to(out).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+                files[path.relative_to(out).as_posix()] = _file_entry(path)
         counts[split] = {task: _prevalence(con, task, split) for task in tasks}
     return counts, files
