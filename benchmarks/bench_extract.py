@@ -7,13 +7,17 @@ Variants (``clinical_ml.extraction.pool``), all on the same notes, side by side 
   (the baseline of the 4x bar);
 - ``int8_1x2``: dynamic int8 linear layers, one process, 2 threads;
 - ``fp32_2x1``: fp32, 2 worker processes with 1 thread each;
-- ``int8_2x1``: int8, 2 worker processes with 1 thread each (extract-notes' CPU default).
+- ``int8_2x1``: int8, 2 worker processes with 1 thread each;
+- ``bf16_1x2``, ``bf16_2x1``: the encoder under bf16 autocast, only where the CPU does bf16 in
+  hardware (``precision.cpu_bf16``; elsewhere they are skipped and the JSON says so).
 
 Each variant runs in its own process (peak RSS is its own), ``--rounds`` times in turns
 (ABCDABCD: a noisy neighbour hits every variant alike); the median is reported. Notes:
 ``--notes`` MTSamples notes drawn with ``random.Random(0).sample`` (the "200 real notes").
-F1: lenient per-label and micro entity F1 of fp32 and int8 on the real corpora's test splits
+F1: lenient per-label and micro entity F1 of each precision on the real corpora's test splits
 (``--f1-docs`` per corpus), through ``corpus_eval.score`` as EvaluateExtractor scores them.
+Batch invariance: of 24 notes, how many get the same annotation extracted together and one by
+one, per precision (what "2 shards == 1 run, byte for byte" needs).
 
 Writes ``bench-results/extract.json`` and the projection for MIMIC-III's 2,083,180 notes.
 
@@ -36,8 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("CLINICAL_ML_SHARED_DATA", ROOT.parent / "shared" / "data"))
-VARIANTS = {"fp32_1x2": (1, 2, None), "int8_1x2": (1, 2, "int8"),
-            "fp32_2x1": (2, 1, None), "int8_2x1": (2, 1, "int8")}
+VARIANTS = {"fp32_1x2": (1, 2, "fp32"), "int8_1x2": (1, 2, "int8"), "bf16_1x2": (1, 2, "bf16"),
+            "fp32_2x1": (2, 1, "fp32"), "int8_2x1": (2, 1, "int8"), "bf16_2x1": (2, 1, "bf16")}
 MIMIC_NOTES = 2_083_180
 MIMIC_MEAN_CHARS = 1_800  # assumed: NOTEEVENTS.csv is about 4 GB for 2.08 M rows
 
@@ -80,10 +84,10 @@ def child(args) -> int:
     """One timed run of one variant (in its own process): JSON on stdout."""
     from clinical_ml.extraction.pool import ExtractorPool, PoolSettings
 
-    workers, threads, quantize = VARIANTS[args.child]
+    workers, threads, precision = VARIANTS[args.child]
     texts = json.loads(Path(args.texts).read_text())
     t0 = time.time()
-    with ExtractorPool(args.model, PoolSettings(workers, threads, quantize)) as pool:
+    with ExtractorPool(args.model, PoolSettings(workers, threads, precision)) as pool:
         pool.extract(texts[:2 * workers])  # warm-up: every worker loaded and past its first batch
         load_s = time.time() - t0
         t1 = time.time()
@@ -106,7 +110,8 @@ def timed(args, name: str, texts_file: Path) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def f1_stage(args, quantizations: list[str | None]) -> dict:
+def f1_stage(args, precisions: list[str], texts: list[str]) -> dict:
+    """Lenient F1 per corpus and precision, and each precision's batch invariance."""
     from clinical_ml.extraction import load
     from clinical_ml.extraction.corpus_eval import score
     from clinical_ml.notes.corpora import read_corpora
@@ -115,23 +120,30 @@ def f1_stage(args, quantizations: list[str | None]) -> dict:
 
     torch.set_num_threads(2)
     corpora = {c: sp["test"][:args.f1_docs or None] for c, sp in read_corpora(args.shared).items() if sp["test"]}
-    out: dict = {}
-    for q in quantizations:
-        ext = load(args.model, quantize=q)
+    out: dict = {"batch_invariance": {}}
+    for q in precisions:
+        ext = load(args.model, precision=q)
         for corpus, docs in corpora.items():
             m = score(docs, ext.extract([d["text"] for d in docs]))
             lenient = m["entities"]["lenient"]
-            out.setdefault(corpus, {})[q or "fp32"] = {
+            out.setdefault(corpus, {})[q] = {
                 "docs": len(docs), "lenient_micro_f1": round(lenient["micro"]["f1"], 4),
                 "lenient_f1": {lab: round(v["f1"], 4) for lab, v in lenient["per_label"].items()}}
-            say(f"F1 {q or 'fp32'} {corpus}: lenient micro {lenient['micro']['f1']:.4f}")
+            say(f"F1 {q} {corpus}: lenient micro {lenient['micro']['f1']:.4f}")
+        probe = texts[:24]
+        together = ext.extract(probe)
+        alone = [ext.extract([t])[0] for t in probe]
+        same = sum(json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True) for a, b in zip(together, alone))
+        out["batch_invariance"][q] = {"notes": len(probe), "identical": same}
+        say(f"{q}: {same} of {len(probe)} notes annotated alike together and one by one")
     for corpus, row in out.items():
-        if "fp32" in row and "int8" in row:
-            row["int8_minus_fp32_points"] = {
-                lab: round(100 * (row["int8"]["lenient_f1"][lab] - row["fp32"]["lenient_f1"][lab]), 2)
-                for lab in row["fp32"]["lenient_f1"]}
-            row["int8_minus_fp32_points"]["micro"] = round(
-                100 * (row["int8"]["lenient_micro_f1"] - row["fp32"]["lenient_micro_f1"]), 2)
+        if corpus == "batch_invariance" or "fp32" not in row:
+            continue
+        for q in [q for q in precisions if q != "fp32" and q in row]:
+            diff = {lab: round(100 * (row[q]["lenient_f1"][lab] - row["fp32"]["lenient_f1"][lab]), 2)
+                    for lab in row["fp32"]["lenient_f1"]}
+            diff["micro"] = round(100 * (row[q]["lenient_micro_f1"] - row["fp32"]["lenient_micro_f1"]), 2)
+            row[f"{q}_minus_fp32_points"] = diff
     return out
 
 
@@ -165,7 +177,13 @@ def main(argv=None) -> int:
     texts_file = work / "notes.json"
     texts_file.write_text(json.dumps(texts))
     chars = sum(map(len, texts))
+    from clinical_ml.extraction.precision import cpu_bf16
+
     names = [v for v in args.variants.split(",") if v]
+    skipped = [n for n in names if VARIANTS[n][2] == "bf16" and not cpu_bf16()]
+    names = [n for n in names if n not in skipped]
+    if skipped:
+        say(f"no bf16 arithmetic on this CPU: skipping {', '.join(skipped)}")
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(args.rounds):
         for n in names:
@@ -183,13 +201,14 @@ def main(argv=None) -> int:
     if base:
         for row in table.values():
             row["speedup_vs_fp32_1x2"] = round(row["notes_per_s"] / base["notes_per_s"], 2)
-    quant = sorted({VARIANTS[n][2] or "fp32" for n in names})
-    f1 = f1_stage(args, [None if q == "fp32" else q for q in quant])
+    precisions = sorted({VARIANTS[n][2] for n in names}, key=lambda q: q != "fp32")
+    f1 = f1_stage(args, precisions, texts)
     best = max(table, key=lambda n: table[n]["notes_per_s"])
     res = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": args.model, "cpus": os.cpu_count(),
            "notes": {"source": "MTSamples, random.Random(0).sample", "n": len(texts),
                      "mean_chars": round(chars / len(texts))},
            "rounds": args.rounds, "throughput": table, "f1": f1, "fastest": best,
+           "cpu_bf16": cpu_bf16(), "skipped": skipped,
            "projection_mimic_iii": {n: projection(row["chars_per_s"]) for n, row in table.items()}}
     write_json(Path(args.out), res)
     say(f"wrote {args.out}: fastest {best} {table[best]['notes_per_s']} notes/s"

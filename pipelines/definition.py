@@ -196,7 +196,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         inputs=[s3_input("model", extractor_model, "model"), s3_input("notes", note_shards, "notes")],
         outputs=[s3_output("extracted", f.s3("ExtractNotes", "extracted"), "extracted")],
         arguments=["--model", f"{PROC}/input/model", "--notes", f"{PROC}/input/notes",
-                   "--output", f"{PROC}/output", "--stage", "extract", "--quantize", p.extract_quantize],
+                   "--output", f"{PROC}/output", "--stage", "extract", "--precision", p.extract_precision],
         image=p.extract_image_uri, instance_type=p.extract_instance_type, instance_count=p.extract_instance_count,
         max_runtime=24 * 3600)
     extracted = step_extract.properties.ProcessingOutputConfig.Outputs["extracted"].S3Output.S3Uri

@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 
 from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
 
+from clinical_ml.extraction.precision import PRECISIONS
+
 # Our image families (pipelines/images/<family>/Dockerfile) and their ECR repository names.
 IMAGE_REPOSITORIES = {
     "processing": "clinical-ml-processing",
@@ -60,7 +62,7 @@ class Parameters:
     extract_instance_type: ParameterString
     extract_instance_count: ParameterInteger
     extract_image_uri: ParameterString
-    extract_quantize: ParameterString
+    extract_precision: ParameterString
     endpoint_instance_type: ParameterString
     min_ihm_auroc: ParameterFloat
     min_extraction_f1: ParameterFloat
@@ -127,8 +129,10 @@ def make_parameters(region: str, role: str, default_bucket: str, *, kms_key_id: 
         extract_instance_type=ParameterString("ExtractNotesInstanceType", default_value="ml.m5.4xlarge"),
         extract_instance_count=ParameterInteger("ExtractNotesInstanceCount", default_value=1),
         extract_image_uri=ParameterString("ExtractNotesImageUri", default_value=img("processing")),
-        # "int8": about 2x faster on CPU at an F1 cost and batch-dependent output (docs/extraction.md)
-        extract_quantize=ParameterString("ExtractNotesQuantize", default_value="none", enum_values=["none", "int8"]),
+        # the encoder's CPU arithmetic: "bf16" (CPUs with AVX512-BF16/AMX) and "int8" are faster
+        # at an F1 cost and with batch-dependent output (docs/extraction.md "Throughput")
+        extract_precision=ParameterString("ExtractNotesPrecision", default_value="fp32",
+                                          enum_values=list(PRECISIONS)),
         endpoint_instance_type=ParameterString("EndpointInstanceType", default_value="ml.m5.large"),
         min_ihm_auroc=ParameterFloat("MinIhmAuroc", default_value=0.70),
         min_extraction_f1=ParameterFloat("MinExtractionF1", default_value=0.70),

@@ -20,8 +20,9 @@ complete chunks and of an existing ``part-<shard>.jsonl`` and extracts only the 
 temporary files are ignored), so the part holds each note once. A different model starts over.
 
 Throughput: ``--workers`` processes x ``--threads`` intra-op threads (default one single-threaded
-worker per core on a CPU, one process on a GPU), ``--quantize int8`` for dynamic int8 encoder
-weights (about 2x faster on CPU, at an F1 cost measured by ``make bench-extract``).
+worker per core on a CPU, one process on a GPU), ``--precision bf16`` (bf16 autocast, where the
+CPU does bf16 in hardware) or ``int8`` (dynamic int8 weights): faster on a CPU, at F1 costs and
+batch dependence measured by ``make bench-extract``; ``fp32`` keeps the evaluated model exact.
 
 Features (``--stage features``, or after the extraction of a single-shard run) need every
 shard's part (``--extracted``, default OUTPUT/extracted) and a vocabulary: ``--fit-vocabulary``
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from clinical_ml.io import DataError, atomic_path, iter_jsonl, localize, processing_dir, sha256_file, write_json
+from clinical_ml.extraction.precision import PRECISIONS
 from clinical_ml.logs import get_logger
 from clinical_ml.notes.noteevents import extract_parts, iter_extract_notes, read_admission_ids, read_reference_times
 
@@ -77,9 +79,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="extraction processes (0: one per usable core on a CPU, 1 on a GPU; see "
                         "clinical_ml.extraction.pool)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads per worker (0: cores / workers)")
-    p.add_argument("--quantize", choices=("none", "int8"), default="none",
-                   help="int8: dynamic int8 encoder on CPU, about 2x faster, lenient F1 -2.4 to +0.2 "
-                        "points per corpus (make bench-extract); none keeps the evaluated model exact")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="the encoder's CPU arithmetic: fp32 keeps the evaluated model exact and the "
+                        "output independent of batching; bf16 (CPUs with AVX512-BF16/AMX) and int8 are "
+                        "faster at an F1 cost (docs/extraction.md \"Throughput\")")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="notes per resumable chunk")
     p.add_argument("--extracted", default=None, help="every shard's extracted/ parts (default OUTPUT/extracted)")
     p.add_argument("--vocabulary", default=None,
@@ -135,18 +138,18 @@ def _nvidia_present() -> bool:
 
 
 def pool_settings(args: argparse.Namespace):
-    """Workers x threads and quantization of this run (``clinical_ml.extraction.pool``)."""
+    """Workers x threads and precision of this run (``clinical_ml.extraction.pool``)."""
     from clinical_ml.extraction.pool import PoolSettings, usable_cpus
 
     cuda = False
-    if args.model != "rules" and args.quantize == "none" and _nvidia_present():
+    if args.model != "rules" and args.precision == "fp32" and _nvidia_present():
         import torch  # 2 s of import: only where a GPU may be
 
         cuda = torch.cuda.is_available()
     cpus = usable_cpus()
     workers = args.workers or (1 if cuda or args.model == "rules" else cpus)
     threads = args.threads or max(1, cpus // workers)
-    return PoolSettings(workers, threads, None if args.quantize == "none" else args.quantize)
+    return PoolSettings(workers, threads, args.precision)
 
 
 def load_extractor(spec: str, settings=None, batch_size: int = 16):
@@ -156,8 +159,8 @@ def load_extractor(spec: str, settings=None, batch_size: int = 16):
     return ExtractorPool(spec, settings or PoolSettings(), batch_size)
 
 
-def model_fingerprint(spec: str, quantize: str = "none") -> str:
-    """The model's hash (+ its quantization, which changes the output): a resume with another
+def model_fingerprint(spec: str, precision: str = "fp32") -> str:
+    """The model's hash (+ its precision, which changes the output): a resume with another
     model or setting starts over."""
     p = Path(spec)
     digest = spec
@@ -165,7 +168,7 @@ def model_fingerprint(spec: str, quantize: str = "none") -> str:
         if cand.is_file():
             digest = sha256_file(cand)
             break
-    return digest if quantize in (None, "none") else f"{digest}+{quantize}"
+    return digest if precision == "fp32" else f"{digest}+{precision}"
 
 
 # ---------------------------------------------------------------- extraction
@@ -175,7 +178,7 @@ def run_extraction(args: argparse.Namespace, parts: list[Path], out_dir: Path) -
     k, i = args.num_shards, args.shard_index
     final = out_dir / part_name(i)
     work = out_dir / f".work-{i:05d}"
-    fingerprint = model_fingerprint(args.model, args.quantize)
+    fingerprint = model_fingerprint(args.model, args.precision)
     manifest_path = out_dir / f"manifest-{i:05d}.json"
     if final.exists() and manifest_path.exists():
         old = json.loads(manifest_path.read_text()).get("model_fingerprint")
@@ -207,8 +210,8 @@ def run_extraction(args: argparse.Namespace, parts: list[Path], out_dir: Path) -
             return
         if ext is None:
             settings = pool_settings(args)
-            log.info("extract-notes: %d worker(s) x %d thread(s), %s weights", settings.workers,
-                     settings.threads, settings.quantize or "full-precision")
+            log.info("extract-notes: %d worker(s) x %d thread(s), %s precision", settings.workers,
+                     settings.threads, settings.precision)
             ext = load_extractor(args.model, settings, args.batch_size)
         lines = []
         for (doc_id, text), ann in zip(pending, ext.extract([t for _, t in pending])):

@@ -133,6 +133,25 @@ def test_frozen_bottom_gets_no_update_and_the_top_trains(tiny_bert):
         build_model(str(tiny_bert), EncoderConfig(frozen_layers=3))
 
 
+@pytest.mark.parametrize("bf16", [True, False])
+def test_bf16_training_autocasts_the_encoder_and_leaves_an_fp32_model(tiny_bert, bf16):
+    """bf16 only changes the arithmetic of the training loop: the weights stay fp32 and the
+    trained model comes back in fp32 inference mode (precision is chosen when loading)."""
+    from transformers import AutoTokenizer
+
+    from clinical_ml.extraction.encoder import EncoderConfig, build_model, fit
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert))
+    model = build_model(str(tiny_bert), EncoderConfig(max_length=64))
+    seen = []
+    linear = next(m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    stats = fit(model, tok, toy_documents(8, seed=3), max_steps=2, lr=1e-2, batch_size=4, bf16=bf16)
+    assert stats["bf16_autocast"] is bf16 and stats["steps"] == 2
+    assert set(seen) == {torch.bfloat16 if bf16 else torch.float32}
+    assert not model.bf16 and all(p.dtype == torch.float32 for p in model.parameters())
+
+
 @pytest.mark.parametrize("text", ODD_TEXTS, ids=["empty", "blank", "non-ascii", "100k"])
 def test_encoder_odd_inputs(tiny_bert, text):
     from transformers import AutoTokenizer

@@ -1,4 +1,4 @@
-"""Batch extraction settings: worker processes, int8 weights, tarballs (clinical_ml.extraction.pool)."""
+"""Batch extraction settings: worker processes, precision, tarballs (clinical_ml.extraction.pool)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,9 +36,9 @@ def spans(anns: list[dict]) -> list[list[tuple]]:
 def test_two_workers_give_the_one_process_result_in_order(encoder_model):
     from clinical_ml.extraction.pool import ExtractorPool, PoolSettings
 
-    with ExtractorPool(str(encoder_model), PoolSettings(1, 1, None), batch_size=2) as one:
+    with ExtractorPool(str(encoder_model), PoolSettings(1, 1), batch_size=2) as one:
         a = one.extract(TEXTS)
-    with ExtractorPool(str(encoder_model), PoolSettings(2, 1, None), batch_size=2) as two:
+    with ExtractorPool(str(encoder_model), PoolSettings(2, 1), batch_size=2) as two:
         assert two._pool is not None
         b = two.extract(TEXTS)
     assert len(a) == len(b) == len(TEXTS)
@@ -50,7 +50,7 @@ def test_a_tarball_is_unpacked_once_and_removed(encoder_model, tmp_path):
     from clinical_ml.extraction.pool import ExtractorPool, PoolSettings
 
     tar = make_model_tarball(encoder_model, tmp_path / "model.tar.gz")
-    pool = ExtractorPool(str(tar), PoolSettings(1, 1, None))
+    pool = ExtractorPool(str(tar), PoolSettings(1, 1))
     unpacked = Path(pool.spec)
     assert (unpacked / "metadata.json").is_file()
     assert len(pool.extract(TEXTS[:2])) == 2
@@ -72,21 +72,48 @@ def test_rules_models_run_in_one_process(tmp_path):
 def test_int8_quantizes_every_encoder_linear(encoder_model):
     from clinical_ml.extraction import load
 
-    ext = load(str(encoder_model), quantize="int8")
+    ext = load(str(encoder_model), precision="int8")
     kinds = {type(m).__module__ for m in ext.model.encoder.modules() if "Linear" in type(m).__name__}
     assert kinds and all("quantized" in k for k in kinds)  # no float nn.Linear left in the encoder
     assert isinstance(ext.model.heads.ner, torch.nn.Linear)  # the heads stay float
     anns = ext.extract(TEXTS)
     assert len(anns) == len(TEXTS) and all("record" in a for a in anns)
-    with pytest.raises(DataError, match="quantize"):
-        load(str(encoder_model), quantize="int4")
+    with pytest.raises(DataError, match="precision='int4': use one of fp32, bf16, int8"):
+        load(str(encoder_model), precision="int4")
 
 
-def test_extract_notes_records_the_quantization_in_its_fingerprint(encoder_model):
+def test_bf16_runs_the_encoder_under_autocast_and_keeps_the_weights_fp32(encoder_model):
+    from clinical_ml.extraction import load
+
+    ext = load(str(encoder_model), precision="bf16")
+    assert ext.model.bf16 and all(p.dtype == torch.float32 for p in ext.model.parameters())
+    ids = torch.tensor([[1, 5, 7, 2]])
+    with torch.no_grad():
+        h = ext.model.hidden(ids, torch.ones_like(ids))
+        fp32 = load(str(encoder_model)).model.hidden(ids, torch.ones_like(ids))
+    assert h.dtype == torch.float32  # the heads and span sums see fp32 states
+    diff = float((h - fp32).abs().max())
+    assert 0 < diff < 0.1 * float(fp32.abs().max())  # bf16 products: close, not equal
+    anns = ext.extract(TEXTS)
+    assert len(anns) == len(TEXTS) and all("record" in a for a in anns)
+
+
+def test_cpu_bf16_reads_the_cpu_flags(tmp_path):
+    from clinical_ml.extraction.precision import cpu_bf16
+
+    (tmp_path / "zen4").write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
+    (tmp_path / "skylake").write_text("flags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\n")
+    (tmp_path / "sapphire").write_text("flags\t\t: avx512f amx_bf16 amx_tile\n")
+    assert cpu_bf16(tmp_path / "zen4") and cpu_bf16(tmp_path / "sapphire")
+    assert not cpu_bf16(tmp_path / "skylake")  # AVX-512 without bf16 instructions: emulated
+
+
+def test_extract_notes_records_the_precision_in_its_fingerprint(encoder_model):
     from processing.extract_notes import model_fingerprint
 
     plain = model_fingerprint(str(encoder_model))
     assert model_fingerprint(str(encoder_model), "int8") == plain + "+int8"
+    assert model_fingerprint(str(encoder_model), "bf16") == plain + "+bf16"
     assert model_fingerprint("rules") == "rules"
 
 
@@ -96,13 +123,13 @@ def test_extract_notes_settings(encoder_model):
     from processing.extract_notes import pool_settings
 
     def ns(**kw):
-        return SimpleNamespace(**{"model": str(encoder_model), "workers": 0, "threads": 0, "quantize": "none", **kw})
+        return SimpleNamespace(**{"model": str(encoder_model), "workers": 0, "threads": 0, "precision": "fp32", **kw})
 
     assert pool_settings(ns(model="rules")).workers == 1
-    s = pool_settings(ns(workers=2, threads=3, quantize="int8"))
-    assert (s.workers, s.threads, s.quantize) == (2, 3, "int8")
+    s = pool_settings(ns(workers=2, threads=3, precision="int8"))
+    assert (s.workers, s.threads, s.precision) == (2, 3, "int8")
     auto = pool_settings(ns())
-    assert auto.quantize is None and auto.workers * auto.threads >= 1
+    assert auto.precision == "fp32" and auto.workers * auto.threads >= 1
 
 
 def test_full_precision_output_does_not_depend_on_the_batch(encoder_model):
@@ -128,7 +155,7 @@ def test_length_sorted_batches_come_back_in_input_order(encoder_model):
     ext = load(str(encoder_model))
     alone = [ext.extract([t])[0] for t in texts]
     assert sum(bool(a["entities"]) for a in alone) >= 3  # a permutation would show
-    with ExtractorPool(str(encoder_model), PoolSettings(1, 1, None), batch_size=2) as pool:
+    with ExtractorPool(str(encoder_model), PoolSettings(1, 1), batch_size=2) as pool:
         pooled = pool.extract(texts)
     for got in (pooled, ext.extract(texts, chunk_docs=3)):
         assert spans(got) == spans(alone)

@@ -5,10 +5,11 @@ JSON repair and metrics. ``load(model_dir)`` returns an object with
 from __future__ import annotations
 
 
-def load(model_dir, quantize: str | None = None):
+def load(model_dir, precision: str | None = None):
     """The extractor in ``model_dir`` (a train-extractor output, its model.tar.gz, or
-    ``"rules"`` for the seed-lexicon rules baseline, which needs no training); ``quantize``:
-    ``"int8"`` for dynamic int8 encoder weights on CPU (``artifact.quantize_int8``)."""
+    ``"rules"`` for the seed-lexicon rules baseline, which needs no training); ``precision``:
+    the encoder's arithmetic on CPU, ``fp32`` (default), ``bf16`` or ``int8``
+    (``clinical_ml.extraction.precision``)."""
     if str(model_dir) == "rules":
         from clinical_ml.extraction.rules import RulesExtractor
 
@@ -18,7 +19,7 @@ def load(model_dir, quantize: str | None = None):
     from clinical_ml.extraction.artifact import load as _load
 
     hf_logging.set_verbosity_error()
-    return _load(model_dir, quantize)
+    return _load(model_dir, precision)
 
 
 def finalize(text: str, annotation: dict, doc_id=None) -> dict:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from clinical_ml.extraction.modeldir import base_weights_dir, copy_base, schema_spec, write_common
+from clinical_ml.extraction.precision import check as check_precision, quantize_int8
 from clinical_ml.io import DataError, read_json, write_json
 from clinical_ml.notes.schema import ENTITY_LABELS, SCHEMA_VERSION
 
@@ -53,23 +54,7 @@ def save_encoder(extractor, out: str | Path, base_model: str, base_dir: Path,
     return out
 
 
-def quantize_int8(module):
-    """Dynamic int8 quantization of every ``nn.Linear`` (int8 weights per output channel,
-    activations quantized per batch). On 2 AVX2 cores the encoder runs 2-2.6x faster, and
-    lenient F1 moves by -2.4 to +0.2 points per corpus (``make bench-extract``): an opt-in
-    for throughput, not the default. CPU only."""
-    import warnings
-
-    import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig
-
-    with warnings.catch_warnings():  # torch.ao.quantization's deprecation notice (torchao)
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(
-            module, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
-
-
-def load_encoder(model_dir: Path, meta: dict, quantize: str | None = None):
+def load_encoder(model_dir: Path, meta: dict, precision: str | None = None):
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
@@ -91,14 +76,14 @@ def load_encoder(model_dir: Path, meta: dict, quantize: str | None = None):
         # LoRA folded into the base weights: the same function, without the adapter's extra
         # matmuls on every linear layer (inference only; training saves the adapter itself)
         encoder = PeftModel.from_pretrained(base, str(model_dir / "adapter")).merge_and_unload()
-    if quantize == "int8":
+    precision = check_precision(precision)
+    if precision == "int8":
         encoder = quantize_int8(encoder)
-    elif quantize not in (None, "none"):
-        raise DataError(f"quantize={quantize!r}: use 'int8' or none")
     # loaded weights are plain (an adapter is merged above): re-saving writes encoder/
     cfg = EncoderConfig(**{**meta["config"], "tuning": "full"})
     model = EncoderExtractorModel(encoder, cfg)
     model.heads.load_state_dict(load_file(str(model_dir / "heads.safetensors")))
+    model.bf16 = precision == "bf16"
     tok = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"))  # nosec B615 - local directory, offline
     gazetteer = read_json(model_dir / "gazetteer.json") if (model_dir / "gazetteer.json").is_file() else None
     return EncoderExtractor(model, tok, gazetteer=gazetteer)
@@ -112,10 +97,11 @@ def save_rules(extractor, out: str | Path, training: dict[str, Any] | None = Non
     return out
 
 
-def load(model_dir: str | Path, quantize: str | None = None):
+def load(model_dir: str | Path, precision: str | None = None):
     """An extractor with ``extract(texts) -> list[annotation dict]`` from a model directory
-    (or a directory holding ``model.tar.gz``, or the tarball itself). ``quantize="int8"``:
-    the encoder's linear layers in dynamic int8 (CPU batch extraction; other kinds ignore it)."""
+    (or a directory holding ``model.tar.gz``, or the tarball itself). ``precision``: the
+    encoder's arithmetic, fp32 (default), bf16 or int8 (``clinical_ml.extraction.precision``;
+    other kinds ignore it)."""
     from clinical_ml.io import resolve_model_dir
 
     model_dir = resolve_model_dir(model_dir)
@@ -125,7 +111,7 @@ def load(model_dir: str | Path, quantize: str | None = None):
                         "not 'extractor'; pass a train-extractor output directory")
     kind = meta.get("kind")
     if kind == "encoder":
-        ext = load_encoder(model_dir, meta, quantize)
+        ext = load_encoder(model_dir, meta, precision)
     elif kind == "rules":
         from clinical_ml.extraction.rules import RulesExtractor
 

@@ -23,6 +23,7 @@ from clinical_ml.extraction.bio import BIO_LABELS, LABEL2ID, decode_words, tags_
 from clinical_ml.extraction.gazetteer import Gazetteer
 from clinical_ml.extraction.negation import apply_negation
 from clinical_ml.extraction.optim import budgeted_schedule, optimizer_step
+from clinical_ml.extraction.precision import cpu_bf16
 from clinical_ml.extraction.propagate import propagate
 from clinical_ml.extraction.spans import by_length
 from clinical_ml.extraction.rules import add_attributes, link_nearest
@@ -97,13 +98,18 @@ class EncoderExtractorModel(nn.Module):
         self.encoder = encoder
         self.cfg = cfg
         self.heads = EncoderHeads(encoder.config.hidden_size, len(cfg.categories))
+        # the encoder's CPU matrix products in bf16 (``clinical_ml.extraction.precision``): a
+        # run-time setting, not saved; the heads and the span sums always run in fp32
+        self.bf16 = False
 
     def forward(self, batch: dict[str, torch.Tensor], category_weight: torch.Tensor | None = None) -> torch.Tensor:
         """The training loss: DDP synchronises gradients only for what runs through forward."""
         return loss_on_batch(self, batch, category_weight)
 
     def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return h.float()
 
     def pair_logits(self, h: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """pairs: (n, 6) = window, head start, head end, tail start, tail end (token idx), dist bucket."""
@@ -313,7 +319,7 @@ class EncoderExtractor:
             dev = next(self.model.encoder.parameters(), torch.empty(0)).device
             # the encoder may sit on a GPU (extract-notes on a GPU instance); the small heads
             # and the decoding stay on the CPU
-            h = self.model.hidden(b["input_ids"].to(dev), b["attention_mask"].to(dev)).float().cpu()
+            h = self.model.hidden(b["input_ids"].to(dev), b["attention_mask"].to(dev)).cpu()
             for k, ex in enumerate(chunk):
                 states[ex["key"]] = h[k, :len(ex["ids"])]
         out = []
@@ -500,10 +506,12 @@ HEAD_LR = 3e-3  # full fine-tuning: the freshly initialised heads still learn at
 
 def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epochs: float = 2.0,
         lr: float | None = None, batch_size: int = 8, seed: int = 0, max_steps: int | None = None,
-        accelerator=None, time_budget_s: float | None = None) -> dict[str, Any]:
+        accelerator=None, time_budget_s: float | None = None, bf16: bool | None = None) -> dict[str, Any]:
     """Train the encoder (all weights or its LoRA adapter) + heads; returns loss curve, tokens
     seen and tokens/s. ``lr`` is the encoder's (default ``default_lr``); the heads share it
-    under LoRA and get HEAD_LR under full fine-tuning.
+    under LoRA and get HEAD_LR under full fine-tuning. ``bf16``: the encoder's CPU forward and
+    backward under bf16 autocast (None: where the CPU does bf16 in hardware, ``cpu_bf16``; a
+    GPU's mixed precision is accelerate's); the model is left in fp32 for inference.
 
     Under DDP (``accelerator`` with several processes) ``batch_size`` is per rank: every rank
     draws the same global batches (``batch_size`` x ranks windows' worth of tokens, same seed)
@@ -539,6 +547,9 @@ def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epoc
     sched = budgeted_schedule(opt, total, time_budget_s, clock=sync.clock() if world > 1 else None)
     if accelerator is not None:
         model, opt = accelerator.prepare(model, opt)
+    core = model.module if hasattr(model, "module") else model
+    on_cpu = accelerator is None or accelerator.device.type == "cpu"
+    core.bf16 = use_bf16 = on_cpu and (cpu_bf16() if bf16 is None else bool(bf16))
     model.train()
     losses, tokens, step, windows_seen = [], 0, 0, 0
     pad = tokenizer.pad_token_id or 0
@@ -567,10 +578,11 @@ def fit(model: EncoderExtractorModel, tokenizer, train_docs: list[dict], *, epoc
             if stop:
                 break
     model.eval()
+    core.bf16 = False
     dt = max(time.time() - t0, 1e-9)
     out = {"steps": step, "losses": losses, "train_tokens": tokens,
            "train_tokens_per_s": round(tokens / dt, 1), "train_seconds": round(dt, 1),
-           "examples": len(examples)}
+           "examples": len(examples), "bf16_autocast": use_bf16}
     if world > 1:
         out["ranks"] = world
         out["ranks_in_sync"] = sync.replicas_agree(params)

@@ -33,6 +33,7 @@ import torch
 from clinical_ml.extraction.decoding import ground, parse_record
 from clinical_ml.extraction.modeldir import copy_base, write_common
 from clinical_ml.extraction.optim import budgeted_schedule, optimizer_step
+from clinical_ml.extraction.precision import cpu_bf16
 from clinical_ml.logs import get_logger
 from clinical_ml.notes.schema import (ATTRIBUTE_RELATIONS, ENTITY_LABELS, FINDING_LABELS, MEDICATION_FIELDS,
                                       OPTIONAL_MEDICATION_FIELDS, annotated_labels, compact_record,
@@ -241,15 +242,6 @@ def _collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str,
         mask[k, :len(seq)] = 1
         labels[k, len(p):len(seq)] = torch.tensor(t)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
-def cpu_bf16() -> bool:
-    """Whether this CPU does bf16 natively (AVX512-BF16 / AMX). Without it (an AVX2-only EPYC)
-    a SmolLM2 training step under bf16 autocast took 20x longer than in fp32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def fit_generative(ext: GenerativeExtractor, docs: list[dict], *, epochs: float = 1.0, lr: float = 1e-3,

@@ -3,7 +3,8 @@
 On a CPU the encoder's matrix products dominate. Two levers, measured by ``make bench-extract``
 on 200 real notes (docs/extraction.md "Throughput"):
 
-- ``quantize="int8"``: dynamic int8 linear layers (``artifact.quantize_int8``);
+- ``precision``: ``bf16`` autocast where the CPU does bf16 in hardware, or dynamic ``int8``
+  linear layers (``clinical_ml.extraction.precision``);
 - ``workers`` processes with ``threads`` intra-op threads each instead of one process with
   every core: small matrices scale badly over OpenMP threads (each op waits for its slowest
   thread, and on a busy host one of them is always late), independent processes do not.
@@ -29,7 +30,7 @@ _WORKER: Any = None  # the extractor of a worker process
 class PoolSettings:
     workers: int = 1
     threads: int = 1
-    quantize: str | None = None
+    precision: str = "fp32"
 
 
 def usable_cpus() -> int:
@@ -39,22 +40,22 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def _load(spec: str, threads: int, quantize: str | None):
+def _load(spec: str, threads: int, precision: str):
     import torch
 
     from clinical_ml.extraction import load
 
     torch.set_num_threads(max(1, threads))
-    ext = load(spec, quantize=quantize)
-    if quantize is None and torch.cuda.is_available() and hasattr(ext, "model"):
+    ext = load(spec, precision=precision)
+    if precision == "fp32" and torch.cuda.is_available() and hasattr(ext, "model"):
         ext.model.encoder.to("cuda")  # the encoder's windows on the GPU, decoding on the CPU
     return ext
 
 
-def _init_worker(spec: str, threads: int, quantize: str | None) -> None:
+def _init_worker(spec: str, threads: int, precision: str) -> None:
     global _WORKER
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    _WORKER = _load(spec, threads, quantize)
+    _WORKER = _load(spec, threads, precision)
 
 
 def _extract_batch(texts: list[str]) -> list[dict]:
@@ -80,14 +81,14 @@ class ExtractorPool:
                 self._scratch = tempfile.TemporaryDirectory(prefix="extractor-")
                 self.spec = str(resolve_model_dir(p, self._scratch.name))
             if read_json(Path(self.spec) / "metadata.json").get("kind") != "encoder":
-                settings = PoolSettings(1, settings.threads, None)  # rules/generative: one process
+                settings = PoolSettings(1, settings.threads)  # rules/generative: one process
         self.settings = settings
         if settings.workers <= 1:
-            self._local = _load(self.spec, settings.threads, settings.quantize)
+            self._local = _load(self.spec, settings.threads, settings.precision)
         else:
             ctx = mp.get_context("spawn")
             self._pool = ctx.Pool(settings.workers, initializer=_init_worker,
-                                  initargs=(self.spec, settings.threads, settings.quantize))
+                                  initargs=(self.spec, settings.threads, settings.precision))
 
     def extract(self, texts: list[str]) -> list[dict]:
         """Annotations in input order; batches are cut from the texts sorted by length (a
