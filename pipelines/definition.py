@@ -182,6 +182,7 @@ def _build(session, region: str, role: str, bucket: str, pipeline_name: str, kms
         arguments=["--kind", p.extractor_kind, "--base-model", p.extractor_base_model,
                    "--max-train-docs", p.extractor_max_train_docs.to_string(),
                    "--max-synthetic-docs", p.extractor_max_synthetic_docs.to_string(),
+                   "--oversample", p.extractor_oversample,
                    "--time-budget-s", p.extractor_train_seconds.to_string()],
         volume_kms=False)
     extractor_model = step_train_extractor.properties.ModelArtifacts.S3ModelArtifacts

@@ -177,3 +177,19 @@ def test_per_corpus_caps_limit_the_synthetic_notes_on_their_own():
     assert count(cap_per_corpus(docs, 0, seed=0, caps={"synthetic": 0}), "synthetic") == 60  # 0: all
     assert parse_args(["--max-synthetic-docs", "200"]).max_synthetic_docs == 200
     assert parse_args([]).max_synthetic_docs == -1
+
+
+def test_oversample_repeats_one_corpus_and_says_when_it_is_absent(caplog):
+    from clinical_ml.io import DataError
+    from training.train_extractor import oversample, parse_oversample
+
+    docs = [{"id": 1, "corpus": "maccrobat2020"}, {"id": 2, "corpus": "bc5cdr"}, {"id": 3}]
+    out = oversample(docs, parse_oversample("maccrobat2020=3"))
+    assert [d["id"] for d in out] == [1, 1, 1, 2, 3]
+    assert oversample(docs, parse_oversample("")) == docs
+    assert parse_oversample("maccrobat2020=2, synthetic=1") == {"maccrobat2020": 2, "synthetic": 1}
+    for bad in ("maccrobat2020", "maccrobat2020=0", "=2", "maccrobat2020=x"):
+        with pytest.raises(DataError, match="CORPUS=K"):
+            parse_oversample(bad)
+    assert oversample(docs, {"macrobat": 2}) == docs
+    assert "no training document of macrobat (corpora here: bc5cdr, maccrobat2020, synthetic)" in caplog.text

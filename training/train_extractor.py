@@ -73,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-synthetic-docs", type=int, default=-1,
                    help="at most N of the synthetic notes (-1: as --max-train-docs; 0: all): with real corpora "
                         "beside them, fewer template notes let the budget go to real text")
+    p.add_argument("--oversample", default="",
+                   help="CORPUS=K[,CORPUS=K]: each training document of CORPUS K times (after the caps); "
+                        "the pipeline passes maccrobat2020=2, its one corpus of clinical narrative")
     p.add_argument("--max-val-docs", type=int, default=10,
                    help="at most N validation documents of each corpus (a sanity figure: EvaluateExtractor "
                         "scores the test split; 20 of each cost the demo's CPU run 17 s)")
@@ -114,6 +117,29 @@ def cap_per_corpus(docs: list[dict], limit: int, seed: int, caps: dict[str, int]
         group, cap = by_corpus[name], (caps or {}).get(name, limit)
         out += rng.sample(group, cap) if cap and len(group) > cap else group
     return out
+
+
+def parse_oversample(spec: str) -> dict[str, int]:
+    """``"maccrobat2020=2,bc5cdr=1"`` -> {corpus: times}; a clear error for anything else."""
+    out: dict[str, int] = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        name, _, times = item.partition("=")
+        if not name or not times.isdigit() or int(times) < 1:
+            raise DataError(f"--oversample {spec!r}: write CORPUS=K with K a whole number >= 1 "
+                            "(e.g. maccrobat2020=2)")
+        out[name] = int(times)
+    return out
+
+
+def oversample(docs: list[dict], times: dict[str, int]) -> list[dict]:
+    """Each document of corpus C ``times[C]`` times, in place of once. A corpus named that no
+    document has is logged and skipped: the pipeline's default names MACCROBAT, which a run
+    without that corpus does not have."""
+    present = {d.get("corpus") or "synthetic" for d in docs}
+    if missing := sorted(set(times) - present):
+        log.warning("--oversample: no training document of %s (corpora here: %s); nothing repeated for it",
+                    ", ".join(missing), ", ".join(sorted(present)))
+    return [d for d in docs for _ in range(times.get(d.get("corpus") or "synthetic", 1))]
 
 
 def corpus_counts(docs: list[dict]) -> str:
@@ -237,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     all_train = load_docs([args.train] + args.extra_train, 0, args.seed)
     caps = {"synthetic": args.max_synthetic_docs} if args.max_synthetic_docs >= 0 else None
-    train_docs = cap_per_corpus(all_train, args.max_train_docs, args.seed, caps)
+    train_docs = oversample(cap_per_corpus(all_train, args.max_train_docs, args.seed, caps),
+                            parse_oversample(args.oversample))
     if not train_docs:
         raise DataError(f"{args.train}: no training notes")
     val_docs = load_docs([args.validation], args.max_val_docs, args.seed) if args.validation else []
