@@ -18,6 +18,8 @@ Resuming: notes are extracted in ``--checkpoint-every`` chunks, each renamed int
 ``extracted/.work-<shard>/`` when complete; a rerun of a killed shard reads back the ids of the
 complete chunks and of an existing ``part-<shard>.jsonl`` and extracts only the rest (partial
 temporary files are ignored), so the part holds each note once. A different model starts over.
+Chunks are written sorted by note id and the part is their streaming merge
+(``clinical_ml.notes.extracted.merge_sorted``): memory does not grow with the shard.
 
 Throughput: ``--workers`` processes x ``--threads`` intra-op threads (default one single-threaded
 worker per core on a CPU, one process on a GPU), ``--precision bf16`` (bf16 autocast, where the
@@ -42,17 +44,17 @@ with its own vocabulary. Logs say counts, never note text or patient identifiers
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from clinical_ml.io import DataError, atomic_path, iter_jsonl, localize, processing_dir, sha256_file, write_json
+from clinical_ml.io import DataError, atomic_path, localize, processing_dir, sha256_file, write_json
 from clinical_ml.extraction.precision import PRECISIONS
 from clinical_ml.logs import get_logger
+from clinical_ml.notes.extracted import id_key, merge_sorted, part_name, read_part_lines, shard_of_note, sorted_lines
 from clinical_ml.notes.noteevents import extract_parts, iter_extract_notes, read_admission_ids, read_reference_times
 
 log = get_logger("extract_notes")
@@ -107,31 +109,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------- ids, shards
-def id_key(v: Any) -> tuple:
-    """Sort/dedup key of a note id (ROW_IDs are ints; anything else sorts after, as text)."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        return (0, v)
-    return (1, str(v))
-
-
-def shard_of_note(note_id: Any, num_shards: int) -> int:
-    """Stable shard of a note id: same on every machine, run and Python version."""
-    if num_shards <= 1:
-        return 0
-    h = hashlib.sha256(f"note:{note_id}".encode()).hexdigest()[:12]
-    return int(h, 16) % num_shards
-
-
-def part_name(shard: int) -> str:
-    return f"part-{int(shard):05d}.jsonl"
-
-
-def read_part_lines(path: Path) -> Iterable[tuple[tuple, str]]:
-    """(id key, line) of each line of an extracted part (or chunk), newline-terminated."""
-    for _, obj, line in iter_jsonl(path, "delete the file and rerun the shard"):
-        yield id_key(obj.get("id")), line if line.endswith("\n") else line + "\n"
-
-
 def _nvidia_present() -> bool:
     """An NVIDIA driver's device node exists (a GPU instance or container)."""
     return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists()
@@ -217,9 +194,9 @@ def run_extraction(args: argparse.Namespace, parts: list[Path], out_dir: Path) -
         for (doc_id, text), ann in zip(pending, ext.extract([t for _, t in pending])):
             ann = finalize(text, ann, doc_id)
             ann.pop("category", None)  # the note's own category is known; not predicted here
-            lines.append(json.dumps(ann, ensure_ascii=False) + "\n")
-        with atomic_path(work / f"chunk-{next_chunk:06d}.jsonl") as tmp:
-            tmp.write_text("".join(lines), encoding="utf-8")
+            lines.append((id_key(doc_id), json.dumps(ann, ensure_ascii=False) + "\n"))
+        with atomic_path(work / f"chunk-{next_chunk:06d}.jsonl") as tmp:  # sorted: merged by streaming
+            tmp.write_text("".join(sorted_lines(lines)), encoding="utf-8")
         next_chunk += 1
         extracted += len(pending)
         pending.clear()
@@ -246,22 +223,16 @@ def run_extraction(args: argparse.Namespace, parts: list[Path], out_dir: Path) -
     seconds = time.time() - t0
     resumed = len(done & shard_keys)
 
-    merged: dict[tuple, str] = {}
-    for src in ([final] if final.exists() else []) + sorted(work.glob("chunk-*.jsonl")):
-        for key, line in read_part_lines(src):
-            if key in shard_keys and key not in merged:
-                merged[key] = line
-    with atomic_path(final) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for key in sorted(merged):
-            f.write(merged[key])
-    stats = {"shard": {"index": i, "count": k}, "notes": len(shard_keys), "written": len(merged),
+    written = merge_sorted(([final] if final.exists() else []) + sorted(work.glob("chunk-*.jsonl")),
+                           final, keep=shard_keys.__contains__)
+    stats = {"shard": {"index": i, "count": k}, "notes": len(shard_keys), "written": written,
              "resumed": resumed, "extracted": extracted, "seconds": round(seconds, 3),
              "model": args.model if args.model == "rules" else Path(args.model).name,
              "model_fingerprint": fingerprint, "sha256": sha256_file(final)}
     write_json(manifest_path, stats)
     shutil.rmtree(work, ignore_errors=True)
-    if len(merged) != len(shard_keys):
-        raise DataError(f"{final}: {len(shard_keys) - len(merged)} notes of shard {i} have no extraction; rerun the shard")
+    if written != len(shard_keys):
+        raise DataError(f"{final}: {len(shard_keys) - written} notes of shard {i} have no extraction; rerun the shard")
     log.info("extract-notes: shard %d/%d: %d notes (%d done before), extracted %d in %.1fs (%.2f notes/s) -> %s",
              i, k, len(shard_keys), stats["resumed"], extracted, seconds,
              extracted / seconds if seconds > 0 else 0.0, final.name)

@@ -484,3 +484,34 @@ def test_feature_functions_are_small_and_pure():
     assert parse_categories("Radiology, discharge SUMMARY,radiology") == ["discharge summary", "radiology"]
     with pytest.raises(DataError, match="--categories"):
         parse_categories(" , ")
+
+
+def test_parts_are_merged_by_streaming_in_rounds(tmp_path):
+    """merge_sorted: the id-sorted union of sorted chunks, each id once (the first source's
+    line wins), filtered, with at most fan_in files open per round; an unsorted chunk is refused."""
+    import json as _json
+    import random
+
+    from clinical_ml.io import DataError
+    from clinical_ml.notes.extracted import id_key, merge_sorted, sorted_lines
+
+    rng = random.Random(3)
+    ids = list(range(200)) + ["n-a", "n-b"]
+    chunks, expected = [], {}
+    for c in range(7):
+        picked = rng.sample(ids, 40)
+        lines = [(id_key(i), _json.dumps({"id": i, "chunk": c}) + "\n") for i in picked]
+        for key, line in lines:
+            expected.setdefault(key, line)
+        path = tmp_path / f"chunk-{c:06d}.jsonl"
+        path.write_text("".join(sorted_lines(lines)))
+        chunks.append(path)
+    keep = {k for k in expected if k[0] == 1 or k[1] % 3}
+    out = tmp_path / "part-00000.jsonl"
+    assert merge_sorted(chunks, out, keep=keep.__contains__, fan_in=2) == len(keep)
+    assert out.read_text() == "".join(expected[k] for k in sorted(keep))
+    assert not list(tmp_path.glob(".merge-*"))  # round files cleaned up
+    chunks[3].write_text('{"id": 5}\n{"id": 4}\n')
+    with pytest.raises(DataError, match="not sorted by note id"):
+        merge_sorted(chunks, tmp_path / "again.jsonl")
+    assert not (tmp_path / "again.jsonl").exists()  # nothing half-written

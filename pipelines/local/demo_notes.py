@@ -19,7 +19,7 @@ CHECK_NOTES = 64  # a fixed sample: enough notes to reach both shards, a few sec
 
 
 def _lines_by_id(folder: Path) -> dict[tuple, str]:
-    from processing.extract_notes import read_part_lines
+    from clinical_ml.notes.extracted import read_part_lines
 
     return {key: line for p in sorted(folder.glob("part-*.jsonl")) for key, line in read_part_lines(p)}
 
