@@ -66,7 +66,8 @@ DEMO_EXTRACTOR_DOCS = os.environ.get("CLINICAL_ML_DEMO_EXTRACTOR_DOCS", "400")
 DEMO_EXTRACTOR_SYNTHETIC_DOCS = os.environ.get("CLINICAL_ML_DEMO_EXTRACTOR_SYNTHETIC_DOCS", "200")
 # and for a fixed time: TrainExtractor may take 5.5 of the demo's 15 minutes (model load,
 # tokenizing and validation included), so the training loop gets 270 s: about 155 steps of
-# full fine-tuning on 2 cores (ExtractNotes needs 1.5 minutes, the 4 tuning trials 1.2). Real-
+# full fine-tuning on 2 busy AVX2 cores, 233 on a quiet AVX-512 EPYC, 387-408 there under bf16
+# autocast (AVX512-BF16; clinical_ml.extraction.precision) (ExtractNotes needs 1.5 minutes, the 4 tuning trials 1.2). Real-
 # text F1 rises steeply with steps here: at 240 s the gate read 0.749 (BC5CDR MEDICATION
 # 0.709), at 300 s 0.797 (0.840), but that fresh-clone demo took 15m40
 DEMO_EXTRACTOR_SECONDS = os.environ.get("CLINICAL_ML_DEMO_EXTRACTOR_SECONDS", "270")
