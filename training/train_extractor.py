@@ -34,10 +34,12 @@ import os
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from clinical_ml.io import DataError, write_json
 from clinical_ml.logs import get_logger
+from clinical_ml.notes.merge import corpus_of
 
 log = get_logger("train_extractor")
 
@@ -110,7 +112,7 @@ def cap_per_corpus(docs: list[dict], limit: int, seed: int, caps: dict[str, int]
     """At most ``limit`` documents of each corpus (0: all), ``caps[corpus]`` where given."""
     by_corpus: dict[str, list[dict]] = {}
     for d in docs:
-        by_corpus.setdefault(d.get("corpus") or "synthetic", []).append(d)
+        by_corpus.setdefault(corpus_of(d), []).append(d)
     rng = random.Random(seed)
     out = []
     for name in sorted(by_corpus):
@@ -135,17 +137,15 @@ def oversample(docs: list[dict], times: dict[str, int]) -> list[dict]:
     """Each document of corpus C ``times[C]`` times, in place of once. A corpus named that no
     document has is logged and skipped: the pipeline's default names MACCROBAT, which a run
     without that corpus does not have."""
-    present = {d.get("corpus") or "synthetic" for d in docs}
+    present = set(map(corpus_of, docs))
     if missing := sorted(set(times) - present):
         log.warning("--oversample: no training document of %s (corpora here: %s); nothing repeated for it",
                     ", ".join(missing), ", ".join(sorted(present)))
-    return [d for d in docs for _ in range(times.get(d.get("corpus") or "synthetic", 1))]
+    return [d for d in docs for _ in range(times.get(corpus_of(d), 1))]
 
 
 def corpus_counts(docs: list[dict]) -> str:
-    counts: dict[str, int] = {}
-    for d in docs:
-        counts[d.get("corpus") or "synthetic"] = counts.get(d.get("corpus") or "synthetic", 0) + 1
+    counts = Counter(map(corpus_of, docs))
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
