@@ -204,6 +204,20 @@ def test_abbreviations_and_repeats_take_the_tagged_label():
                                                               "text": "magnetic resonance imaging"}]) == {}
 
 
+
+def test_occurrences_are_the_whole_word_regex_matches():
+    """propagate finds repeats with str.find; the same spans as the word-bounded regex."""
+    import re
+
+    from clinical_ml.extraction.propagate import _occurrences
+
+    text = "aaaa aaa _aaa aaa_ aaa, (aaa)  Ca Ca2 ÉCa caé Ca-19 Ca\nCa"
+    for surface in ("aaa", "aa", "Ca", "a", "Ca-19", "(aaa)"):
+        want = [(m.start(), m.end()) for m in re.finditer(r"(?<![\w])" + re.escape(surface) + r"(?![\w])", text)]
+        assert list(_occurrences(text, surface)) == want, surface
+    assert list(_occurrences(text, "")) == []
+
+
 # ---------------------------------------------------------------- training loop pieces
 def test_length_batches_respect_the_token_budget_and_keep_every_window():
     import random
@@ -247,3 +261,8 @@ def test_gazetteer_keeps_only_reliably_annotated_names_and_fills_gaps():
     ents = Gazetteer(gz).add_to("Cisplatin and CISPLATIN-based aspirin", [
         {"start": 0, "end": 9, "label": "PROBLEM", "text": "Cisplatin", "negated": False}])
     assert [(e["label"], e["text"]) for e in ents] == [("PROBLEM", "Cisplatin"), ("MEDICATION", "CISPLATIN")]
+    # terms starting with punctuation or spanning tokens; "İ" lower-cases to two characters
+    gz2 = Gazetteer({"(r)-warfarin": "MEDICATION", "beta blocker": "MEDICATION", "renal failure": "PROBLEM"})
+    text = "İ (R)-warfarin, beta  blocker; acute renal failure and renal failures"
+    assert [(e["label"], e["text"]) for e in gz2.find(text)] == [
+        ("MEDICATION", "(R)-warfarin"), ("MEDICATION", "beta  blocker"), ("PROBLEM", "renal failure")]

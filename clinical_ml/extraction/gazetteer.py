@@ -82,24 +82,28 @@ class Gazetteer:
         self.terms = dict(terms)
         self._lookup = {normalize(t): lab for t, lab in self.terms.items()}
         self._max_tokens = max((len(_tokens(t)) for t in self._lookup), default=0)
+        # most token starts begin no term: skipped on their first token alone
+        self._first = {_TOKEN.match(t).group() for t in self._lookup if _TOKEN.match(t)}
 
     def _candidates(self, text: str) -> list[tuple[int, int, str]]:
         """(start, end, label): per label, the longest term at each token start, scanned left
         to right without overlap (as ``re.finditer`` of a longest-first alternation would)."""
         toks = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
-        low = text.lower()
         n = len(text)
         found: dict[str, list[tuple[int, int]]] = {}
         next_free: dict[str, int] = {}
         for i, (s, _) in enumerate(toks):
             if s > 0 and (text[s - 1].isalnum() or text[s - 1] == "_"):
                 continue
+            if text[s:toks[i][1]].lower() not in self._first:
+                continue
             best: dict[str, int] = {}
             for j in range(i, min(i + self._max_tokens, len(toks))):
                 e = toks[j][1]
                 if e < n and (text[e].isalnum() or text[e] == "_"):
                     continue
-                lab = self._lookup.get(" ".join(low[s:e].split()))
+                # slices lower-cased, not the whole text: "İ".lower() is two characters
+                lab = self._lookup.get(" ".join(text[s:e].lower().split()))
                 if lab is not None and s >= next_free.get(lab, 0):
                     best[lab] = e
             for lab, e in best.items():

@@ -54,9 +54,26 @@ def abbreviations(text: str, entities: list[dict]) -> dict[str, str]:
     return out
 
 
+def _is_word_char(ch: str) -> bool:
+    """``\\w`` of ``re`` on str patterns: a Unicode letter or digit, or ``_``."""
+    return ch.isalnum() or ch == "_"
+
+
 def _occurrences(text: str, surface: str):
-    for m in re.finditer(r"(?<![\w])" + re.escape(surface) + r"(?![\w])", text):
-        yield m.start(), m.end()
+    """Whole-word, case-sensitive occurrences of ``surface``, left to right, non-overlapping:
+    ``re.finditer(r"(?<!\\w)" + re.escape(surface) + r"(?!\\w)")`` without compiling a pattern
+    per name (a note names about 120: the compiles were a third of the decoding's time)."""
+    n, pos = len(surface), 0
+    while n:
+        s = text.find(surface, pos)
+        if s < 0:
+            return
+        e = s + n
+        if (s == 0 or not _is_word_char(text[s - 1])) and (e == len(text) or not _is_word_char(text[e])):
+            yield s, e
+            pos = e
+        else:
+            pos = s + 1
 
 
 def propagate(text: str, entities: list[dict]) -> list[dict]:
