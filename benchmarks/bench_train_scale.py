@@ -5,7 +5,10 @@ streaming path, side by side, each fit in a process of its own.
   validation), what ``train_task`` did before docs/outcomes.md "Training at size";
 - new: the training step's path, the Parquet parts in row batches (``batches.SplitParts``)
   into ``QuantileDMatrix`` (validation with ``ref=`` the training matrix), validation AUROC
-  from batched predictions.
+  from batched predictions;
+- extmem (``--paths old,new,extmem``): the same batches into ``ExtMemQuantileDMatrix``, XGBoost's
+  external-memory pages cached on disk beside the split (removed after the fit): does it keep
+  the peak flat where the in-memory quantised matrix grows?
 
 Data: a synthetic MIMIC-III (``clinical-ml synth --patients P --seed S``) built once into a
 decompensation task tree with hourly samples (``build-tasks --tasks decomp --sample-every 1``),
@@ -40,6 +43,7 @@ from bench_tasks import run_measured  # noqa: E402
 ROW_GROUP = 100_000  # build-tasks' COPY ... ROW_GROUP_SIZE
 JITTER = 0.01  # of each feature's standard deviation, copies k > 0
 TASK = "decomp"
+PATHS = ("old", "new", "extmem")
 
 
 def build_tree(work: Path, patients: int, seed: int) -> dict:
@@ -101,7 +105,7 @@ def tiled_split(tree: Path, work: Path, rows: int) -> Path:
 
 
 def child(path: str, train: Path, val: Path, max_rounds: int, nthread: int, seed: int) -> dict:
-    """One fit of ``path`` ("old" | "new"), timed by phase; runs in its own process."""
+    """One fit of ``path`` (``PATHS``), timed by phase; runs in its own process."""
     import numpy as np
     import xgboost as xgb
 
@@ -140,12 +144,28 @@ def child(path: str, train: Path, val: Path, max_rounds: int, nthread: int, seed
         feats = tr.features()
         y_tr, y_va = tr.labels(TASK), va.labels(TASK)
         lap("load_seconds")  # labels only
-        dtr, dva = M.quantile_matrices("binary", tr.batches(feats), y_tr, va.batches(feats), y_va, params)
+        if path == "new":
+            dtr, dva = M.quantile_matrices("binary", tr.batches(feats), y_tr, va.batches(feats), y_va, params)
+        else:  # extmem: the same batches into XGBoost's external-memory pages, cached on disk
+            import tempfile
+
+            from clinical_ml.outcomes.batches import RowBatches
+
+            cache = tempfile.mkdtemp(prefix="extmem-", dir=str(train.parent))
+            opts = {"missing": np.nan, "nthread": nthread, "max_bin": M.MAX_BIN}
+            dtr = xgb.ExtMemQuantileDMatrix(RowBatches(tr.batches(feats), y_tr, "train", f"{cache}/train"), **opts)
+            dva = xgb.ExtMemQuantileDMatrix(RowBatches(va.batches(feats), y_va, "val", f"{cache}/val"),
+                                            ref=dtr, **opts)
         lap("matrix_seconds")
         booster, info = M.train_xgboost(params, dtr, dva, max_rounds, max_rounds)
         lap("boost_seconds")
         p = M.predict_xgboost_batches("binary", booster, va.batches(feats), nthread)
         lap("predict_seconds")
+        if path == "extmem":
+            import shutil
+
+            del dtr, dva
+            shutil.rmtree(cache, ignore_errors=True)
     trained = len(info["curve"]["values"])
     return {"rows": len(y_tr), "val_rows": len(y_va), "features": len(feats), **phase,
             "rounds_trained": trained, "best_rounds": info["rounds"], "val_auroc": round(auroc(y_va, p), 5),
@@ -175,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-rounds", type=int, default=50)
     p.add_argument("--nthread", type=int, default=2)
     p.add_argument("--timeout", type=float, default=1800, help="seconds per fit")
-    p.add_argument("--child", choices=("old", "new"), help=argparse.SUPPRESS)
+    p.add_argument("--paths", default="old,new", help="fits to compare: old, new, extmem")
+    p.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     p.add_argument("--train", help=argparse.SUPPRESS)
     p.add_argument("--val", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
@@ -200,21 +221,24 @@ def main(argv: list[str] | None = None) -> int:
                               "load_average_at_start": [round(x, 1) for x in os.getloadavg()]},
                      "tree": tree_info, "sizes": {}}
     sizes = [int(x) for x in a.rows.split(",") if x]
+    paths = [x for x in a.paths.split(",") if x]
+    if set(paths) - set(PATHS):
+        raise SystemExit(f"--paths: unknown {sorted(set(paths) - set(PATHS))}; expected {', '.join(PATHS)}")
     for n in sizes:
         train = tiled_split(tree, work, n)
-        r = {path: measure(path, train, tree / "val", a, work) for path in ("old", "new")}
+        r = {path: measure(path, train, tree / "val", a, work) for path in paths}
         results["sizes"][str(n)] = r
         for path, m in r.items():
             print(f"[{n:,} rows] {path}: {m['seconds']} s wall, {m['cpu_seconds']} s CPU, peak "
                   f"{m['peak_rss_mib']} MiB, AUROC {m.get('val_auroc')}, "
                   f"{m.get('boost_seconds_per_1m_rows_per_round')} s / 1M rows / round", flush=True)
         write_json(a.out, results)
-    ok = [n for n in sizes if all("failed" not in results["sizes"][str(n)][p] for p in ("old", "new"))]
+    ok = [n for n in sizes if all("failed" not in results["sizes"][str(n)][p] for p in paths)]
     if len(ok) >= 2:
         lo, hi = str(min(ok)), str(max(ok))
         results["rss_mib_per_1m_rows"] = {
             path: round((results["sizes"][hi][path]["peak_rss_mib"] - results["sizes"][lo][path]["peak_rss_mib"])
-                        / ((int(hi) - int(lo)) / 1e6), 1) for path in ("old", "new")}
+                        / ((int(hi) - int(lo)) / 1e6), 1) for path in paths}
     results["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
     write_json(a.out, results)
     print(json.dumps({k: v for k, v in results.items() if k != "tree"}, indent=1))

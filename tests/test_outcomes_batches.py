@@ -159,6 +159,28 @@ def test_streamed_booster_matches_dmatrix_and_is_deterministic(larger):
     assert same.save_raw("json") == booster.save_raw("json")
 
 
+
+def test_external_memory_is_the_same_booster_and_leaves_no_pages(larger, tmp_path, monkeypatch):
+    """The training step's default (HyperParameters.external_memory): disk pages, same bytes."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the page folder goes
+    params = xgb_params("binary", HyperParameters(seed=0, nthread=1))
+    tr, va = SplitParts.open(larger / "train", "decomp"), SplitParts.open(larger / "val", "decomp")
+    feats = tr.features()
+    args = (tr.batches(feats, 4_096), tr.labels("decomp"), va.batches(feats, 4_096), va.labels("decomp"), params, 40, 5)
+    pages = []
+    real = M.quantile_matrices
+    monkeypatch.setattr(M, "quantile_matrices", lambda *a: pages.append(a[-1]) or real(*a))
+    in_memory, info = M.fit_xgboost_batches("binary", *args)
+    on_disk, info_disk = M.fit_xgboost_batches("binary", *args, external_memory=True)
+    assert pages[0] is None and pages[1] is not None and pages[1].startswith(str(tmp_path))
+    assert isinstance(info["rounds"], int) and info_disk["rounds"] == info["rounds"]
+    assert on_disk.save_raw("json") == in_memory.save_raw("json")
+    assert list(tmp_path.iterdir()) == []  # the page files went with the fit
+    assert HyperParameters().external_memory is True
+
+
 def test_label_count_mismatch_is_an_error(larger):
     src = SplitParts.open(larger / "val", "decomp")
     X, y = src.batches(src.features()), src.labels("decomp")

@@ -42,6 +42,14 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "auto"]
 
 
+def _flag(value: str) -> bool:
+    """A SageMaker hyperparameter's true/false (hyperparameters arrive as strings)."""
+    v = value.strip().lower()
+    if v not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return v in ("true", "1", "yes")
+
+
 def _opt(parser, name: str, **kw):
     """``--max-rounds`` also answers to ``--max_rounds`` (SageMaker hyperparameter keys)."""
     names = [f"--{name}"] + ([f"--{name.replace('-', '_')}"] if "-" in name else [])
@@ -82,6 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     _opt(p, "gru-batch-size", type=int, default=hp.gru_batch_size)
     _opt(p, "gru-lr", type=float, default=hp.gru_lr)
     _opt(p, "gru-device", default=None, help="cuda or cpu (default: cuda if available)")
+    _opt(p, "external-memory", type=_flag, default=hp.external_memory,
+         help="true: XGBoost's quantised rows in disk pages (flat peak RSS, the same booster); "
+              "false: in memory")
     return p.parse_args(argv)
 
 
@@ -95,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                          reg_alpha=args.reg_alpha, lr_c=args.lr_c,
                          gru_epochs=args.gru_epochs, gru_hidden=args.gru_hidden,
                          gru_batch_size=args.gru_batch_size, gru_lr=args.gru_lr,
-                         gru_device=args.gru_device)
+                         gru_device=args.gru_device, external_memory=args.external_memory)
     resources = read_resource_config()
     if len(resources["hosts"]) > 1:  # several instances: XGBoost only, each host reads its shard of the rows
         log.info("distributed XGBoost over %d hosts (this is %s)", len(resources["hosts"]), resources["current_host"])

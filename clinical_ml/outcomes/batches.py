@@ -143,8 +143,10 @@ class RowBatches(xgb.DataIter):
     """``xgboost.DataIter`` over ``batches`` with the matching slices of ``label``; XGBoost
     resets it for every pass it makes over the data (a QuantileDMatrix makes a few)."""
 
-    def __init__(self, batches: Batches, label: np.ndarray | None = None, where: str = "batches"):
-        super().__init__(release_data=True)
+    def __init__(self, batches: Batches, label: np.ndarray | None = None, where: str = "batches",
+                 cache_prefix: str | None = None):
+        # cache_prefix: where an ExtMemQuantileDMatrix keeps its pages (benchmarks/bench_train_scale.py)
+        super().__init__(cache_prefix=cache_prefix, release_data=True)
         self._batches, self._label, self._where = batches, label, where
         self._it: Iterator[np.ndarray] | None = None
         self._row = 0

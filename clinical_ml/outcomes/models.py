@@ -28,6 +28,8 @@ ihm; LOS uses their regression baseline, ordinary least squares on the same feat
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import warnings
 
 import numpy as np
@@ -62,22 +64,39 @@ def target_for_xgb(kind: str, y: np.ndarray) -> np.ndarray:
 
 
 def quantile_matrices(kind: str, train: Batches, y_tr: np.ndarray, val: Batches, y_va: np.ndarray,
-                      params: dict, where: tuple[str, str] = ("train", "val")) -> tuple[xgb.QuantileDMatrix, xgb.QuantileDMatrix]:
+                      params: dict, where: tuple[str, str] = ("train", "val"),
+                      cache_dir: str | None = None) -> tuple[xgb.QuantileDMatrix, xgb.QuantileDMatrix]:
     """Training and validation QuantileDMatrix from row batches; validation quantised with the
-    training cuts (``ref``), ``max_bin`` as the booster's (XGBoost's default 256)."""
+    training cuts (``ref``), ``max_bin`` as the booster's (XGBoost's default 256).
+
+    ``cache_dir``: external memory instead (``ExtMemQuantileDMatrix``), the quantised pages in
+    files there, read back page by page while boosting: the same booster byte for byte, and a
+    peak that stays flat in the rows (decompensation, 250 k -> 1 M rows: 1,035 -> 1,221 MiB,
+    against 1,431 -> 3,269 in memory; docs/outcomes.md "Training at size")."""
     opts = {"missing": np.nan, "nthread": params["nthread"], "max_bin": int(params.get("max_bin", MAX_BIN))}
-    dtr = xgb.QuantileDMatrix(RowBatches(train, target_for_xgb(kind, y_tr), where[0]), **opts)
-    dva = xgb.QuantileDMatrix(RowBatches(val, target_for_xgb(kind, y_va), where[1]), ref=dtr, **opts)
-    return dtr, dva
+    it_tr = RowBatches(train, target_for_xgb(kind, y_tr), where[0],
+                       None if cache_dir is None else os.path.join(cache_dir, "train"))
+    it_va = RowBatches(val, target_for_xgb(kind, y_va), where[1],
+                       None if cache_dir is None else os.path.join(cache_dir, "val"))
+    matrix = xgb.QuantileDMatrix if cache_dir is None else xgb.ExtMemQuantileDMatrix
+    dtr = matrix(it_tr, **opts)
+    return dtr, matrix(it_va, ref=dtr, **opts)
 
 
 def fit_xgboost_batches(kind: str, train: Batches, y_tr: np.ndarray, val: Batches, y_va: np.ndarray,
                         params: dict, max_rounds: int, early_stopping_rounds: int,
-                        where: tuple[str, str] = ("train", "val")) -> tuple[xgb.Booster, dict]:
+                        where: tuple[str, str] = ("train", "val"),
+                        external_memory: bool = False) -> tuple[xgb.Booster, dict]:
     """``fit_xgboost`` on row batches (``batches.SplitParts.batches``): the training features
-    are never one float matrix."""
-    dtr, dva = quantile_matrices(kind, train, y_tr, val, y_va, params, where)
-    return train_xgboost(params, dtr, dva, max_rounds, early_stopping_rounds)
+    are never one float matrix; with ``external_memory`` not even the quantised one (its pages
+    in a temporary folder, removed when the fit ends)."""
+    with (tempfile.TemporaryDirectory(prefix="xgb-pages-") if external_memory
+          else contextlib.nullcontext()) as cache:
+        dtr, dva = quantile_matrices(kind, train, y_tr, val, y_va, params, where, cache)
+        try:
+            return train_xgboost(params, dtr, dva, max_rounds, early_stopping_rounds)
+        finally:
+            del dtr, dva  # the page files are closed before their folder goes
 
 
 def fit_xgboost(kind: str, X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.ndarray,

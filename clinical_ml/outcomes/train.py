@@ -48,6 +48,9 @@ class HyperParameters:
     gru_batch_size: int = 64
     gru_lr: float = 1e-3
     gru_device: str | None = None  # None: cuda if available else cpu
+    # XGBoost's quantised rows in disk pages (ExtMemQuantileDMatrix): the same booster, a peak
+    # RSS flat in the rows; False: in memory (models.quantile_matrices)
+    external_memory: bool = True
     extra: dict = field(default_factory=dict)
 
 
@@ -102,7 +105,7 @@ def train_task(task: str, train_dir: Path, val_dir: Path, stage: Path, models: l
     if "xgboost" in models:
         t0 = time.perf_counter()
         booster, info = fit_split_xgboost(kind, src_tr, y_tr, src_va, y_va, feats, xgb_params(kind, hp),
-                                          hp.max_rounds, hp.early_stopping_rounds)
+                                          hp.max_rounds, hp.early_stopping_rounds, hp.external_memory)
         artifact.save_xgboost(booster, stage, task)
         summary["xgboost"] = {**info, "seconds": round(time.perf_counter() - t0, 3)}
         log.info("%s xgboost: %d rounds in %.1f s", task, info["rounds"], summary["xgboost"]["seconds"])
@@ -143,12 +146,13 @@ def train_task(task: str, train_dir: Path, val_dir: Path, stage: Path, models: l
 
 
 def fit_split_xgboost(kind: str, src_tr: SplitParts, y_tr, src_va: SplitParts, y_va, features: list[str],
-                      params: dict, max_rounds: int, early_stopping_rounds: int) -> tuple:
+                      params: dict, max_rounds: int, early_stopping_rounds: int,
+                      external_memory: bool = False) -> tuple:
     """XGBoost fed from the splits' Parquet parts in row batches, and (binary tasks) its
     validation AUROC from batched predictions: (booster, info)."""
     booster, info = M.fit_xgboost_batches(kind, src_tr.batches(features), y_tr, src_va.batches(features),
                                           y_va, params, max_rounds, early_stopping_rounds,
-                                          where=(src_tr.where, src_va.where))
+                                          where=(src_tr.where, src_va.where), external_memory=external_memory)
     if kind == "binary":  # the tuning objective (validation:ihm_auroc) and its siblings
         info["val_auroc"] = auroc(y_va, M.predict_xgboost_batches(kind, booster, src_va.batches(features),
                                                                   nthread=params["nthread"]))
