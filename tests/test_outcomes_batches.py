@@ -161,7 +161,7 @@ def test_streamed_booster_matches_dmatrix_and_is_deterministic(larger):
 
 
 def test_external_memory_is_the_same_booster_and_leaves_no_pages(larger, tmp_path, monkeypatch):
-    """The training step's default (HyperParameters.external_memory): disk pages, same bytes."""
+    """The training step's pages for large splits (HyperParameters.external_memory): same bytes."""
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the page folder goes
@@ -178,7 +178,10 @@ def test_external_memory_is_the_same_booster_and_leaves_no_pages(larger, tmp_pat
     assert isinstance(info["rounds"], int) and info_disk["rounds"] == info["rounds"]
     assert on_disk.save_raw("json") == in_memory.save_raw("json")
     assert list(tmp_path.iterdir()) == []  # the page files went with the fit
-    assert HyperParameters().external_memory is True
+    # the training step decides by size unless told
+    assert HyperParameters().external_memory is None
+    assert not M.external_memory_for(20_000, 205) and M.external_memory_for(100_000, 205)
+    assert M.external_memory_for(20_000, 205, True) and not M.external_memory_for(10**7, 205, False)
 
 
 def test_label_count_mismatch_is_an_error(larger):
@@ -205,6 +208,11 @@ def test_models_xgboost_never_reads_a_full_frame(tmp_path, monkeypatch):
     assert cli.main([*args, "--model-dir", str(tmp_path / "m"), "--models", "xgboost"]) == 0
     assert calls == []
     assert (tmp_path / "m" / "decomp" / "xgboost.json").is_file()
+    # pages on disk asked for by the SageMaker-style hyperparameter: the same boosters
+    assert cli.main([*args, "--model-dir", str(tmp_path / "m-ext"), "--models", "xgboost",
+                     "--external_memory", "true"]) == 0
+    for task in ("ihm", "decomp", "pheno"):
+        assert (tmp_path / "m-ext" / task / "xgboost.json").read_bytes() == (tmp_path / "m" / task / "xgboost.json").read_bytes()
     monkeypatch.undo()  # the patched name is where the frames come from: LR asks for them
     seen: list[str] = []
     real = D.load_task

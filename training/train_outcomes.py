@@ -42,12 +42,12 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "auto"]
 
 
-def _flag(value: str) -> bool:
-    """A SageMaker hyperparameter's true/false (hyperparameters arrive as strings)."""
+def _auto_flag(value: str) -> bool | None:
+    """A SageMaker hyperparameter's auto/true/false (hyperparameters arrive as strings)."""
     v = value.strip().lower()
-    if v not in ("true", "false", "1", "0", "yes", "no"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-    return v in ("true", "1", "yes")
+    if v not in ("auto", "true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected auto, true or false, got {value!r}")
+    return None if v == "auto" else v in ("true", "1", "yes")
 
 
 def _opt(parser, name: str, **kw):
@@ -90,9 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     _opt(p, "gru-batch-size", type=int, default=hp.gru_batch_size)
     _opt(p, "gru-lr", type=float, default=hp.gru_lr)
     _opt(p, "gru-device", default=None, help="cuda or cpu (default: cuda if available)")
-    _opt(p, "external-memory", type=_flag, default=hp.external_memory,
+    _opt(p, "external-memory", type=_auto_flag, default=hp.external_memory,
          help="true: XGBoost's quantised rows in disk pages (flat peak RSS, the same booster); "
-              "false: in memory")
+              "false: in memory; auto (default): pages from ~100 k training rows")
     return p.parse_args(argv)
 
 

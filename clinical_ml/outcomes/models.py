@@ -63,6 +63,17 @@ def target_for_xgb(kind: str, y: np.ndarray) -> np.ndarray:
     return y
 
 
+# rows x features from which the training step boosts from disk pages: ~100 k rows of the 205
+# task features, where the in-memory quantised matrix passes ~250 MB. Below it the pages cost
+# more than they save (the demo's tuning trials, 1-3 k rows a fit: 40% slower with them)
+EXTMEM_MIN_VALUES = 20_000_000
+
+
+def external_memory_for(rows: int, n_features: int, setting: bool | None = None) -> bool:
+    """``setting`` when given, else whether the training matrix is large enough for pages."""
+    return setting if setting is not None else rows * n_features >= EXTMEM_MIN_VALUES
+
+
 def quantile_matrices(kind: str, train: Batches, y_tr: np.ndarray, val: Batches, y_va: np.ndarray,
                       params: dict, where: tuple[str, str] = ("train", "val"),
                       cache_dir: str | None = None) -> tuple[xgb.QuantileDMatrix, xgb.QuantileDMatrix]:

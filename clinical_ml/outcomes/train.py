@@ -49,8 +49,8 @@ class HyperParameters:
     gru_lr: float = 1e-3
     gru_device: str | None = None  # None: cuda if available else cpu
     # XGBoost's quantised rows in disk pages (ExtMemQuantileDMatrix): the same booster, a peak
-    # RSS flat in the rows; False: in memory (models.quantile_matrices)
-    external_memory: bool = True
+    # RSS flat in the rows; False: in memory; None: by size (models.external_memory_for)
+    external_memory: bool | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -105,7 +105,8 @@ def train_task(task: str, train_dir: Path, val_dir: Path, stage: Path, models: l
     if "xgboost" in models:
         t0 = time.perf_counter()
         booster, info = fit_split_xgboost(kind, src_tr, y_tr, src_va, y_va, feats, xgb_params(kind, hp),
-                                          hp.max_rounds, hp.early_stopping_rounds, hp.external_memory)
+                                          hp.max_rounds, hp.early_stopping_rounds,
+                                          M.external_memory_for(src_tr.rows, len(feats), hp.external_memory))
         artifact.save_xgboost(booster, stage, task)
         summary["xgboost"] = {**info, "seconds": round(time.perf_counter() - t0, 3)}
         log.info("%s xgboost: %d rounds in %.1f s", task, info["rounds"], summary["xgboost"]["seconds"])
