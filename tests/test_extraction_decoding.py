@@ -36,8 +36,8 @@ def test_bc5cdr_only_batch_leaves_dose_logits_untouched():
     every tag competes, which is what teaches BC5CDR's "creatinine" apart from a note's lab."""
     from types import SimpleNamespace
 
-    from clinical_ml.extraction.encoder import (EncoderConfig, EncoderHeads, collate, loss_on_batch,
-                                                training_examples)
+    from clinical_ml.extraction.encoder import EncoderConfig, EncoderHeads, collate, loss_on_batch
+    from clinical_ml.extraction.encoder_training import training_examples
 
     tok = _tokenizer()
     text = "Lithium 600 mg induced nephrogenic diabetes insipidus."
@@ -83,7 +83,8 @@ def test_bc5cdr_only_batch_leaves_dose_logits_untouched():
 
 
 def test_category_only_notes_give_no_tag_targets():
-    from clinical_ml.extraction.encoder import EncoderConfig, training_examples
+    from clinical_ml.extraction.encoder import EncoderConfig
+    from clinical_ml.extraction.encoder_training import training_examples
 
     ex = training_examples(_tokenizer(), {"id": 1, "text": "Aspirin daily.", "entities": [], "relations": [],
                                           "spans_annotated": False}, EncoderConfig())

@@ -53,8 +53,8 @@ def test_encoder_step_lowers_loss_and_round_trips(tiny_bert, tmp_path, tuning):
 
     from clinical_ml.extraction import load
     from clinical_ml.extraction.artifact import save_encoder
-    from clinical_ml.extraction.encoder import (EncoderConfig, EncoderExtractor, build_model, collate,
-                                                loss_on_batch, training_examples)
+    from clinical_ml.extraction.encoder import EncoderConfig, EncoderExtractor, collate, loss_on_batch
+    from clinical_ml.extraction.encoder_training import build_model, training_examples
 
     docs = toy_documents(8)
     tok = AutoTokenizer.from_pretrained(str(tiny_bert))
@@ -99,7 +99,8 @@ def test_encoder_fit_learns_toy_notes(tiny_bert):
     """A few dozen steps on template notes must beat chance clearly (sanity of the whole loop)."""
     from transformers import AutoTokenizer
 
-    from clinical_ml.extraction.encoder import EncoderConfig, EncoderExtractor, build_model, fit
+    from clinical_ml.extraction.encoder import EncoderConfig, EncoderExtractor
+    from clinical_ml.extraction.encoder_training import build_model, fit
     from clinical_ml.extraction.metrics import evaluate
 
     tok = AutoTokenizer.from_pretrained(str(tiny_bert))
@@ -118,7 +119,8 @@ def test_frozen_bottom_gets_no_update_and_the_top_trains(tiny_bert):
     fit, layer 1 and the heads move; a depth beyond the encoder's is refused."""
     from transformers import AutoTokenizer
 
-    from clinical_ml.extraction.encoder import EncoderConfig, build_model, fit
+    from clinical_ml.extraction.encoder import EncoderConfig
+    from clinical_ml.extraction.encoder_training import build_model, fit
 
     tok = AutoTokenizer.from_pretrained(str(tiny_bert))
     model = build_model(str(tiny_bert), EncoderConfig(max_length=64, frozen_layers=1))
@@ -139,7 +141,8 @@ def test_bf16_training_autocasts_the_encoder_and_leaves_an_fp32_model(tiny_bert,
     trained model comes back in fp32 inference mode (precision is chosen when loading)."""
     from transformers import AutoTokenizer
 
-    from clinical_ml.extraction.encoder import EncoderConfig, build_model, fit
+    from clinical_ml.extraction.encoder import EncoderConfig
+    from clinical_ml.extraction.encoder_training import build_model, fit
 
     tok = AutoTokenizer.from_pretrained(str(tiny_bert))
     model = build_model(str(tiny_bert), EncoderConfig(max_length=64))
@@ -156,7 +159,8 @@ def test_bf16_training_autocasts_the_encoder_and_leaves_an_fp32_model(tiny_bert,
 def test_encoder_odd_inputs(tiny_bert, text):
     from transformers import AutoTokenizer
 
-    from clinical_ml.extraction.encoder import EncoderConfig, EncoderExtractor, build_model
+    from clinical_ml.extraction.encoder import EncoderConfig, EncoderExtractor
+    from clinical_ml.extraction.encoder_training import build_model
 
     tok = AutoTokenizer.from_pretrained(str(tiny_bert))
     ext = EncoderExtractor(build_model(str(tiny_bert), EncoderConfig(max_length=128)).eval(), tok, batch_size=64)
@@ -211,7 +215,7 @@ def test_generative_retrieval_shortens_prompts(tiny_llama):
 
 
 def test_category_weights_balance_a_skewed_category_set():
-    from clinical_ml.extraction.encoder import category_weights
+    from clinical_ml.extraction.encoder_training import category_weights
 
     examples = [{"category": 0}] * 6 + [{"category": 1}] * 2 + [{"category": -100}] * 3
     w = category_weights(examples, 2)
@@ -226,8 +230,8 @@ def test_category_only_notes_give_no_tag_loss(tiny_bert):
     all ignored, and a batch of them has a finite loss with gradients on the category head."""
     from transformers import AutoTokenizer
 
-    from clinical_ml.extraction.encoder import (EncoderConfig, build_model, collate, loss_on_batch,
-                                                training_examples)
+    from clinical_ml.extraction.encoder import EncoderConfig, collate, loss_on_batch
+    from clinical_ml.extraction.encoder_training import build_model, training_examples
 
     tok = AutoTokenizer.from_pretrained(str(tiny_bert))
     model = build_model(str(tiny_bert), EncoderConfig(max_length=64, overlap=8, categories=["A", "B"]))
@@ -250,7 +254,8 @@ def test_encoder_fills_attributes_from_patterns_beside_its_medications(tiny_bert
     drug in its sentence is left alone; ``attribute_patterns=False`` turns it off."""
     from transformers import AutoTokenizer
 
-    from clinical_ml.extraction.encoder import EncoderConfig, EncoderExtractor, build_model
+    from clinical_ml.extraction.encoder import EncoderConfig, EncoderExtractor
+    from clinical_ml.extraction.encoder_training import build_model
 
     tok = AutoTokenizer.from_pretrained(str(tiny_bert))
     text = "Started metoprolol 25 mg PO BID for rate control.\nGlucose 100 mg/dL this morning."

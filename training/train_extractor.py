@@ -180,7 +180,8 @@ def train_encoder(args, train_docs: list[dict], all_train: list[dict], accelerat
     from transformers import AutoTokenizer
 
     from clinical_ml.extraction.base_models import resolve
-    from clinical_ml.extraction.encoder import EncoderConfig, EncoderExtractor, build_model, fit
+    from clinical_ml.extraction.encoder import EncoderConfig, EncoderExtractor
+    from clinical_ml.extraction.encoder_training import build_model, fit
     from clinical_ml.extraction.gazetteer import fit_gazetteer
 
     base = args.base_model or "minilm"
