@@ -104,6 +104,52 @@ def test_parse_record_fills_fields_a_partial_target_leaves_out():
     assert parse_record('{"problems":[{"name":"fever"}],"labs":[]}')[1] is False
 
 
+
+def test_a_repeated_item_is_found_and_the_record_goes_on_with_the_next_section():
+    from clinical_ml.extraction.decoding import next_section, parse_record, repeated_item
+
+    loop = '{"medications":[{"name":"dopamine"},{"name":"labetalol"},{"name":"dopamine"}'
+    assert repeated_item(loop) == loop.rindex('{"name":"dopamine"}')
+    # the same name in another section, or with another negation, is no repeat
+    assert repeated_item('{"medications":[{"name":"x"}],"problems":[{"name":"x","negated":false}') is None
+    assert repeated_item('{"problems":[{"name":"x","negated":false},{"name":"x","negated":true}') is None
+    assert repeated_item('{"problems":[') is None and repeated_item("no json") is None
+    sections = ["medications", "problems", "tests"]
+    text, done = next_section(loop, repeated_item(loop), sections)
+    assert not done and text == '{"medications":[{"name":"dopamine"},{"name":"labetalol"}],"problems":['
+    last = '{"medications":[],"tests":[{"name":"ecg","negated":false},{"name":"ecg","negated":false}'
+    text, done = next_section(last, repeated_item(last), sections)
+    assert done and parse_record(text)[1] and parse_record(text)[0]["tests"] == [{"name": "ecg", "negated": False}]
+
+
+def test_write_records_writes_on_after_a_loop(ext, monkeypatch):
+    """A looping row is cut, its section closed, and prompted again from the next section."""
+    from clinical_ml.extraction.decoding import parse_record
+
+    script = [['{"medications":[{"name":"a"},{"name":"a"}', '{"medications":[],"problems":[]}'],
+              ['{"name":"fever","negated":false}],"tests":[],"procedures":[]}']]
+    calls = []
+
+    def fake(prompts, written=None):
+        calls.append((list(prompts), list(written)))
+        return script[len(calls) - 1]
+
+    monkeypatch.setattr(ext, "generate", fake)
+    monkeypatch.setattr(type(ext), "labels", property(lambda self: tuple(SYNTHETIC)))
+    out = ext.write_records(["P1", "P2"])
+    assert calls[1] == (['P1{"medications":[{"name":"a"}],"problems":['], ['{"medications":[{"name":"a"}],"problems":['])
+    assert out[1] == '{"medications":[],"problems":[]}'
+    rec, valid, _ = parse_record(out[0])
+    assert valid and [m["name"] for m in rec["medications"]] == ["a"] and rec["problems"][0]["name"] == "fever"
+
+
+def test_generation_stops_where_the_record_repeats_an_item(ext):
+    free = ext.generate(["Aspirin for pain."])[0]
+    stopped = ext.generate(["Aspirin for pain."], written=['{"problems":[{"name":"a"},{"name":"a"}'])[0]
+    n = lambda t: len(ext.tokenizer(t, add_special_tokens=False)["input_ids"])  # noqa: E731
+    assert n(free) > 1 and n(stopped) <= 1
+
+
 def test_fit_records_the_trained_fields_and_inference_asks_for_them(tiny_llama, tmp_path):
     from clinical_ml.extraction import load
     from clinical_ml.extraction.generative import (GenConfig, build_generative, fit_generative,

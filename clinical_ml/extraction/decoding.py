@@ -5,7 +5,10 @@
   last complete value, close open brackets, coerce to the schema) and say so, so validity is
   *reported*, never hidden;
 - ``ground(text, record)``: find the record's strings in the note to produce entity spans with
-  offsets and the medication relations (the generative model writes names, not offsets).
+  offsets and the medication relations (the generative model writes names, not offsets);
+- ``repeated_item(text)`` / ``next_section(text, cut, sections)``: where a record being written
+  repeats an item of its current section, and the record cut there with the next section
+  opened (the generative model's decoding loop, ``GenerativeExtractor.write_records``).
 """
 from __future__ import annotations
 
@@ -17,6 +20,34 @@ from clinical_ml.notes.schema import (ATTRIBUTE_RELATIONS, FINDING_LABELS, MEDIC
                                       complete_record, empty_record, normalize, record_errors)
 
 _CLOSE = {"{": "}", "[": "]"}
+_SECTION = re.compile(r'"(medications|problems|tests|procedures)"\s*:\s*\[')
+_ITEM = re.compile(r"\{[^{}]*\}")
+
+
+def repeated_item(text: str) -> int | None:
+    """The offset where ``text``, a record being written, repeats an earlier item of its current
+    (last opened) section exactly; None if its last item is new. Records never hold the same item
+    twice (``record_from_annotations`` merges them), so a repeat is the greedy decoding of a
+    small model stuck in a loop: on MACCROBAT case reports SmolLM2 wrote "antihypertensive" 20
+    times and ran out of tokens before closing the JSON or reaching tests and procedures."""
+    sections = list(_SECTION.finditer(text))
+    if not sections:
+        return None
+    items = list(_ITEM.finditer(text, sections[-1].end()))
+    if len(items) >= 2 and items[-1].group() in {m.group() for m in items[:-1]}:
+        return items[-1].start()
+    return None
+
+
+def next_section(text: str, cut: int, sections: list[str]) -> tuple[str, bool]:
+    """(``text`` cut at ``cut`` with its current section closed, whether the record is done): the
+    next of ``sections`` (the order the model writes them) opened, or the record closed after
+    the last one."""
+    found = list(_SECTION.finditer(text, 0, cut))
+    current = found[-1].group(1) if found else None
+    head = text[:cut].rstrip().rstrip(",")
+    rest = sections[sections.index(current) + 1:] if current in sections else []
+    return (head + f'],"{rest[0]}":[', False) if rest else (head + "]}", True)
 
 
 def _json_candidates(s: str) -> list[str]:

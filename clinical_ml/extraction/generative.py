@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from clinical_ml.extraction.decoding import ground, parse_record
+from clinical_ml.extraction.decoding import ground, next_section, parse_record, repeated_item
 from clinical_ml.extraction.modeldir import copy_base, write_common
 from clinical_ml.extraction.optim import budgeted_schedule, optimizer_step
 from clinical_ml.extraction.precision import cpu_bf16
@@ -184,14 +184,48 @@ class GenerativeExtractor:
 
     # -------------------------------------------------------------- inference
     @torch.no_grad()
-    def generate(self, prompts: list[str]) -> list[str]:
+    def generate(self, prompts: list[str], written: list[str] | None = None) -> list[str]:
+        """Greedy continuations of ``prompts``; with ``written`` (the record text each prompt
+        already ends with) a row also stops when its record repeats an item (``repeated_item``)."""
+        from transformers import StoppingCriteriaList
+
         tok = self.tokenizer
         tok.padding_side = "left"
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
                   return_token_type_ids=False)
+        n = enc["input_ids"].shape[1]
+        stop = None
+        if written is not None:
+            def repeats(input_ids: torch.Tensor, scores, **_: Any) -> torch.Tensor:
+                texts = tok.batch_decode(input_ids[:, n:], skip_special_tokens=True)
+                return torch.tensor([repeated_item(w + t) is not None for w, t in zip(written, texts)])
+            stop = StoppingCriteriaList([repeats])
         out = self.model.generate(**enc, max_new_tokens=self.cfg.max_new_tokens, do_sample=False,
-                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                                  stopping_criteria=stop)
+        return tok.batch_decode(out[:, n:], skip_special_tokens=True)
+
+    def write_records(self, prompts: list[str]) -> list[str]:
+        """The record text for each prompt. A row whose record repeats an item is cut before the
+        repeat, its section closed and the next one opened, and written on from there (at most one
+        round per section): a loop costs that section's tail, not the rest of the record."""
+        sections = (["medications"] if "MEDICATION" in self.labels else []) + \
+            [sec for lab, sec in FINDING_LABELS.items() if lab in self.labels]
+        texts, todo = [""] * len(prompts), list(range(len(prompts)))
+        for _ in range(max(1, len(sections))):
+            raws = self.generate([prompts[i] + texts[i] for i in todo], [texts[i] for i in todo])
+            again = []
+            for i, raw in zip(todo, raws):
+                texts[i] += raw
+                cut = repeated_item(texts[i])
+                if cut is not None:
+                    texts[i], done = next_section(texts[i], cut, sections)
+                    if not done:
+                        again.append(i)
+            if not again:
+                break
+            todo = again
+        return texts
 
     def extract(self, texts: list[str], batch_size: int = 4) -> list[dict]:
         self.model.eval()
@@ -200,7 +234,7 @@ class GenerativeExtractor:
             chunk = [t or "" for t in texts[i:i + batch_size]]
             visible = [self.visible_text(self.reduce(t)) for t in chunk]
             prompts = [self.prompt(v) for v in visible]
-            raws = self.generate(prompts)
+            raws = self.write_records(prompts)
             for text, prompt, raw in zip(chunk, prompts, raws):
                 record, valid, repaired = parse_record(raw)
                 ents, rels = ground(text, record)
