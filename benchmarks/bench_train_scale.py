@@ -144,24 +144,20 @@ def child(path: str, train: Path, val: Path, max_rounds: int, nthread: int, seed
         feats = tr.features()
         y_tr, y_va = tr.labels(TASK), va.labels(TASK)
         lap("load_seconds")  # labels only
-        if path == "new":
-            dtr, dva = M.quantile_matrices("binary", tr.batches(feats), y_tr, va.batches(feats), y_va, params)
-        else:  # extmem: the same batches into XGBoost's external-memory pages, cached on disk
+        # extmem: the same batches into XGBoost's external-memory pages, cached on disk
+        cache = None
+        if path == "extmem":
             import tempfile
 
-            from clinical_ml.outcomes.batches import RowBatches
-
             cache = tempfile.mkdtemp(prefix="extmem-", dir=str(train.parent))
-            opts = {"missing": np.nan, "nthread": nthread, "max_bin": M.MAX_BIN}
-            dtr = xgb.ExtMemQuantileDMatrix(RowBatches(tr.batches(feats), y_tr, "train", f"{cache}/train"), **opts)
-            dva = xgb.ExtMemQuantileDMatrix(RowBatches(va.batches(feats), y_va, "val", f"{cache}/val"),
-                                            ref=dtr, **opts)
+        dtr, dva = M.quantile_matrices("binary", tr.batches(feats), y_tr, va.batches(feats), y_va, params,
+                                       cache_dir=cache)
         lap("matrix_seconds")
         booster, info = M.train_xgboost(params, dtr, dva, max_rounds, max_rounds)
         lap("boost_seconds")
         p = M.predict_xgboost_batches("binary", booster, va.batches(feats), nthread)
         lap("predict_seconds")
-        if path == "extmem":
+        if cache:
             import shutil
 
             del dtr, dva

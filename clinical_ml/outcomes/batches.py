@@ -145,7 +145,7 @@ class RowBatches(xgb.DataIter):
 
     def __init__(self, batches: Batches, label: np.ndarray | None = None, where: str = "batches",
                  cache_prefix: str | None = None):
-        # cache_prefix: where an ExtMemQuantileDMatrix keeps its pages (benchmarks/bench_train_scale.py)
+        # cache_prefix: where an ExtMemQuantileDMatrix keeps its pages (models.quantile_matrices)
         super().__init__(cache_prefix=cache_prefix, release_data=True)
         self._batches, self._label, self._where = batches, label, where
         self._it: Iterator[np.ndarray] | None = None
