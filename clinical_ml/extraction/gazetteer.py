@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from typing import Iterable
 
-from clinical_ml.extraction.spans import add_uncovered
+from clinical_ml.extraction.spans import add_uncovered, is_word_char
 from clinical_ml.notes.schema import annotated_labels, normalize
 
 GAZETTEER_LABELS = ("MEDICATION", "PROBLEM")
@@ -93,14 +93,14 @@ class Gazetteer:
         found: dict[str, list[tuple[int, int]]] = {}
         next_free: dict[str, int] = {}
         for i, (s, _) in enumerate(toks):
-            if s > 0 and (text[s - 1].isalnum() or text[s - 1] == "_"):
+            if s > 0 and is_word_char(text[s - 1]):
                 continue
             if text[s:toks[i][1]].lower() not in self._first:
                 continue
             best: dict[str, int] = {}
             for j in range(i, min(i + self._max_tokens, len(toks))):
                 e = toks[j][1]
-                if e < n and (text[e].isalnum() or text[e] == "_"):
+                if e < n and is_word_char(text[e]):
                     continue
                 # slices lower-cased, not the whole text: "İ".lower() is two characters
                 lab = self._lookup.get(" ".join(text[s:e].lower().split()))

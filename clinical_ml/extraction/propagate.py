@@ -17,6 +17,8 @@ from __future__ import annotations
 import bisect
 import re
 
+from clinical_ml.extraction.spans import is_word_char
+
 _DEFINITION = re.compile(r"\(\s*([A-Za-z][A-Za-z0-9\-]{1,9})\s*[);,]")
 MIN_REPEAT_CHARS = 3
 
@@ -54,11 +56,6 @@ def abbreviations(text: str, entities: list[dict]) -> dict[str, str]:
     return out
 
 
-def _is_word_char(ch: str) -> bool:
-    """``\\w`` of ``re`` on str patterns: a Unicode letter or digit, or ``_``."""
-    return ch.isalnum() or ch == "_"
-
-
 def _occurrences(text: str, surface: str):
     """Whole-word, case-sensitive occurrences of ``surface``, left to right, non-overlapping:
     ``re.finditer(r"(?<!\\w)" + re.escape(surface) + r"(?!\\w)")`` without compiling a pattern
@@ -69,7 +66,7 @@ def _occurrences(text: str, surface: str):
         if s < 0:
             return
         e = s + n
-        if (s == 0 or not _is_word_char(text[s - 1])) and (e == len(text) or not _is_word_char(text[e])):
+        if (s == 0 or not is_word_char(text[s - 1])) and (e == len(text) or not is_word_char(text[e])):
             yield s, e
             pos = e
         else:

@@ -52,6 +52,12 @@ def _balanced_close(s: str, ch: str) -> bool:
     return s.count(pairs[ch]) >= s.count(ch)
 
 
+def is_word_char(ch: str) -> bool:
+    """``\\w`` of ``re`` on str patterns: a Unicode letter or digit, or ``_`` (whole-word
+    matching without a compiled pattern: propagation's repeats, the gazetteer's terms)."""
+    return ch.isalnum() or ch == "_"
+
+
 def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
     """Shrink ``[start, end)`` past whitespace, edge punctuation and edge stop words, and widen
     an edge that stops inside a word to the whole word."""
