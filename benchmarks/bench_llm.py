@@ -20,8 +20,8 @@ on the labels it annotates. Extractors:
   MACCROBAT test reports (F1 change at the same prompt budget) and the longest MTSamples notes
   (no gold there: prompt tokens saved).
 
-The generative rows read ``--gen-prompt-tokens`` of each note, so they are scored, with rules and
-encoders beside them, on the first ``--gen-docs`` notes of each set cut to that visible prefix
+The generative rows read ``--gen-prompt-tokens`` of each note (in ``--gen-chunk-tokens`` windows,
+one record each), so they are scored, with rules and encoders beside them, on the first ``--gen-docs`` notes of each set cut to that visible prefix
 (gold inside it): the ``prefix`` rows. Stage ``mtsamples_quality``: junk, split and drug-name
 figures (``extraction.quality``) of rules vs ``encoder_real`` on 60 MTSamples discharge
 summaries / consults. ``bars`` checks the issue's bars against the measured figures.
@@ -87,6 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a("--gen-lr", type=float, default=1e-3)
     a("--gen-prompt-tokens", type=int, default=192)
     a("--gen-target-tokens", type=int, default=128)
+    a("--gen-chunk-tokens", type=int, default=96, help="note tokens per prompt (0: the whole prefix in one)")
     a("--retrieval-docs", type=int, default=16, help="whole MACCROBAT test reports (16: all)")
     a("--retrieval-prompt-tokens", type=int, default=1024, help="prompt budget of both retrieval arms")
     a("--mtsamples-long", type=int, default=8, help="longest MTSamples notes for the retrieval token count")
@@ -160,19 +161,11 @@ def load_data(args, work: Path) -> dict:
 
 def visible_docs(docs: list[dict], cutter) -> list[dict]:
     """The prefix of each document that fits the generator's prompt budget, with the gold inside it."""
+    from clinical_ml.extraction.chunks import slice_doc
     from clinical_ml.notes.schema import record_from_annotations
 
-    out = []
-    for d in docs:
-        cut = cutter.visible_text(d["text"])
-        keep = [i for i, e in enumerate(d["entities"]) if e["end"] <= len(cut)]
-        idx = {o: n for n, o in enumerate(keep)}
-        ents = [d["entities"][i] for i in keep]
-        rels = [{**r, "head": idx[r["head"]], "tail": idx[r["tail"]]} for r in d["relations"]
-                if r["head"] in idx and r["tail"] in idx]
-        out.append({**d, "text": cut, "entities": ents, "relations": rels,
-                    "record": record_from_annotations(ents, rels)})
-    return out
+    cut = [slice_doc(d, 0, len(cutter.visible_text(d["text"]))) for d in docs]
+    return [{**d, "record": record_from_annotations(d["entities"], d["relations"])} for d in cut]
 
 
 def prefix_sets(ctx: dict, args) -> dict[str, list[dict]]:
@@ -269,7 +262,7 @@ def train_generative(args, ctx: dict, work: Path):
         say(f"generative: reusing {args.gen_model}")
         return load(args.gen_model), {"reused": args.gen_model}
     cfg = GenConfig(max_prompt_tokens=args.gen_prompt_tokens, max_target_tokens=args.gen_target_tokens,
-                    max_new_tokens=args.gen_target_tokens + 8)
+                    max_new_tokens=args.gen_target_tokens + 8, chunk_tokens=args.gen_chunk_tokens)
     gen = build_generative(str(resolve("smollm2")), cfg)
     rng = random.Random(args.seed)  # at most --gen-train-docs of each corpus
     docs = [d for ds in ctx["train"].values() for d in rng.sample(ds, min(len(ds), args.gen_train_docs))]
@@ -423,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         from clinical_ml.extraction.generative import zero_shot_extractor
 
         zs = zero_shot_extractor("smollm2", max_prompt_tokens=args.gen_prompt_tokens,
-                                 max_new_tokens=args.gen_target_tokens + 8)
+                                 max_new_tokens=args.gen_target_tokens + 8, chunk_tokens=args.gen_chunk_tokens)
         score_sets(res, "zero_shot", zs, prefix_sets(ctx, args), None, save)
 
     def generative_stage():

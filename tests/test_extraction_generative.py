@@ -57,36 +57,39 @@ def test_fields_line_and_target_follow_annotated_labels():
     rec = {"medications": [{"name": "aspirin", "dose": None, "route": None, "frequency": None,
                             "form": None, "duration": None}],
            "problems": [{"name": "fever", "negated": False}], "tests": [], "procedures": []}
-    assert target_record(rec, BC5CDR) == {"medications": [{"name": "aspirin"}],
-                                          "problems": [{"name": "fever", "negated": False}]}
-    assert target_record(rec, NCBI) == {"problems": [{"name": "fever", "negated": False}]}
-    # every label: the compact record as before (form/duration nulls left out)
-    assert compact(rec, ENTITY_LABELS) == compact(rec)
-    assert compact(rec, SYNTHETIC) == compact(rec)
+    assert target_record(rec, BC5CDR) == {"medications": [{"name": "aspirin"}], "problems": [{"name": "fever"}]}
+    assert target_record(rec, NCBI) == {"problems": [{"name": "fever"}]}
+    # no defaults written: null attributes and "negated":false left out, a negation kept
+    neg = {**rec, "medications": [{**rec["medications"][0], "dose": "81 mg"}],
+           "tests": [{"name": "ecg", "negated": True}]}
+    assert compact(neg) == ('{"medications":[{"name":"aspirin","dose":"81 mg"}],"problems":[{"name":"fever"}],'
+                            '"tests":[{"name":"ecg","negated":true}],"procedures":[]}')
+    # ... and parse_record puts them back: the same record
+    from clinical_ml.extraction.decoding import parse_record
+    back, valid, repaired = parse_record(compact(neg))
+    assert valid and not repaired and back == neg
 
 
 def test_bc5cdr_training_pair_names_its_fields_and_targets_only_them(ext):
     doc = _doc("Cisplatin induced nephrotoxicity in rats.", [("Cisplatin", "MEDICATION"),
                                                             ("nephrotoxicity", "PROBLEM")], BC5CDR)
-    p_ids, t_ids = ext.training_pair(doc)
+    [(p_ids, t_ids)] = ext.training_pairs(doc)
     prompt = ext.tokenizer.decode(p_ids)
     assert "fields : medications, problems" in prompt.lower()
     assert "tests" not in prompt.lower() and "dose" not in prompt.lower()
     assert t_ids[-1] == ext.tokenizer.eos_token_id
     target = _decode(ext, t_ids)
-    assert json.loads(target) == {"medications": [{"name": "cisplatin"}],
-                                  "problems": [{"name": "nephrotoxicity", "negated": False}]}
+    assert json.loads(target) == {"medications": [{"name": "cisplatin"}], "problems": [{"name": "nephrotoxicity"}]}
     ncbi = _doc("Familial adenomatous polyposis is inherited.", [("polyposis", "PROBLEM")], NCBI)
-    assert json.loads(_decode(ext, ext.training_pair(ncbi)[1])) == {
-        "problems": [{"name": "polyposis", "negated": False}]}
+    assert json.loads(_decode(ext, ext.training_pairs(ncbi)[0][1])) == {"problems": [{"name": "polyposis"}]}
     # a synthetic note (no annotated_labels: every label) keeps every section and attribute key
     syn = _doc("Aspirin 81 mg daily. Chest x-ray clear.", [("Aspirin", "MEDICATION"), ("81 mg", "DOSE"),
                                                            ("Chest x-ray", "TEST")], None, [("DOSE_OF", 1, 0)])
-    p_syn, t_syn = ext.training_pair(syn)
+    [(p_syn, t_syn)] = ext.training_pairs(syn)
     assert "procedures" in ext.tokenizer.decode(p_syn).lower()
     assert json.loads(_decode(ext, t_syn)) == {
-        "medications": [{"name": "aspirin", "dose": "81mg", "route": None, "frequency": None}],
-        "problems": [], "tests": [{"name": "chestx-ray", "negated": False}], "procedures": []}
+        "medications": [{"name": "aspirin", "dose": "81mg"}], "problems": [], "tests": [{"name": "chestx-ray"}],
+        "procedures": []}
 
 
 def test_parse_record_fills_fields_a_partial_target_leaves_out():

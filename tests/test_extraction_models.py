@@ -175,7 +175,7 @@ def test_generative_step_lowers_loss_and_round_trips(tiny_llama, tmp_path):
     ext = build_generative(str(tiny_llama), GenConfig(max_prompt_tokens=64, max_target_tokens=48,
                                                       max_new_tokens=12))
     docs = toy_documents(4)
-    pairs = [ext.training_pair(d) for d in docs]
+    pairs = [pair for d in docs for pair in ext.training_pairs(d)]
     assert all(len(t) <= 49 for _, t in pairs)
     batch = _collate(pairs, ext.tokenizer.pad_token_id)
     assert (batch["labels"] != -100).sum() == sum(len(t) for _, t in pairs)  # loss on targets only
@@ -206,10 +206,10 @@ def test_generative_retrieval_shortens_prompts(tiny_llama):
                 "entities": [], "relations": [], "record": {"medications": [{"name": "aspirin", "dose": "81 mg",
                                                             "route": "po", "frequency": "daily"}],
                                                             "problems": [], "tests": [], "procedures": []}}
-    plain = build_generative(str(tiny_llama), GenConfig(max_prompt_tokens=512))
-    reduced = build_generative(str(tiny_llama), GenConfig(max_prompt_tokens=512, retrieval=True))
-    p_plain, _ = plain.training_pair(long_doc)
-    p_red, t_red = reduced.training_pair(long_doc)
+    plain = build_generative(str(tiny_llama), GenConfig(max_prompt_tokens=512, chunk_tokens=0))
+    reduced = build_generative(str(tiny_llama), GenConfig(max_prompt_tokens=512, chunk_tokens=0, retrieval=True))
+    [(p_plain, _)] = plain.training_pairs(long_doc)
+    [(p_red, t_red)] = reduced.training_pairs(long_doc)
     assert len(p_red) < len(p_plain) / 5
     assert "aspirin" in reduced.tokenizer.decode(t_red)
 

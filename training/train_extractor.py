@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=256, help="tokens per window (encoder) / prompt (generative)")
     p.add_argument("--max-target-tokens", type=int, default=160, help="generative: target JSON budget")
+    p.add_argument("--chunk-tokens", type=int, default=96,
+                   help="generative: note tokens per prompt, one record per window (0: one prompt per note)")
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--max-train-docs", type=int, default=600,
                    help="at most N training documents of each corpus (0: all)")
@@ -212,7 +214,7 @@ def train_generative(args, train_docs: list[dict]):
     base = args.base_model or "smollm2"
     base_dir = resolve(base)
     cfg = GenConfig(max_prompt_tokens=args.max_length, max_target_tokens=args.max_target_tokens,
-                    lora_r=args.lora_r, lora_alpha=2 * args.lora_r)
+                    chunk_tokens=args.chunk_tokens, lora_r=args.lora_r, lora_alpha=2 * args.lora_r)
     ext = build_generative(str(base_dir), cfg)
     stats = fit_generative(ext, train_docs, epochs=args.epochs, lr=args.lr or 1e-3,
                            batch_size=args.batch_size, seed=args.seed, max_steps=args.max_steps or None,

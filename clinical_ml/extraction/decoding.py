@@ -101,9 +101,10 @@ def coerce_record(obj: Any) -> dict:
 
 def fill_missing(obj: Any) -> Any:
     """A generated record with the keys it left out filled: absent sections empty, absent
-    medication attributes null. The fine-tuned model writes only the fields its prompt names
-    (a BC5CDR-style answer is ``{"medications":[{"name":...}],"problems":[...]}``); anything
-    else (wrong types, unknown keys) is left for the schema check to reject."""
+    medication attributes null, a finding without ``negated`` not negated. The fine-tuned model
+    writes only the fields its prompt names and no defaults (a BC5CDR-style answer is
+    ``{"medications":[{"name":...}],"problems":[{"name":...}]}``); anything else (wrong types,
+    unknown keys) is left for the schema check to reject."""
     if not isinstance(obj, dict):
         return obj
     out = {**empty_record(), **obj}
@@ -111,6 +112,9 @@ def fill_missing(obj: Any) -> Any:
     if isinstance(meds, list):
         out["medications"] = [{"name": None, **{f: None for f in MEDICATION_FIELDS.values()}, **m}
                               if isinstance(m, dict) else m for m in meds]
+    for section in FINDING_LABELS.values():
+        if isinstance(out[section], list):
+            out[section] = [{"negated": False, **f} if isinstance(f, dict) else f for f in out[section]]
     return out
 
 

@@ -22,7 +22,7 @@ corpus (schema 1.1). The synthetic gold does not annotate them, so its records h
 ``"form": null, "duration": null`` (its discharge "Sig:" lines do write "Tablet"/"Capsule",
 unlabelled: next to n2c2 it is not FORM-complete). In ``RECORD_SCHEMA`` the two keys are
 optional (nullable when present): records written before 1.1 stay valid, and a generative
-model need not spend tokens on ``"form":null,"duration":null`` (``compact_record``).
+model need not spend tokens on ``"form":null,"duration":null``.
 ``record_from_annotations`` always writes every key.
 """
 from __future__ import annotations
@@ -181,16 +181,6 @@ def record_from_annotations(entities: list[dict], relations: list[dict]) -> dict
         seen.add(key)
         record["medications" if label == "MEDICATION" else FINDING_LABELS[label]].append(med)
     return record
-
-
-def compact_record(record: dict) -> dict:
-    """The record without the optional medication keys that are null: the same content in
-    fewer tokens (the generative model's target; schema-valid either way)."""
-    out = dict(record)
-    out["medications"] = [{k: v for k, v in m.items()
-                           if v is not None or k not in OPTIONAL_MEDICATION_FIELDS}
-                          for m in record.get("medications", [])]
-    return out
 
 
 def complete_record(record: dict) -> dict:
