@@ -3,8 +3,9 @@ tokens, each ending at a sentence or line break where one falls in the window's 
 
 Why: a 135M model writes a record for a short window far better than for a long one. On
 MACCROBAT case reports the gold record of a 192-token prefix is ~220 tokens, so one prompt
-per note ran out of output budget, looped and left JSON open; a 96-token window's record is
-about half that, fits the budget and every sentence of the note is read.
+per note ran out of output budget, looped and left JSON open; a 96-token window's record
+(without defaults, ``generative.target_record``) is ~75 tokens, median: it fits the budget, and
+every sentence of the note is read.
 """
 from __future__ import annotations
 
