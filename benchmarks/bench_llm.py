@@ -20,9 +20,10 @@ on the labels it annotates. Extractors:
   MACCROBAT test reports (F1 change at the same prompt budget) and the longest MTSamples notes
   (no gold there: prompt tokens saved).
 
-The generative rows read ``--gen-prompt-tokens`` of each note (in ``--gen-chunk-tokens`` windows,
-one record each), so they are scored, with rules and encoders beside them, on the first ``--gen-docs`` notes of each set cut to that visible prefix
-(gold inside it): the ``prefix`` rows. Stage ``mtsamples_quality``: junk, split and drug-name
+The generative rows read ``--gen-prompt-tokens`` of each note (in ``--gen-chunk-tokens``
+windows, one record each), so they are scored, with rules and encoders beside them, on the
+first ``--gen-docs`` notes of each set cut to that visible prefix (gold inside it): the
+``prefix`` rows. Stage ``mtsamples_quality``: junk, split and drug-name
 figures (``extraction.quality``) of rules vs ``encoder_real`` on 60 MTSamples discharge
 summaries / consults. ``bars`` checks the issue's bars against the measured figures.
 
