@@ -81,6 +81,14 @@ def _bucket(d: int) -> int:
     return min(DIST_BUCKETS - 1, int(math.log2(1 + abs(d))))
 
 
+def pair_features(spans: list, i: int, j: int, d: int, ws: int) -> list[int]:
+    """Candidate pair (attribute ``i``, medication ``j``, token distance ``d``) as the relation
+    head reads it: both token spans relative to window start ``ws`` (+1 for [CLS]) and the
+    signed distance bucket. One definition for training and inference, so they cannot drift."""
+    return [spans[i][0] - ws + 1, spans[i][1] - ws + 1, spans[j][0] - ws + 1, spans[j][1] - ws + 1,
+            _bucket(d) + (DIST_BUCKETS if d < 0 else 0)]
+
+
 class EncoderHeads(nn.Module):
     def __init__(self, hidden: int, n_categories: int):
         super().__init__()
@@ -151,7 +159,7 @@ def encode_document(tokenizer, text: str, cfg: EncoderConfig) -> dict[str, Any]:
             "windows": windows(len(enc["input_ids"]), cfg.max_length - 2, cfg.overlap)}
 
 
-def _token_span(offsets: list[tuple[int, int]], start: int, end: int,
+def token_span(offsets: list[tuple[int, int]], start: int, end: int,
                 starts: list[int] | None = None) -> tuple[int, int] | None:
     """Token index range [a, b) of the tokens overlapping the character span (bisect: long
     notes have tens of thousands of tokens)."""
@@ -166,7 +174,7 @@ def _token_span(offsets: list[tuple[int, int]], start: int, end: int,
     return (idx[0], idx[-1] + 1) if idx else None
 
 
-def _candidate_pairs(ents: list[dict], spans: list, max_tokens: int) -> list[tuple[int, int, int]]:
+def candidate_pairs(ents: list[dict], spans: list, max_tokens: int) -> list[tuple[int, int, int]]:
     """(attribute index, medication index, token distance) pairs within ``max_tokens``."""
     meds = sorted((spans[j][0], j) for j, e in enumerate(ents) if e["label"] == "MEDICATION" and spans[j])
     med_starts = [s for s, _ in meds]
@@ -324,10 +332,10 @@ class EncoderExtractor:
 
     def _relations(self, h: torch.Tensor, enc: dict, ents: list[dict]) -> list[dict]:
         starts = [s for s, _ in enc["offsets"]]
-        spans = [_token_span(enc["offsets"], e["start"], e["end"], starts) for e in ents]
+        spans = [token_span(enc["offsets"], e["start"], e["end"], starts) for e in ents]
         win_starts = [ws for ws, _, _, _ in enc["windows"]]
         pairs, keys = [], []
-        for i, j, d in _candidate_pairs(ents, spans, self.cfg.max_pair_tokens):
+        for i, j, d in candidate_pairs(ents, spans, self.cfg.max_pair_tokens):
             lo, hi = min(spans[i][0], spans[j][0]), max(spans[i][1], spans[j][1])
             k = max(0, bisect.bisect_right(win_starts, lo) - 1)
             w = next((k2 for k2 in (k - 1, k) if 0 <= k2 < len(enc["windows"])
@@ -335,8 +343,7 @@ class EncoderExtractor:
             if w is None:
                 continue
             ws = enc["windows"][w][0]
-            pairs.append([w, spans[i][0] - ws + 1, spans[i][1] - ws + 1, spans[j][0] - ws + 1,
-                          spans[j][1] - ws + 1, _bucket(d) + (DIST_BUCKETS if d < 0 else 0)])
+            pairs.append([w, *pair_features(spans, i, j, d, ws)])
             keys.append((i, j))
         if not pairs:
             return []

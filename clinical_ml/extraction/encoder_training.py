@@ -14,9 +14,9 @@ from torch import nn
 
 from clinical_ml.distributed import RankSync
 from clinical_ml.extraction.bio import LABEL2ID, tags_for_offsets
-from clinical_ml.extraction.encoder import (DIST_BUCKETS, LORA_TARGETS, EncoderConfig, EncoderExtractorModel,
-                                            _bucket, _candidate_pairs, _token_span, collate, encode_document,
-                                            length_batches, load_base, loss_on_batch, tag_mask)
+from clinical_ml.extraction.encoder import (LORA_TARGETS, EncoderConfig, EncoderExtractorModel, candidate_pairs,
+                                            collate, encode_document, length_batches, load_base, loss_on_batch,
+                                            pair_features, tag_mask, token_span)
 from clinical_ml.extraction.optim import budgeted_schedule, optimizer_step
 from clinical_ml.extraction.precision import cpu_bf16
 from clinical_ml.logs import get_logger
@@ -35,19 +35,17 @@ def training_examples(tokenizer, doc: dict, cfg: EncoderConfig, rng: random.Rand
     tags = [LABEL2ID[t] for t in tags_for_offsets(enc["offsets"], tagged)] if labels else [-100] * len(enc["ids"])
     mask = tag_mask(labels)
     starts = [s for s, _ in enc["offsets"]]
-    spans = [_token_span(enc["offsets"], e["start"], e["end"], starts) for e in ents]
+    spans = [token_span(enc["offsets"], e["start"], e["end"], starts) for e in ents]
     gold_rel = {(r["head"], r["tail"]) for r in doc["relations"]}
     cat = cfg.categories.index(doc["category"]) if doc.get("category") in cfg.categories else -100
-    cands = _candidate_pairs(ents, spans, cfg.max_pair_tokens)
+    cands = candidate_pairs(ents, spans, cfg.max_pair_tokens)
     out = []
     for ws, we, _, _ in enc["windows"]:
         pairs, pair_labels = [], []
         for i, j, d in cands:
             if not (min(spans[i][0], spans[j][0]) >= ws and max(spans[i][1], spans[j][1]) <= we):
                 continue
-            # +1 for [CLS]
-            pairs.append([spans[i][0] - ws + 1, spans[i][1] - ws + 1, spans[j][0] - ws + 1,
-                          spans[j][1] - ws + 1, _bucket(d) + (DIST_BUCKETS if d < 0 else 0)])
+            pairs.append(pair_features(spans, i, j, d, ws))
             pair_labels.append(1.0 if (i, j) in gold_rel else 0.0)
         out.append({"ids": [tokenizer.cls_token_id] + enc["ids"][ws:we] + [tokenizer.sep_token_id],
                     "tags": [-100] + tags[ws:we] + [-100], "tag_mask": mask, "pairs": pairs,
