@@ -26,7 +26,7 @@ def chunk_bounds(text: str, token_starts: Sequence[int], max_tokens: int,
     token boundary."""
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    keep = sorted(keep)
+    keep = list(keep)
     bounds, start, i, n = [], 0, 0, len(token_starts)
     while i < n:
         j = i + max_tokens
@@ -44,8 +44,8 @@ def _last_break(text: str, lo: int, hi: int, keep: list[tuple[int, int]]) -> int
     """The last sentence break (else word break) in ``text[lo:hi]`` outside every ``keep`` span:
     the offset where the next piece starts."""
     for pattern in (_SENTENCE_END, _SPACE):
-        cuts = [m.end() for m in pattern.finditer(text, lo, hi) if lo < m.end() <= hi]
-        cuts = [c for c in cuts if not any(s < c < e for s, e in keep)]
+        cuts = [m.end() for m in pattern.finditer(text, lo, hi)
+                if not any(s < m.end() < e for s, e in keep)]
         if cuts:
             return cuts[-1]
     return None
